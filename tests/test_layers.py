@@ -1,0 +1,50 @@
+"""The import rules of docs/architecture.md, checked by walking every module's imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "vk_provider"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _product_modules() -> list[Path]:
+    return [p for p in ROOT.rglob("*.py") if "sandbox" not in p.relative_to(ROOT).parts]
+
+
+def test_product_never_imports_the_sandbox() -> None:
+    """Nothing under vk_provider/ outside sandbox/ imports vk_provider.sandbox (except the CLI's lazy strings)."""
+    offenders = [str(p) for p in _product_modules() if any(n.startswith("vk_provider.sandbox") for n in _imports(p))]
+    assert offenders == []
+
+
+def test_only_eci_imports_the_sdk() -> None:
+    """Only vk_provider/eci/ imports aliyunsdk* (the sandbox simulator may, as a peer of the SDK)."""
+    offenders = []
+    for p in _product_modules():
+        rel = p.relative_to(ROOT).parts
+        if rel[0] != "eci" and any(n.startswith("aliyunsdk") for n in _imports(p)):
+            offenders.append(str(p))
+    assert offenders == []
+
+
+def test_only_kube_and_controllers_import_kubernetes_asyncio() -> None:
+    """kubernetes_asyncio is used by kube/, node/, pods/, kubelet/ (reviews, CSR) and app wiring only."""
+    allowed = {"kube", "node", "pods", "kubelet", "app.py", "supervisor.py"}
+    offenders = []
+    for p in _product_modules():
+        rel = p.relative_to(ROOT).parts
+        if rel[0] not in allowed and any(n.startswith("kubernetes_asyncio") for n in _imports(p)):
+            offenders.append(str(p))
+    assert offenders == []

@@ -1,0 +1,1 @@
+"""kubernetes_asyncio client factory, watch helper and event recorder."""

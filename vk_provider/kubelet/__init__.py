@@ -1,0 +1,1 @@
+"""The kubelet HTTPS API: routes, auth, TLS, streaming protocols and stats."""

@@ -1,0 +1,1 @@
+"""The virtual Node: registration, status, lease and backend ping."""

@@ -1,0 +1,1 @@
+"""The pod controller: watch, keyed queue, reconcile, delete, GC and events."""

@@ -1,0 +1,408 @@
+"""One settings tree for the daemon.
+
+Sources, later ones winning: defaults, an optional YAML file, ``VK_*`` environment variables
+(``VK_<SECTION>__<FIELD>``), then command-line flags. Every field has a flag derived from its
+path (``eci.rate_limit_qps`` -> ``--eci-rate-limit-qps``); a few well-known ones also have the
+short flag the Go virtual-kubelet users know (``--kubeconfig``, ``--region`` ...), declared with
+``json_schema_extra={"flag": ...}``. ``docs/configuration.md`` is generated from this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "VK_"
+ENV_DELIMITER = "__"
+
+
+def _flag(name: str) -> dict[str, Any]:
+    return {"flag": name}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class KubeSettings(_Section):
+    """How the daemon reaches the Kubernetes API server."""
+
+    kubeconfig: Path | None = Field(
+        None,
+        description="Path to a kubeconfig file. Empty means in-cluster configuration.",
+        json_schema_extra=_flag("--kubeconfig"),
+    )
+    context: str | None = Field(None, description="kubeconfig context to use (default: current).")
+    request_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one API request.")
+
+
+class NodeSettings(_Section):
+    """The virtual Node and its heartbeats."""
+
+    name: str = Field(
+        "virtual-kubelet-eci",
+        description="Name of the virtual Node.",
+        json_schema_extra=_flag("--nodename"),
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels for the Node (YAML map, or JSON in env/flag)."
+    )
+    taint: str | None = Field(
+        "virtual-kubelet.io/provider=alibabacloud:NoSchedule",
+        description="Taint key=value:Effect put on the Node. Empty string disables it.",
+    )
+    internal_ip: str | None = Field(
+        None,
+        description="The Node's InternalIP: the daemon pod's IP (set from the downward API).",
+    )
+    zone: str | None = Field(None, description="Zone for the topology.kubernetes.io/zone label.")
+    capacity_cpu: str = Field("10000", description="Node cpu capacity (a Kubernetes quantity).")
+    capacity_memory: str = Field("40Ti", description="Node memory capacity.")
+    capacity_pods: str = Field("10000", description="Node pod capacity.")
+    capacity_ephemeral_storage: str = Field("100Ti", description="Node ephemeral-storage capacity.")
+    capacity_from_quota: bool = Field(
+        False, description="Derive cpu/memory/pods capacity from the account's ECI quota (ListUsage)."
+    )
+    status_interval_seconds: float = Field(60.0, gt=0, description="Node status PATCH period.")
+    lease_interval_seconds: float = Field(10.0, gt=0, description="Lease renew period.")
+    lease_duration_seconds: int = Field(40, gt=0, description="Lease duration written to the Lease.")
+    ping_interval_seconds: float = Field(10.0, gt=0, description="Backend ping period.")
+    backend_outage_grace_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="How long the ECI API may be unreachable before the Ready condition says so "
+        "(the node stays Ready meanwhile; see docs/operations.md).",
+    )
+
+    @field_validator("taint")
+    @classmethod
+    def _taint_shape(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if ":" not in v:
+            raise ValueError("must look like key=value:Effect or key:Effect")
+        effect = v.rsplit(":", 1)[1]
+        if effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise ValueError("effect must be NoSchedule, PreferNoSchedule or NoExecute")
+        return v
+
+
+class ECISettings(_Section):
+    """How the daemon reaches ECI and where groups are placed."""
+
+    region: str = Field("cn-hangzhou", description="ECI region id.", json_schema_extra=_flag("--region"))
+    endpoint: str | None = Field(
+        None,
+        description="ECI endpoint URL (e.g. the simulator's http://127.0.0.1:PORT). "
+        "Empty means the public endpoint of the region.",
+        json_schema_extra=_flag("--eci-endpoint"),
+    )
+    access_key_id: str | None = Field(None, description="AccessKey id. Also read from ALIBABA_CLOUD_ACCESS_KEY_ID.")
+    access_key_secret: SecretStr | None = Field(
+        None, description="AccessKey secret. Also read from ALIBABA_CLOUD_ACCESS_KEY_SECRET."
+    )
+    credentials_file: Path | None = Field(
+        None,
+        description="A mounted file with `access_key_id` and `access_key_secret` (YAML or KEY=VALUE lines).",
+    )
+    vswitch_ids: list[str] = Field(
+        default_factory=list,
+        description="Default vSwitches (several = multi-zone), comma-separated in env/flag.",
+        json_schema_extra=_flag("--vswitch"),
+    )
+    security_group_id: str | None = Field(
+        None, description="Default security group.", json_schema_extra=_flag("--security-group")
+    )
+    cluster_name: str = Field(
+        "vk-eci",
+        description="Cluster identity written into every group's tags; GC only touches groups with it.",
+        json_schema_extra=_flag("--cluster-name"),
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$",
+    )
+    cluster_dns: list[str] = Field(
+        default_factory=list, description="Name servers for dnsPolicy ClusterFirst (the cluster DNS service)."
+    )
+    cluster_domain: str = Field("cluster.local", description="Cluster DNS domain for search paths.")
+    thread_pool_size: int = Field(16, ge=1, le=256, description="Threads for blocking SDK calls.")
+    rate_limit_qps: float = Field(20.0, gt=0, description="Client-side rate limit on ECI calls.")
+    rate_limit_burst: int = Field(40, ge=1, description="Burst size of the rate limiter.")
+    max_retries: int = Field(6, ge=0, description="Retries of one ECI call on Throttling or 5xx.")
+    backoff_base_seconds: float = Field(0.5, gt=0, description="First retry delay; doubles each retry.")
+    backoff_max_seconds: float = Field(30.0, gt=0, description="Cap on one retry delay.")
+    connect_timeout_seconds: float = Field(5.0, gt=0, description="SDK connect timeout.")
+    read_timeout_seconds: float = Field(10.0, gt=0, description="SDK read timeout.")
+    status_poll_interval_seconds: float = Field(
+        3.0, gt=0, description="Incremental status poll period (DescribeContainerGroupStatus + SinceSecond)."
+    )
+    full_resync_interval_seconds: float = Field(300.0, gt=0, description="Full resync by tag (paged 20 per call).")
+
+    @field_validator("vswitch_ids", "cluster_dns", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+
+class PodsSettings(_Section):
+    """The pod controller."""
+
+    workers: int = Field(16, ge=1, le=512, description="Concurrent reconcile workers.")
+    retry_base_seconds: float = Field(1.0, gt=0, description="First requeue delay after a failure.")
+    retry_max_seconds: float = Field(300.0, gt=0, description="Cap on the requeue delay.")
+    max_retries: int = Field(
+        15, ge=1, description="Failures of one pod before a Warning event says we keep retrying slowly."
+    )
+    gc_interval_seconds: float = Field(120.0, gt=0, description="Period of the orphan group GC.")
+    gc_min_age_seconds: float = Field(300.0, ge=0, description="GC never touches groups younger than this.")
+    token_refresh_fraction: float = Field(
+        0.8, gt=0, lt=1, description="Refresh projected service-account tokens at this fraction of life."
+    )
+
+
+class KubeletSettings(_Section):
+    """The kubelet HTTPS API."""
+
+    port: int = Field(10250, ge=0, le=65535, description="Kubelet API port (0 picks a free one).")
+    bind_address: str = Field("0.0.0.0", description="Kubelet API bind address.")
+    tls_mode: Literal["files", "csr", "self-signed"] = Field(
+        "csr", description="Where the serving certificate comes from."
+    )
+    cert_file: Path | None = Field(None, description="Serving certificate (tls_mode=files).")
+    key_file: Path | None = Field(None, description="Serving key (tls_mode=files).")
+    cert_dir: Path = Field(Path("/tmp/vk-eci-certs"), description="Where CSR-issued certificates are kept.")
+    client_ca_file: Path | None = Field(
+        None,
+        description="CA for client certificates. Default: the service account's ca.crt or the kubeconfig's CA.",
+    )
+    anonymous_auth: bool = Field(False, description="Let unauthenticated requests through as system:anonymous.")
+    authn_cache_ttl_seconds: float = Field(120.0, ge=0, description="TokenReview result cache.")
+    authz_allow_ttl_seconds: float = Field(300.0, ge=0, description="SubjectAccessReview allow cache.")
+    authz_deny_ttl_seconds: float = Field(30.0, ge=0, description="SubjectAccessReview deny cache.")
+    stats_cache_seconds: float = Field(15.0, ge=0, description="Metrics cache for one scrape interval.")
+    log_poll_interval_seconds: float = Field(1.0, gt=0, description="Poll period of `logs -f`.")
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics and health, plain HTTP."""
+
+    port: int = Field(10255, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
+    bind_address: str = Field("0.0.0.0", description="Bind address of the metrics port.")
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    format: Literal["auto", "json", "console"] = Field("auto", description="auto = JSON unless stderr is a TTY.")
+
+
+class Settings(BaseSettings):
+    """The whole settings tree of `vk-provider run`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    config_file: Path | None = Field(
+        None, description="Optional YAML settings file.", json_schema_extra=_flag("--config")
+    )
+    kube: KubeSettings = Field(default_factory=KubeSettings)
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    eci: ECISettings = Field(default_factory=ECISettings)
+    pods: PodsSettings = Field(default_factory=PodsSettings)
+    kubelet: KubeletSettings = Field(default_factory=KubeletSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_path = _yaml_path_hint.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+
+# The YAML path is itself a setting (flag or env), so it is found before the model is built.
+_yaml_path_hint: dict[str, Path | None] = {"path": None}
+
+
+@dataclass(frozen=True)
+class SettingField:
+    """One leaf of the settings tree, as the CLI and the docs generator see it."""
+
+    path: str  # "eci.rate_limit_qps"
+    info: FieldInfo
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.path.upper().replace(".", ENV_DELIMITER)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.path.replace(".", "-").replace("_", "-")
+
+    @property
+    def short_flag(self) -> str | None:
+        extra = self.info.json_schema_extra
+        if isinstance(extra, dict):
+            flag = extra.get("flag")
+            return str(flag) if flag else None
+        return None
+
+    @property
+    def dest(self) -> str:
+        return "setting__" + self.path.replace(".", "__")
+
+
+def iter_fields(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[SettingField]:
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, _Section):
+            yield from iter_fields(ann, f"{prefix}{name}.")
+        else:
+            yield SettingField(prefix + name, info)
+
+
+FIELDS: dict[str, SettingField] = {f.path: f for f in iter_fields()}
+
+
+class SettingsError(Exception):
+    """A bad setting. str() is a one-line message naming the setting and how to set it."""
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in flat.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _read_credentials_file(path: Path) -> dict[str, str]:
+    import yaml
+
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        data = {}
+        for line in text.splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                k, v = line.split("=", 1)
+                data[k.strip()] = v.strip()
+    norm = {str(k).lower().replace("-", "_"): str(v) for k, v in data.items()}
+    out: dict[str, str] = {}
+    for key in ("access_key_id", "alibaba_cloud_access_key_id"):
+        if key in norm:
+            out["access_key_id"] = norm[key]
+    for key in ("access_key_secret", "alibaba_cloud_access_key_secret"):
+        if key in norm:
+            out["access_key_secret"] = norm[key]
+    return out
+
+
+def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
+    """Build Settings from flags (dotted path -> value) over env over YAML over defaults.
+
+    Raises SettingsError with a one-line message on any bad value.
+    """
+    env = os.environ
+    flat = {k: v for k, v in (flags or {}).items() if v is not None}
+    # The SDK's standard credential variables, below our own VK_ ones.
+    for var, path in (
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", "eci.access_key_id"),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "eci.access_key_secret"),
+    ):
+        if env.get(var) and path not in flat and FIELDS[path].env not in env:
+            flat[path] = env[var]
+    yaml_path = flat.get("config_file") or env.get(FIELDS["config_file"].env)
+    _yaml_path_hint["path"] = Path(yaml_path) if yaml_path else None
+    if yaml_path and not Path(yaml_path).is_file():
+        raise SettingsError(f"config_file: {yaml_path} does not exist (set --config or {FIELDS['config_file'].env})")
+    try:
+        settings = Settings(**_nest(flat))
+        cred_file = settings.eci.credentials_file
+        if cred_file is not None:
+            if not cred_file.is_file():
+                raise SettingsError(
+                    f"eci.credentials_file: {cred_file} does not exist "
+                    f"(set --eci-credentials-file or {FIELDS['eci.credentials_file'].env})"
+                )
+            creds = _read_credentials_file(cred_file)
+            update: dict[str, Any] = {}
+            if settings.eci.access_key_id is None and "access_key_id" in creds:
+                update["access_key_id"] = creds["access_key_id"]
+            if settings.eci.access_key_secret is None and "access_key_secret" in creds:
+                update["access_key_secret"] = SecretStr(creds["access_key_secret"])
+            if update:
+                settings.eci = settings.eci.model_copy(update=update)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+    finally:
+        _yaml_path_hint["path"] = None
+    return settings
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    path = ".".join(str(p) for p in err["loc"])
+    field = FIELDS.get(path)
+    how = f" (set {field.short_flag or field.flag} or {field.env})" if field else ""
+    # Never echo the value: it may be a secret.
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{path}: {err['msg']}{how}{more}"
+
+
+def render_markdown() -> str:
+    """docs/configuration.md, generated from the model."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated by `vk-provider config-docs` from vk_provider/settings.py. Do not edit. -->",
+        "",
+        "Sources, later winning: defaults, the YAML file (`--config`), `VK_*` environment variables,",
+        "then flags. YAML nests by section (`eci: {region: cn-beijing}`). Lists and maps in env or",
+        'flags are JSON (`\'["a","b"]\'`); list settings also take a comma-separated string.',
+        "`ALIBABA_CLOUD_ACCESS_KEY_ID` and `ALIBABA_CLOUD_ACCESS_KEY_SECRET` are read too,",
+        "below `VK_ECI__ACCESS_KEY_ID` / `VK_ECI__ACCESS_KEY_SECRET`.",
+        "",
+        "| Setting | Flag | Environment | Default | Description |",
+        "|---|---|---|---|---|",
+    ]
+    for f in FIELDS.values():
+        default = f.info.get_default(call_default_factory=True)
+        if isinstance(default, Path):
+            default = str(default)
+        shown = "" if default is None else f"`{default}`"
+        flags = f"`{f.flag}`" + (f", `{f.short_flag}`" if f.short_flag else "")
+        desc = (f.info.description or "").replace("|", "\\|")
+        lines.append(f"| `{f.path}` | {flags} | `{f.env}` | {shown} | {desc} |")
+    return "\n".join(lines) + "\n"
