@@ -1,0 +1,65 @@
+"""Every Prometheus metric of the daemon, in one registry (served on the plain-HTTP metrics port).
+
+Defined in one place so that names stay consistent and docs/operations.md can list them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+PODS = Gauge("vk_pods", "Pods bound to the virtual node, by phase.", ["phase"], registry=REGISTRY)
+
+ECI_CALLS = Counter(
+    "vk_eci_calls_total",
+    "ECI API calls by action and result (ok or the error code).",
+    ["action", "result"],
+    registry=REGISTRY,
+)
+ECI_CALL_SECONDS = Histogram(
+    "vk_eci_call_duration_seconds",
+    "Latency of one ECI API call attempt.",
+    ["action"],
+    registry=REGISTRY,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ECI_RETRIES = Counter(
+    "vk_eci_retries_total",
+    "ECI calls retried after Throttling, 5xx or a timeout.",
+    ["action", "code"],
+    registry=REGISTRY,
+)
+
+POD_CREATED_TO_RUNNING = Histogram(
+    "vk_pod_created_to_running_seconds",
+    "From pod creationTimestamp to the pod reported Running.",
+    registry=REGISTRY,
+    buckets=(1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600),
+)
+STATUS_PROPAGATION = Histogram(
+    "vk_status_propagation_seconds",
+    "From a status change seen on ECI to the pod status written.",
+    registry=REGISTRY,
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+
+QUEUE_DEPTH = Gauge("vk_queue_depth", "Pods waiting in the reconcile queue.", registry=REGISTRY)
+RECONCILES = Counter("vk_reconciles_total", "Reconcile runs by result.", ["result"], registry=REGISTRY)
+RECONCILE_RETRIES = Counter("vk_reconcile_retries_total", "Pods requeued after a failure.", registry=REGISTRY)
+STATUS_WRITES = Counter("vk_pod_status_writes_total", "Pod status writes to the API server.", registry=REGISTRY)
+GC_DELETED = Counter("vk_gc_deleted_groups_total", "Orphan container groups deleted by GC.", registry=REGISTRY)
+
+NODE_READY = Gauge("vk_node_ready", "1 when the virtual node reports Ready.", registry=REGISTRY)
+BACKEND_UP = Gauge("vk_backend_up", "1 when the last ECI ping succeeded.", registry=REGISTRY)
+LEASE_RENEWALS = Counter("vk_lease_renewals_total", "Node Lease renewals by result.", ["result"], registry=REGISTRY)
+
+KUBELET_REQUESTS = Counter(
+    "vk_kubelet_requests_total",
+    "Kubelet API requests by route and HTTP code.",
+    ["route", "code"],
+    registry=REGISTRY,
+)
+KUBELET_STREAMS = Gauge(
+    "vk_kubelet_streams", "Open kubelet streams (exec, attach, port-forward, logs -f).", ["kind"], registry=REGISTRY
+)
