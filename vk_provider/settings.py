@@ -83,8 +83,8 @@ class NodeSettings(_Section):
     backend_outage_grace_seconds: float = Field(
         600.0,
         ge=0,
-        description="How long the ECI API may be unreachable before the Ready condition says so "
-        "(the node stays Ready meanwhile; see docs/operations.md).",
+        description="How long the ECI API may be unreachable before the node reports NetworkUnavailable "
+        "(no new pods scheduled; Ready stays True so running pods are never evicted; see docs/operations.md).",
     )
 
     @field_validator("taint")
@@ -171,6 +171,9 @@ class PodsSettings(_Section):
     token_refresh_fraction: float = Field(
         0.8, gt=0, lt=1, description="Refresh projected service-account tokens at this fraction of life."
     )
+    shutdown_timeout_seconds: float = Field(
+        20.0, ge=0, description="On SIGTERM, how long in-flight reconciles may run before they are cancelled."
+    )
 
 
 class KubeletSettings(_Section):
@@ -194,6 +197,15 @@ class KubeletSettings(_Section):
     authz_deny_ttl_seconds: float = Field(30.0, ge=0, description="SubjectAccessReview deny cache.")
     stats_cache_seconds: float = Field(15.0, ge=0, description="Metrics cache for one scrape interval.")
     log_poll_interval_seconds: float = Field(1.0, gt=0, description="Poll period of `logs -f`.")
+    csr_poll_seconds: float = Field(
+        5.0, gt=0, description="How often a pending serving-certificate CSR is checked for approval (tls_mode=csr)."
+    )
+    stream_creation_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long exec/attach waits for the client to open its SPDY streams."
+    )
+    shutdown_timeout_seconds: float = Field(
+        5.0, ge=0, description="On stop, how long open requests get before their connections are cut."
+    )
 
 
 class MetricsSettings(_Section):

@@ -1,0 +1,224 @@
+"""Wiring: build every component from Settings, start them in order, stop them in reverse.
+
+``Daemon.start()`` returns once the Node is registered and the kubelet API is listening;
+``wait_ready()`` once the Node reported Ready (pod watch synced, existing groups adopted). ``stop()``
+(what SIGTERM does) stops taking work, lets in-flight reconciles finish within
+``pods.shutdown_timeout_seconds``, and never deletes a container group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import signal
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from vk_provider.kube.client import KubeAPI, create_api_client
+from vk_provider.kube.events import EventRecorder
+from vk_provider.log import configure_logging
+from vk_provider.metrics import REGISTRY
+from vk_provider.node.controller import NodeController
+from vk_provider.pods.controller import PodController
+from vk_provider.provider import PodLifecycle
+from vk_provider.settings import Settings
+from vk_provider.supervisor import Supervisor
+
+log = structlog.get_logger("vk_provider.app")
+
+
+def _build_provider(settings: Settings) -> Any:
+    mod: Any = importlib.import_module("vk_provider.eci.provider")
+    return mod.ECIProvider(settings.eci, node_name=settings.node.name)
+
+
+def _build_kubelet(settings: Settings, **kwargs: Any) -> Any:
+    mod: Any = importlib.import_module("vk_provider.kubelet.server")
+    return mod.KubeletServer(settings.kubelet, **kwargs)
+
+
+async def _maybe_call(obj: Any, name: str) -> None:
+    fn = getattr(obj, name, None)
+    if fn is None:
+        return
+    result = fn()
+    if asyncio.iscoroutine(result):
+        await result
+
+
+class Daemon:
+    """The whole daemon in one object (used by ``vk-provider run``, the sandbox and the e2e tests)."""
+
+    def __init__(self, settings: Settings, *, provider: PodLifecycle | None = None, with_kubelet: bool = True) -> None:
+        self.settings = settings
+        self.node_name = settings.node.name
+        self.kubelet_port: int = 0
+        self.metrics_url: str = ""
+        self.supervisor = Supervisor()
+        self._provider: Any = provider
+        self._owns_provider = provider is None
+        self._with_kubelet = with_kubelet
+        self._kube: KubeAPI | None = None
+        self._kubelet: Any = None
+        self._metrics_runner: web.AppRunner | None = None
+        self.pods: PodController | None = None
+        self.node: NodeController | None = None
+        self._workers: list[asyncio.Task[Any]] = []
+        self._started = False
+
+    @property
+    def provider(self) -> Any:
+        return self._provider
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            api_client = await create_api_client(s.kube)
+            self._kube = kube = KubeAPI(api_client, timeout=s.kube.request_timeout_seconds)
+            if self._provider is None:
+                self._provider = _build_provider(s)
+            await _maybe_call(self._provider, "start")
+            recorder = EventRecorder(kube, host=self.node_name)
+            self.pods = pods = PodController(kube, self._provider, recorder, s.pods, node_name=self.node_name)
+            await self._start_metrics()
+            self.supervisor.spawn("pods.watch", pods.run_watch())
+            if self._with_kubelet:
+                self._kubelet = _build_kubelet(
+                    s,
+                    node_name=self.node_name,
+                    node_addresses=[a for a in (s.node.internal_ip, "127.0.0.1") if a],
+                    pods=pods,
+                    streams=self._provider,
+                    api=api_client,
+                )
+                await self._kubelet.start()
+                self.kubelet_port = int(self._kubelet.port)
+            self.node = node = NodeController(
+                kube,
+                s.node,
+                region=s.eci.region,
+                kubelet_port=self.kubelet_port,
+                ping=self._provider.ping,
+                pods_ready=lambda: pods.ready,
+                quota=getattr(self._provider, "quota", None),
+            )
+            await node.register()
+            self.supervisor.spawn("node.lease", node.run_lease())
+            self.supervisor.spawn("node.status", node.run_status())
+            self.supervisor.spawn("node.ping", node.run_ping())
+            self.supervisor.spawn("pods.adopt", self._adopt_then_ready(), critical=False)
+            for i in range(s.pods.workers):
+                self._workers.append(self.supervisor.spawn(f"pods.worker.{i}", pods.run_worker(), critical=False))
+            self.supervisor.spawn("pods.status", pods.run_status_sync())
+            self.supervisor.spawn("pods.gc", pods.run_gc())
+            self._started = True
+            log.info("daemon started", node=self.node_name, kubelet_port=self.kubelet_port, metrics=self.metrics_url)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _adopt_then_ready(self) -> None:
+        assert self.pods is not None and self.node is not None
+        await self.pods.adopt()
+        self.node.notify()
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Until the Node was written Ready (or the daemon failed)."""
+        assert self.node is not None, "start() first"
+        ready = asyncio.ensure_future(self.node.ready_written.wait())
+        failed = asyncio.ensure_future(self.supervisor.failed.wait())
+        try:
+            await asyncio.wait({ready, failed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            failed.cancel()
+        if self.supervisor.failed.is_set():
+            raise RuntimeError(f"daemon failed: {', '.join(self.supervisor.failures)}")
+        if not self.node.ready_written.is_set():
+            raise TimeoutError("node did not become Ready")
+
+    async def _start_metrics(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        m = self.settings.metrics
+        site = web.TCPSite(runner, m.bind_address, m.port)
+        await site.start()
+        self._metrics_runner = runner
+        port = runner.addresses[0][1]
+        host = "127.0.0.1" if m.bind_address in ("0.0.0.0", "::", "") else m.bind_address
+        self.metrics_url = f"http://{host}:{port}/metrics"
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        if self.supervisor.failed.is_set():
+            return web.Response(status=500, text="failed: " + ", ".join(self.supervisor.failures) + "\n")
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ready = self.node is not None and self.node.ready_written.is_set() and self.pods is not None and self.pods.ready
+        return web.Response(status=200 if ready else 503, text="ok\n" if ready else "not ready\n")
+
+    async def stop(self) -> None:
+        """Graceful stop: no new work, in-flight calls get a deadline, no group is ever deleted."""
+        if self.pods is not None:
+            await self.pods.drain()
+            await self.supervisor.join(self._workers, timeout=self.settings.pods.shutdown_timeout_seconds)
+        await self.supervisor.stop()
+        self._workers.clear()
+        if self._kubelet is not None:
+            with contextlib.suppress(Exception):
+                await self._kubelet.stop()
+            self._kubelet = None
+        if self._provider is not None and self._owns_provider:
+            with contextlib.suppress(Exception):
+                await _maybe_call(self._provider, "close")
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
+        if self._kube is not None:
+            await self._kube.close()
+            self._kube = None
+        if self._started:
+            log.info("daemon stopped", node=self.node_name)
+        self._started = False
+
+
+async def run_until_signalled(settings: Settings) -> int:
+    daemon = Daemon(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await daemon.start()
+    except Exception as exc:
+        log.error("daemon failed to start", error=repr(exc))
+        return 1
+    stopped = asyncio.ensure_future(stop.wait())
+    failed = asyncio.ensure_future(daemon.supervisor.failed.wait())
+    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
+    code = 1 if daemon.supervisor.failed.is_set() else 0
+    log.info("stopping", reason="task failure" if code else "signal")
+    await daemon.stop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    return code
+
+
+def main(settings: Settings) -> int:
+    """Entry point of ``vk-provider run``."""
+    configure_logging(settings.log.level, settings.log.format)
+    return asyncio.run(run_until_signalled(settings))

@@ -1,0 +1,175 @@
+"""Kubernetes access: a kubernetes_asyncio ApiClient (kubeconfig or in-cluster) and a raw-JSON wrapper.
+
+The controllers keep Kubernetes objects as plain JSON dicts (what a watch delivers): at 10k pods the
+generated models cost far more memory and CPU than dicts. ``KubeAPI`` therefore sends requests through
+the ApiClient's authenticated transport with ``_preload_content=False`` and parses the JSON itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+from vk_provider.log import redact_text
+from vk_provider.settings import KubeSettings
+
+JSON = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+
+
+class KubeError(Exception):
+    """A non-2xx answer of the API server, parsed from its metav1.Status body."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+async def create_api_client(settings: KubeSettings) -> k8s_client.ApiClient:
+    """An ApiClient from ``settings.kubeconfig`` (and context), or from the in-cluster service account."""
+    cfg = k8s_client.Configuration()
+    if settings.kubeconfig is not None:
+        await k8s_config.load_kube_config(
+            config_file=str(settings.kubeconfig), context=settings.context, client_configuration=cfg
+        )
+    else:
+        k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    # Loopback servers must never go through a proxy picked up from the environment.
+    cfg.proxy = None
+    return k8s_client.ApiClient(configuration=cfg)
+
+
+def now_rfc3339() -> str:
+    """Seconds-precision RFC 3339 UTC, the form of metav1.Time."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    """Microsecond RFC 3339 UTC, the form of metav1.MicroTime (Lease renewTime)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class KubeAPI:
+    """Raw JSON requests over an ApiClient's authenticated session."""
+
+    def __init__(self, api: k8s_client.ApiClient, *, timeout: float = 30.0) -> None:
+        self.api = api
+        self.timeout = timeout
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None,
+        body: Any,
+        content_type: str,
+        timeout: float | None,
+    ) -> Any:
+        params = [(k, v) for k, v in (query or {}).items() if v is not None]
+        return await self.api.call_api(
+            path,
+            method,
+            query_params=params,
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=timeout if timeout is not None else self.timeout,
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        """One request; returns the parsed JSON body or raises KubeError."""
+        resp = await self._send(method, path, query=query, body=body, content_type=content_type, timeout=None)
+        try:
+            raw = await resp.read()
+        finally:
+            resp.release()
+        if not 200 <= resp.status <= 299:
+            raise _error(resp.status, raw)
+        if not raw:
+            return {}
+        data = json.loads(raw)
+        return data if isinstance(data, dict) else {"items": data}
+
+    async def get(self, path: str, *, query: dict[str, Any] | None = None) -> JSON:
+        return await self.request("GET", path, query=query)
+
+    async def get_or_none(self, path: str) -> JSON | None:
+        try:
+            return await self.get(path)
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise
+
+    async def watch_lines(self, path: str, query: dict[str, Any], *, timeout: float) -> AsyncIterator[JSON]:
+        """A watch stream: one parsed JSON event per line, until the server ends it or ``timeout`` passes."""
+        resp = await self._send("GET", path, query=query, body=None, content_type="application/json", timeout=timeout)
+        try:
+            if not 200 <= resp.status <= 299:
+                raise _error(resp.status, await resp.read())
+            buf = b""
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+            if buf.strip():
+                yield json.loads(buf)
+        finally:
+            resp.release()
+
+    async def close(self) -> None:
+        await self.api.close()
+
+
+def _error(status: int, raw: bytes) -> KubeError:
+    reason, message = "", raw.decode("utf-8", "replace")[:500]
+    try:
+        data = json.loads(raw)
+        if isinstance(data, dict):
+            reason = str(data.get("reason") or "")
+            message = str(data.get("message") or message)
+    except ValueError:
+        pass
+    return KubeError(status, reason or "Error", redact_text(message))

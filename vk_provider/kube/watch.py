@@ -1,0 +1,165 @@
+"""List-then-watch over raw JSON dicts, with bookmarks, resourceVersion tracking and a re-list on 410.
+
+``Informer`` keeps a cache of the objects keyed ``namespace/name`` and calls ``handler(kind, obj,
+old)`` for every change (kind is ADDED, MODIFIED or DELETED). A re-list after 410 Gone (or after any
+broken watch the server cannot resume) diffs the fresh list against the cache, so the handler sees
+deletes that happened while no watch was open: the controller stays level-triggered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from vk_provider.aio import Backoff
+from vk_provider.kube.client import JSON, KubeAPI, KubeError
+
+log = structlog.get_logger("vk_provider.kube.watch")
+
+Handler = Callable[[str, JSON, JSON | None], None]
+
+
+def object_key(obj: JSON) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+class Informer:
+    """Keeps ``cache`` equal to the server's view of ``path`` (filtered by selectors)."""
+
+    def __init__(
+        self,
+        api: KubeAPI,
+        path: str,
+        *,
+        handler: Handler,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        page_size: int = 500,
+        watch_timeout_seconds: int = 300,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.api = api
+        self.path = path
+        self.handler = handler
+        self.field_selector = field_selector
+        self.label_selector = label_selector
+        self.page_size = page_size
+        self.watch_timeout_seconds = watch_timeout_seconds
+        self.backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self.cache: dict[str, JSON] = {}
+        self.resource_version: str | None = None
+        self.synced = asyncio.Event()
+        self.relists = 0
+
+    def _selectors(self) -> dict[str, Any]:
+        return {"fieldSelector": self.field_selector, "labelSelector": self.label_selector}
+
+    async def list_once(self) -> None:
+        """List every page, replace the cache, and emit the differences."""
+        items: dict[str, JSON] = {}
+        cont: str | None = None
+        rv = ""
+        while True:
+            page = await self.api.get(self.path, query={**self._selectors(), "limit": self.page_size, "continue": cont})
+            for item in page.get("items") or []:
+                items[object_key(item)] = item
+            meta = page.get("metadata") or {}
+            rv = str(meta.get("resourceVersion") or rv)
+            cont = meta.get("continue") or None
+            if not cont:
+                break
+        old_cache, self.cache = self.cache, items
+        self.resource_version = rv or None
+        self.relists += 1
+        for key, obj in items.items():
+            old = old_cache.get(key)
+            if old is None:
+                self._emit("ADDED", obj, None)
+            elif _rv(old) != _rv(obj):
+                self._emit("MODIFIED", obj, old)
+        for key, old in old_cache.items():
+            if key not in items:
+                self._emit("DELETED", old, old)
+
+    def _emit(self, kind: str, obj: JSON, old: JSON | None) -> None:
+        try:
+            self.handler(kind, obj, old)
+        except Exception as exc:  # one bad handler call must not stop the watch
+            log.error("watch handler failed", path=self.path, error=repr(exc), exc_info=exc)
+
+    def apply_event(self, event: JSON) -> bool:
+        """Apply one watch event. Returns False when the watch must re-list (410 Gone)."""
+        etype = event.get("type")
+        obj = event.get("object") or {}
+        if etype == "ERROR":
+            code = obj.get("code")
+            if code == 410:
+                return False
+            raise KubeError(int(code or 500), str(obj.get("reason") or "Error"), str(obj.get("message") or ""))
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            self.resource_version = str(rv)
+        if etype == "BOOKMARK":
+            return True
+        key = object_key(obj)
+        old = self.cache.get(key)
+        if etype == "DELETED":
+            self.cache.pop(key, None)
+            self._emit("DELETED", obj, old)
+        elif etype in ("ADDED", "MODIFIED"):
+            self.cache[key] = obj
+            self._emit("ADDED" if old is None else "MODIFIED", obj, old)
+        return True
+
+    async def watch_once(self) -> bool:
+        """One watch request from the current resourceVersion. False when a re-list is needed."""
+        query = {
+            **self._selectors(),
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": self.resource_version,
+            "timeoutSeconds": self.watch_timeout_seconds,
+        }
+        async for event in self.api.watch_lines(self.path, query, timeout=self.watch_timeout_seconds + 30):
+            if not self.apply_event(event):
+                return False
+        return True
+
+    async def run(self) -> None:
+        """List, then watch forever; re-list on 410 and back off on errors."""
+        failures = 0
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self.list_once()
+                    self.synced.set()
+                    need_list = False
+                if not await self.watch_once():
+                    log.info("watch expired, re-listing", path=self.path)
+                    need_list = True
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except KubeError as exc:
+                if exc.gone:
+                    need_list = True
+                    continue
+                failures += 1
+                delay = self.backoff.delay(failures)
+                log.warning("watch failed", path=self.path, error=str(exc), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                failures += 1
+                delay = self.backoff.delay(failures)
+                log.warning("watch broken", path=self.path, error=repr(exc), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+
+
+def _rv(obj: JSON) -> Any:
+    return (obj.get("metadata") or {}).get("resourceVersion")

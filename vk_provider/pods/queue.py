@@ -1,0 +1,152 @@
+"""A keyed work queue: de-duplicated keys, one worker per key at a time, per-key exponential backoff.
+
+Semantics follow client-go's workqueue, which virtual-kubelet users know:
+- ``add(key)`` while the key waits is a no-op; while it is being processed the key is marked dirty
+  and comes back once ``done(key)`` is called, so a key is never processed by two workers at once;
+- ``retry(key)`` schedules the key again after ``base * 2**failures`` (capped) and counts a failure;
+  ``forget(key)`` resets the count after a success;
+- ``add_after(key, delay)`` schedules a key (keeping the earliest of several schedules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from vk_provider.aio import Backoff
+from vk_provider.metrics import QUEUE_DEPTH, RECONCILE_RETRIES
+
+
+class QueueShutDown(Exception):
+    """get() on a queue that was shut down."""
+
+
+class KeyedQueue:
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self._queue: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._processing: set[str] = set()
+        self._dirty: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._shutdown = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def processing(self) -> int:
+        return len(self._processing)
+
+    def failures(self, key: str) -> int:
+        return self._failures.get(key, 0)
+
+    def _update(self) -> None:
+        QUEUE_DEPTH.set(len(self._queue))
+        if not self._queue and not self._processing:
+            self._idle.set()
+        else:
+            self._idle.clear()
+
+    def _wake(self, everyone: bool = False) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                if not everyone:
+                    return
+
+    def add(self, key: str) -> None:
+        if self._shutdown:
+            return
+        if key in self._processing:
+            self._dirty.add(key)
+            return
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        self._queue.append(key)
+        self._update()
+        self._wake()
+
+    def add_after(self, key: str, delay: float) -> None:
+        if self._shutdown:
+            return
+        if delay <= 0:
+            self.add(key)
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        existing = self._timers.get(key)
+        if existing is not None:
+            if existing[0] <= when:
+                return
+            existing[1].cancel()
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            self.add(key)
+
+        self._timers[key] = (when, loop.call_at(when, fire))
+
+    def retry(self, key: str, *, min_delay: float = 0.0) -> float:
+        """Requeue ``key`` after its backoff delay; returns the delay."""
+        n = self._failures.get(key, 0)
+        self._failures[key] = n + 1
+        delay = max(min_delay, self.backoff.delay(n))
+        RECONCILE_RETRIES.inc()
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def discard(self, key: str) -> None:
+        """Forget a key entirely (the object is gone): failures and pending timers."""
+        self._failures.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer[1].cancel()
+
+    async def get(self) -> str:
+        while not self._queue:
+            if self._shutdown:
+                raise QueueShutDown
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._wake()  # pass the wake-up on to another worker
+                raise
+        key = self._queue.popleft()
+        self._queued.discard(key)
+        self._processing.add(key)
+        self._update()
+        return key
+
+    def done(self, key: str) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+        self._update()
+
+    async def shutdown(self) -> None:
+        """Stop handing out keys (waiting ones are dropped: they are re-derived from the watch on restart)."""
+        self._shutdown = True
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self._queue.clear()
+        self._queued.clear()
+        self._update()
+        self._wake(everyone=True)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()

@@ -1,0 +1,256 @@
+"""Resolve what a pod references outside itself into ``PodResources``, the way the kubelet does.
+
+- ConfigMaps and Secrets named by env (``valueFrom``, ``envFrom``), volumes (configMap, secret,
+  projected) and imagePullSecrets are read once each.
+- A missing one that is required yields a ``MandatoryConfigMapNotFound`` / ``MandatorySecretNotFound``
+  Warning and ``MissingReferences`` is raised: no group is created and the pod is retried. A missing
+  optional one yields ``OptionalConfigMapNotFound`` / ``OptionalSecretNotFound`` and the pod starts.
+- Service-link variables (``FOO_SERVICE_HOST`` ...) are built when ``enableServiceLinks`` is on, from
+  the services of the pod's namespace plus the ``kubernetes`` service of ``default``.
+- Projected serviceAccountToken sources are minted with the TokenRequest API, bound to the pod.
+  A token's refresh time is returned so that the controller re-issues it (and updates the group)
+  at ``token_refresh_fraction`` of its life, as the kubelet rotates projected tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vk_provider.kube.client import JSON, KubeAPI, parse_time
+from vk_provider.provider import Pod, PodResources
+
+DEFAULT_TOKEN_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Missing:
+    kind: str  # ConfigMap | Secret
+    name: str
+    optional: bool
+    key: str | None = None  # a key missing from an existing object
+
+
+class MissingReferences(Exception):
+    """Required ConfigMaps/Secrets (or keys in them) are missing; the pod must not start yet."""
+
+    def __init__(self, missing: list[Missing]) -> None:
+        names = ", ".join(f"{m.kind.lower()} {m.name!r}" + (f" key {m.key!r}" if m.key else "") for m in missing)
+        super().__init__(f"missing required {names}")
+        self.missing = missing
+
+
+@dataclass
+class Resolution:
+    resources: PodResources
+    missing: list[Missing] = field(default_factory=list)  # optional ones only (required raise)
+    token_refresh_at: float | None = None  # time.time() at which tokens should be renewed
+
+
+@dataclass
+class _Refs:
+    config_maps: dict[str, bool] = field(default_factory=dict)  # name -> optional (False wins)
+    secrets: dict[str, bool] = field(default_factory=dict)
+    cm_keys: list[tuple[str, str, bool]] = field(default_factory=list)
+    secret_keys: list[tuple[str, str, bool]] = field(default_factory=list)
+    pull_secrets: set[str] = field(default_factory=set)
+
+
+def _note(table: dict[str, bool], name: str | None, optional: Any) -> None:
+    if not name:
+        return
+    opt = bool(optional)
+    table[name] = table.get(name, True) and opt
+
+
+def collect_references(pod: Pod) -> _Refs:
+    spec = pod.get("spec") or {}
+    refs = _Refs()
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        for env in c.get("env") or []:
+            vf = env.get("valueFrom") or {}
+            if "configMapKeyRef" in vf:
+                r = vf["configMapKeyRef"] or {}
+                _note(refs.config_maps, r.get("name"), r.get("optional"))
+                refs.cm_keys.append((str(r.get("name")), str(r.get("key")), bool(r.get("optional"))))
+            if "secretKeyRef" in vf:
+                r = vf["secretKeyRef"] or {}
+                _note(refs.secrets, r.get("name"), r.get("optional"))
+                refs.secret_keys.append((str(r.get("name")), str(r.get("key")), bool(r.get("optional"))))
+        for ef in c.get("envFrom") or []:
+            if "configMapRef" in ef:
+                r = ef["configMapRef"] or {}
+                _note(refs.config_maps, r.get("name"), r.get("optional"))
+            if "secretRef" in ef:
+                r = ef["secretRef"] or {}
+                _note(refs.secrets, r.get("name"), r.get("optional"))
+    for vol in spec.get("volumes") or []:
+        if "configMap" in vol:
+            r = vol["configMap"] or {}
+            _note(refs.config_maps, r.get("name"), r.get("optional"))
+        if "secret" in vol:
+            r = vol["secret"] or {}
+            _note(refs.secrets, r.get("secretName"), r.get("optional"))
+        for src in (vol.get("projected") or {}).get("sources") or []:
+            if "configMap" in src:
+                r = src["configMap"] or {}
+                _note(refs.config_maps, r.get("name"), r.get("optional"))
+            if "secret" in src:
+                r = src["secret"] or {}
+                _note(refs.secrets, r.get("name"), r.get("optional"))
+    for ps in spec.get("imagePullSecrets") or []:
+        if ps.get("name"):
+            refs.pull_secrets.add(str(ps["name"]))
+    return refs
+
+
+def _config_map_data(obj: JSON) -> dict[str, str]:
+    data = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+    for k, v in (obj.get("binaryData") or {}).items():
+        try:
+            data[str(k)] = base64.b64decode(v).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            continue
+    return data
+
+
+def _secret_data(obj: JSON) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for k, v in (obj.get("data") or {}).items():
+        try:
+            out[str(k)] = base64.b64decode(v)
+        except ValueError:
+            continue
+    for k, v in (obj.get("stringData") or {}).items():
+        out[str(k)] = str(v).encode()
+    return out
+
+
+def service_env(services: list[JSON]) -> dict[str, str]:
+    """Docker-link style variables for services that have a cluster IP, like the kubelet's."""
+    env: dict[str, str] = {}
+    for svc in services:
+        spec = svc.get("spec") or {}
+        ip = spec.get("clusterIP")
+        if not ip or ip == "None":
+            continue
+        name = str((svc.get("metadata") or {}).get("name", "")).upper().replace("-", "_")
+        ports = spec.get("ports") or []
+        env[f"{name}_SERVICE_HOST"] = str(ip)
+        if not ports:
+            continue
+        first = ports[0]
+        env[f"{name}_SERVICE_PORT"] = str(first.get("port"))
+        for p in ports:
+            if p.get("name"):
+                env[f"{name}_SERVICE_PORT_{str(p['name']).upper().replace('-', '_')}"] = str(p.get("port"))
+        proto0 = str(first.get("protocol") or "TCP")
+        env[f"{name}_PORT"] = f"{proto0.lower()}://{ip}:{first.get('port')}"
+        for p in ports:
+            proto = str(p.get("protocol") or "TCP")
+            prefix = f"{name}_PORT_{p.get('port')}_{proto.upper()}"
+            env[prefix] = f"{proto.lower()}://{ip}:{p.get('port')}"
+            env[f"{prefix}_PROTO"] = proto.lower()
+            env[f"{prefix}_PORT"] = str(p.get("port"))
+            env[f"{prefix}_ADDR"] = str(ip)
+    return env
+
+
+class ResourceResolver:
+    """Reads referenced objects through the API (no cache: a pod is resolved once per create)."""
+
+    def __init__(self, api: KubeAPI, *, token_refresh_fraction: float = 0.8, services_ttl: float = 5.0) -> None:
+        self.api = api
+        self.token_refresh_fraction = token_refresh_fraction
+        self.services_ttl = services_ttl
+        self._services: dict[str, tuple[float, list[JSON]]] = {}
+
+    async def _services_of(self, namespace: str) -> list[JSON]:
+        # A burst of pods in one namespace shares one list of services for a few seconds.
+        hit = self._services.get(namespace)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.services_ttl:
+            return hit[1]
+        items = list((await self.api.get(f"/api/v1/namespaces/{namespace}/services")).get("items") or [])
+        self._services[namespace] = (now, items)
+        return items
+
+    async def resolve(self, pod: Pod) -> Resolution:
+        meta = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        ns = str(meta.get("namespace") or "default")
+        refs = collect_references(pod)
+        res = PodResources()
+        missing: list[Missing] = []
+        for name, optional in sorted(refs.config_maps.items()):
+            obj = await self.api.get_or_none(f"/api/v1/namespaces/{ns}/configmaps/{name}")
+            res.config_maps[name] = None if obj is None else _config_map_data(obj)
+            if obj is None:
+                missing.append(Missing("ConfigMap", name, optional))
+        for name, optional in sorted(refs.secrets.items()):
+            obj = await self.api.get_or_none(f"/api/v1/namespaces/{ns}/secrets/{name}")
+            res.secrets[name] = None if obj is None else _secret_data(obj)
+            if obj is None:
+                missing.append(Missing("Secret", name, optional))
+        for name in sorted(refs.pull_secrets - set(res.secrets)):
+            # The kubelet only warns about a missing pull secret; the pull may still work.
+            obj = await self.api.get_or_none(f"/api/v1/namespaces/{ns}/secrets/{name}")
+            res.secrets[name] = None if obj is None else _secret_data(obj)
+            if obj is None:
+                missing.append(Missing("Secret", name, True))
+        for name, key, optional in refs.cm_keys:
+            cm = res.config_maps.get(name)
+            if cm is not None and key not in cm:
+                missing.append(Missing("ConfigMap", name, optional, key))
+        for name, key, optional in refs.secret_keys:
+            sec = res.secrets.get(name)
+            if sec is not None and key not in sec:
+                missing.append(Missing("Secret", name, optional, key))
+        required = [m for m in missing if not m.optional]
+        if required:
+            raise MissingReferences(missing)
+        if spec.get("enableServiceLinks", True):
+            services = list(await self._services_of(ns))
+            if ns != "default":
+                services += [s for s in await self._services_of("default") if s["metadata"].get("name") == "kubernetes"]
+            res.service_env = service_env(services)
+        refresh_at = await self._tokens(pod, res)
+        return Resolution(resources=res, missing=missing, token_refresh_at=refresh_at)
+
+    async def _tokens(self, pod: Pod, res: PodResources) -> float | None:
+        meta = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        ns = str(meta.get("namespace") or "default")
+        sa = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+        refresh_at: float | None = None
+        for vol in spec.get("volumes") or []:
+            for src in (vol.get("projected") or {}).get("sources") or []:
+                tok = src.get("serviceAccountToken")
+                if not tok:
+                    continue
+                seconds = int(tok.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
+                body: dict[str, Any] = {
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenRequest",
+                    "spec": {
+                        "audiences": [tok["audience"]] if tok.get("audience") else [],
+                        "expirationSeconds": seconds,
+                        "boundObjectRef": {
+                            "kind": "Pod",
+                            "apiVersion": "v1",
+                            "name": meta.get("name"),
+                            "uid": meta.get("uid"),
+                        },
+                    },
+                }
+                issued = time.time()
+                out = await self.api.request("POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token", body=body)
+                status = out.get("status") or {}
+                res.tokens[f"{vol.get('name')}/{tok.get('path')}"] = str(status.get("token") or "")
+                expires = parse_time(status.get("expirationTimestamp"))
+                life = (expires.timestamp() - issued) if expires else float(seconds)
+                at = issued + max(1.0, life) * self.token_refresh_fraction
+                refresh_at = at if refresh_at is None else min(refresh_at, at)
+        return refresh_at
