@@ -1,0 +1,226 @@
+"""The ECI OpenAPI client: the official SDK run in a bounded thread pool, with our own retries.
+
+The SDK (aliyun-python-sdk-core 2.16) is blocking and retries nothing for ECI, so every call goes
+through ``ECIClient.call``:
+
+- the client-side rate limiter (``eci.rate_limit_qps`` / ``eci.rate_limit_burst``) is passed first,
+- the blocking ``do_action_with_exception`` runs in a ``ThreadPoolExecutor`` of
+  ``eci.thread_pool_size`` threads, never on the event loop,
+- Throttling*, 5xx, timeouts and connection errors are retried with ``eci.backoff_*`` up to
+  ``eci.max_retries`` times,
+- SDK exceptions become ``vk_provider.errors`` types; messages carry the service's code and message
+  and never a parameter value (passwords travel in CreateContainerGroup's parameters).
+
+Parameters are passed as a flat ``{wire name: value}`` mapping and applied with ``add_query_param``:
+one canonical wire form for every action, with booleans as ``true``/``false`` and lists as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import structlog
+from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+from aliyunsdkcore.client import AcsClient
+from pydantic import BaseModel, ValidationError
+
+from vk_provider.aio import Backoff, RateLimiter
+from vk_provider.errors import NotFound, PermanentError, ProviderError, TransientError
+from vk_provider.log import redact_text
+from vk_provider.metrics import ECI_CALL_SECONDS, ECI_CALLS, ECI_RETRIES
+from vk_provider.settings import ECISettings
+
+log = structlog.get_logger("vk_provider.eci.client")
+
+M = TypeVar("M", bound=BaseModel)
+
+# The SDK logs every request's parameters at DEBUG (registry passwords included) and every server
+# error at ERROR; we log our own, redacted lines instead.
+logging.getLogger("aliyunsdkcore").setLevel(logging.CRITICAL)
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "UnknownError",
+        "SystemBusy",
+        "ServiceBusy",
+        "RequestTimeout",
+        "OperationConflict",
+        "LastTokenProcessing",
+        "IdempotenceProcessing",
+    }
+)
+_NOT_FOUND_CODES = frozenset(
+    {
+        "InvalidContainerGroupId.NotFound",
+        "ContainerGroup.NotFound",
+        "InvalidContainerGroup.NotFound",
+        "ResourceNotFound",
+        "NotFound",
+    }
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The service's error code carried on an error raised by this client ('' when none)."""
+    return str(getattr(exc, "eci_code", ""))
+
+
+def _with_code(err: ProviderError, code: str) -> ProviderError:
+    err.eci_code = code  # type: ignore[attr-defined]  # a plain attribute, read by error_code()
+    return err
+
+
+def map_sdk_error(action: str, exc: BaseException) -> ProviderError:
+    """Turn an SDK exception into one of our error types, with the service's code and message."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, ServerException):
+        code = str(exc.get_error_code() or "")
+        msg = redact_text(str(exc.get_error_msg() or ""))
+        status = int(exc.get_http_status() or 0)
+        text = f"ECI {action} failed: {code}: {msg}"
+        if code.startswith("Throttling") or status == 429:
+            return _with_code(TransientError(text, reason="ECIThrottled"), code)
+        if code in _NOT_FOUND_CODES or code.endswith(".NotFound") or status == 404:
+            return _with_code(NotFound(text), code)
+        if code in _TRANSIENT_CODES or status >= 500:
+            return _with_code(TransientError(text, reason="ECIUnavailable"), code)
+        return _with_code(PermanentError(text, reason="ProviderFailed"), code)
+    if isinstance(exc, ClientException):
+        code = str(exc.get_error_code() or "")
+        msg = redact_text(str(exc.get_error_msg() or ""))
+        if code in ("SDK.HttpError", "SDK.ServerUnreachable", "SDK.UnknownServerError"):
+            return _with_code(TransientError(f"ECI {action} unreachable: {msg}", reason="ECIUnavailable"), code)
+        return _with_code(PermanentError(f"ECI {action}: {code}: {msg}", reason="ProviderFailed"), code)
+    if isinstance(exc, TimeoutError | ConnectionError | OSError):
+        return _with_code(TransientError(f"ECI {action} unreachable: {exc!r}", reason="ECIUnavailable"), "Network")
+    return _with_code(PermanentError(f"ECI {action}: unexpected {type(exc).__name__}"), "Unexpected")
+
+
+def encode_value(value: Any) -> str:
+    """One query-string value: booleans lower-case, lists/dicts as JSON, floats without noise."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, float) and value.is_integer():
+        return str(value)
+    return str(value)
+
+
+class ECIClient:
+    """Async facade over the SDK. One instance per daemon; ``close()`` stops the thread pool."""
+
+    def __init__(self, settings: ECISettings, *, sleep: Any = None) -> None:
+        self.settings = settings
+        secret = settings.access_key_secret.get_secret_value() if settings.access_key_secret else ""
+        self._acs = AcsClient(
+            settings.access_key_id or "",
+            secret,
+            settings.region,
+            auto_retry=False,
+            max_retry_time=0,
+            connect_timeout=settings.connect_timeout_seconds,
+            timeout=settings.read_timeout_seconds,
+            pool_size=settings.thread_pool_size,
+            proxy={"http": "", "https": ""},
+        )
+        self._endpoint: str | None = None
+        self._protocol = "https"
+        if settings.endpoint:
+            parts = urlsplit(settings.endpoint if "://" in settings.endpoint else "https://" + settings.endpoint)
+            self._endpoint = parts.netloc
+            self._protocol = parts.scheme or "https"
+        self._pool = ThreadPoolExecutor(max_workers=settings.thread_pool_size, thread_name_prefix="eci-sdk")
+        self._limiter = RateLimiter(settings.rate_limit_qps, settings.rate_limit_burst)
+        self._backoff = Backoff(base=settings.backoff_base_seconds, cap=settings.backoff_max_seconds)
+        self._sleep = sleep or asyncio.sleep
+        self._closed = False
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Threads stuck in a read are bounded by the SDK's read timeout; do not wait on the loop.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _build(self, action: str, params: Mapping[str, Any]) -> Any:
+        module = importlib.import_module(f"aliyunsdkeci.request.v20180808.{action}Request")
+        request = getattr(module, f"{action}Request")()
+        if self._endpoint:
+            request.set_endpoint(self._endpoint)
+        request.set_protocol_type(self._protocol)
+        request.set_connect_timeout(self.settings.connect_timeout_seconds)
+        request.set_read_timeout(self.settings.read_timeout_seconds)
+        for key, value in params.items():
+            if value is None:
+                continue
+            request.add_query_param(key, encode_value(value))
+        return request
+
+    def _do(self, action: str, params: Mapping[str, Any]) -> bytes:
+        request = self._build(action, params)
+        body: bytes = self._acs.do_action_with_exception(request)
+        return body
+
+    async def _attempt(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        await self._limiter.acquire()
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            body = await loop.run_in_executor(self._pool, self._do, action, params)
+        except Exception as exc:
+            ECI_CALL_SECONDS.labels(action).observe(time.monotonic() - started)
+            err = map_sdk_error(action, exc)
+            ECI_CALLS.labels(action, error_code(err) or err.reason).inc()
+            raise err from None
+        ECI_CALL_SECONDS.labels(action).observe(time.monotonic() - started)
+        ECI_CALLS.labels(action, "ok").inc()
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise TransientError(f"ECI {action}: the response is not JSON", reason="ECIUnavailable") from None
+        if not isinstance(data, dict):
+            raise TransientError(f"ECI {action}: unexpected response shape", reason="ECIUnavailable")
+        return data
+
+    async def call(
+        self, action: str, params: Mapping[str, Any] | None = None, *, retries: int | None = None
+    ) -> dict[str, Any]:
+        """Call ``action`` with flat wire parameters; retry transient failures; return the JSON body."""
+        if self._closed:
+            raise TransientError("the ECI client is closed", reason="ShuttingDown")
+        params = dict(params or {})
+        budget = self.settings.max_retries if retries is None else retries
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(action, params)
+            except TransientError as exc:
+                if attempt >= budget or self._closed:
+                    raise
+                delay = max(exc.retry_after or 0.0, self._backoff.delay(attempt))
+                attempt += 1
+                code = error_code(exc) or exc.reason
+                ECI_RETRIES.labels(action, code).inc()
+                log.info("eci call retried", action=action, code=code, attempt=attempt, delay=round(delay, 3))
+                await self._sleep(delay)
+
+    async def call_model(self, action: str, params: Mapping[str, Any], model: type[M]) -> M:
+        data = await self.call(action, params)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise TransientError(
+                f"ECI {action}: unexpected response ({exc.error_count()} field errors)", reason="ECIUnavailable"
+            ) from None

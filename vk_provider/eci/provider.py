@@ -1,0 +1,648 @@
+"""ECIProvider: the ECI implementation of PodLifecycle and PodStreams.
+
+State lives in one in-memory index of this node's groups, keyed by pod UID and by group id, kept
+fresh by a poller task:
+
+- every ``eci.status_poll_interval_seconds``: DescribeContainerGroupStatus with SinceSecond (and our
+  cluster/node tags) names the groups whose status changed; their details come from
+  DescribeContainerGroups by id, 20 per call;
+- every ``eci.full_resync_interval_seconds``: DescribeContainerGroups by tag, 20 per page, replaces
+  the index (this is also how groups deleted behind our back are noticed).
+
+Lookups never scan: ``get_pod`` answers from the index, and only asks ECI (by id, or by the UID tag
+before the first resync) when the index cannot know. Identity comes only from tags (names.py).
+
+NoStock: a create is planned as a list of (size, vSwitches) attempts — every spec of eci-use-specs,
+first with all vSwitches, then each vSwitch alone. A group that fails to schedule for lack of
+stock (synchronously, or as ScheduleFailed with a NoStock event) is deleted and the next attempt is
+created; when none is left the pod fails with the service's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from vk_provider.aio import create_guarded_task
+from vk_provider.eci import names
+from vk_provider.eci.client import ECIClient, error_code
+from vk_provider.eci.exec_bridge import WebSocketExecSession
+from vk_provider.eci.logs import stream_logs
+from vk_provider.eci.models import (
+    ContainerGroup,
+    CreateContainerGroupResponse,
+    DescribeContainerGroupsResponse,
+    DescribeContainerGroupStatusResponse,
+    DescribeContainerLogResponse,
+    ExecContainerCommandResponse,
+)
+from vk_provider.eci.specs import SizeChoice
+from vk_provider.eci.status import (
+    TERMINAL_GROUP_STATUSES,
+    container_group_to_pod_status,
+    failure_reason,
+    group_events,
+    is_no_stock,
+)
+from vk_provider.eci.translate import CreateRequest, translate_pod
+from vk_provider.eci.usage import UsageTarget, fetch_usage
+from vk_provider.errors import InvalidInput, NotFound, NotSupported, ProviderError, TransientError
+from vk_provider.provider import (
+    BackendEvent,
+    BackendPod,
+    ExecSession,
+    LogOptions,
+    Pod,
+    PodLookup,
+    PodResources,
+    PodUsage,
+)
+from vk_provider.settings import ECISettings
+
+log = structlog.get_logger("vk_provider.eci.provider")
+
+PAGE = 20
+MAX_ATTEMPTS = 10
+NO_STOCK_CODES = ("NoStock", "StockExhaust", "StockClose", "RecommendEmpty", "OutOfStock")
+
+
+@dataclass
+class _Entry:
+    uid: str
+    namespace: str
+    name: str
+    group_id: str
+    group: ContainerGroup | None = None
+    fingerprint: str = ""
+    deleting: bool = False
+    created_at: float = field(default_factory=time.monotonic)
+    request: CreateRequest | None = None
+    plan: list[tuple[SizeChoice, list[str]]] = field(default_factory=list)
+    attempt: int = 0
+    warnings: list[BackendEvent] = field(default_factory=list)
+
+
+def _fingerprint(group: ContainerGroup) -> str:
+    return hashlib.sha256(group.model_dump_json().encode()).hexdigest()
+
+
+def _plan(req: CreateRequest) -> list[tuple[SizeChoice, list[str]]]:
+    out: list[tuple[SizeChoice, list[str]]] = []
+    for size in req.sizes:
+        out.append((size, list(req.vswitch_ids)))
+        if len(req.vswitch_ids) > 1:
+            out.extend((size, [v]) for v in req.vswitch_ids)
+    return out[:MAX_ATTEMPTS]
+
+
+def _is_no_stock_code(code: str) -> bool:
+    return any(code.startswith(c) or c in code for c in NO_STOCK_CODES)
+
+
+class ECIProvider:
+    """PodLifecycle + PodStreams on ECI. ``start()`` opens the client and the poller; ``close()`` stops both."""
+
+    def __init__(
+        self,
+        settings: ECISettings,
+        *,
+        node_name: str,
+        log_poll_interval_seconds: float = 1.0,
+        stats_cache_seconds: float = 15.0,
+        pods: PodLookup | None = None,
+        client: ECIClient | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.node_name = node_name
+        self.log_poll_interval = log_poll_interval_seconds
+        self.stats_cache_seconds = stats_cache_seconds
+        self._pods = pods
+        self._client = client
+        self._sleep = sleep or asyncio.sleep
+        self._by_uid: dict[str, _Entry] = {}
+        self._by_group: dict[str, str] = {}
+        self._synced = False
+        self._last_poll_ok: float | None = None
+        self._last_resync: float | None = None
+        self._last_call_ok: float = 0.0
+        self._pending: dict[str, BackendPod] = {}
+        self._wakeup = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+        self._usage_cache: tuple[float, list[PodUsage]] | None = None
+        self._usage_lock = asyncio.Lock()
+        self._resync_lock = asyncio.Lock()
+        self._closed = False
+
+    # --- lifecycle of the provider itself ---------------------------------------------------------
+
+    @property
+    def client(self) -> ECIClient:
+        if self._client is None:
+            self._client = ECIClient(self.settings)
+        return self._client
+
+    def set_pod_lookup(self, pods: PodLookup) -> None:
+        """Let status mapping see the current pod (container order, condition transition times)."""
+        self._pods = pods
+
+    async def start(self) -> None:
+        _ = self.client
+        if self._poller is None:
+            self._poller = create_guarded_task(self._poll_loop(), name="eci-status-poller")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        self._wakeup.set()
+        if self._client is not None:
+            await self._client.close()
+
+    async def _call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        data = await self.client.call(action, params)
+        self._last_call_ok = time.monotonic()
+        return data
+
+    def _tag_params(self, extra: dict[str, str] | None = None) -> dict[str, Any]:
+        tags = {names.TAG_CLUSTER: self.settings.cluster_name, names.TAG_NODE: self.node_name, **(extra or {})}
+        params: dict[str, Any] = {}
+        for i, (k, v) in enumerate(tags.items(), 1):
+            params[f"Tag.{i}.Key"] = k
+            params[f"Tag.{i}.Value"] = v
+        return params
+
+    # --- index ---------------------------------------------------------------------------------------
+
+    def _identity(self, group: ContainerGroup) -> tuple[str, str, str] | None:
+        tags = {t.Key: t.Value for t in group.Tags}
+        return names.identity_from_tags(tags, cluster=self.settings.cluster_name, node=self.node_name)
+
+    def _current_pod(self, entry: _Entry) -> Pod | None:
+        if self._pods is None:
+            return None
+        pod = self._pods.get_pod(entry.namespace, entry.name)
+        if pod is not None and (pod.get("metadata") or {}).get("uid") == entry.uid:
+            return pod
+        return None
+
+    def _backend_pod(self, entry: _Entry, pod: Pod | None = None) -> BackendPod:
+        group = entry.group
+        assert group is not None
+        status = container_group_to_pod_status(group, pod or self._current_pod(entry))
+        return BackendPod(
+            namespace=entry.namespace,
+            name=entry.name,
+            uid=entry.uid,
+            group_id=entry.group_id,
+            group_status=group.Status,
+            status=status,
+            created=group.CreationTime,
+            events=entry.warnings + group_events(group),
+        )
+
+    def _remember(self, group: ContainerGroup) -> _Entry | None:
+        """Put a described group in the index; return its entry when something changed."""
+        ident = self._identity(group)
+        if ident is None:
+            return None
+        ns, name, uid = ident
+        entry = self._by_uid.get(uid)
+        if entry is not None and entry.group_id != group.ContainerGroupId:
+            # Two groups for one pod (a NoStock attempt being replaced): keep the live, newest one.
+            cur = entry.group
+            if cur is None:
+                return None
+            cur_done, new_done = cur.Status in TERMINAL_GROUP_STATUSES, group.Status in TERMINAL_GROUP_STATUSES
+            epoch = datetime.min.replace(tzinfo=UTC)
+            newer = (group.CreationTime or epoch) > (cur.CreationTime or epoch)
+            if (new_done and not cur_done) or (new_done == cur_done and not newer):
+                return None
+        if entry is None or entry.group_id != group.ContainerGroupId:
+            prev = entry
+            entry = _Entry(uid=uid, namespace=ns, name=name, group_id=group.ContainerGroupId)
+            if prev is not None:
+                entry.request, entry.plan, entry.attempt = prev.request, prev.plan, prev.attempt
+                entry.warnings = prev.warnings
+                self._by_group.pop(prev.group_id, None)
+            self._by_uid[uid] = entry
+            self._by_group[group.ContainerGroupId] = uid
+        fp = _fingerprint(group)
+        entry.group = group
+        if fp == entry.fingerprint:
+            return None
+        entry.fingerprint = fp
+        return entry
+
+    def _forget(self, uid: str) -> None:
+        entry = self._by_uid.pop(uid, None)
+        if entry is not None:
+            self._by_group.pop(entry.group_id, None)
+
+    def _publish(self, entry: _Entry) -> None:
+        if entry.group is None:
+            return
+        self._pending[entry.uid] = self._backend_pod(entry)
+        self._wakeup.set()
+
+    async def _describe_ids(self, ids: list[str]) -> list[ContainerGroup]:
+        out: list[ContainerGroup] = []
+        for i in range(0, len(ids), PAGE):
+            batch = ids[i : i + PAGE]
+            data = await self._call("DescribeContainerGroups", {"ContainerGroupIds": batch, "Limit": PAGE})
+            out.extend(DescribeContainerGroupsResponse.model_validate(data).ContainerGroups)
+        return out
+
+    async def _describe_by_tags(self, extra: dict[str, str] | None = None) -> list[ContainerGroup]:
+        out: list[ContainerGroup] = []
+        token = ""
+        for _ in range(100000):  # bounded: 2M groups
+            params = {**self._tag_params(extra), "Limit": PAGE}
+            if token:
+                params["NextToken"] = token
+            resp = DescribeContainerGroupsResponse.model_validate(await self._call("DescribeContainerGroups", params))
+            out.extend(resp.ContainerGroups)
+            token = resp.NextToken
+            if not token or not resp.ContainerGroups:
+                break
+        return out
+
+    async def resync(self) -> list[BackendPod]:
+        """Full resync by tag: replace the index, publish what changed, forget vanished groups."""
+        async with self._resync_lock:
+            started = time.monotonic()
+            groups = await self._describe_by_tags()
+            seen: set[str] = set()
+            changed: list[_Entry] = []
+            for g in groups:
+                seen.add(g.ContainerGroupId)
+                entry = self._remember(g)
+                if entry is not None:
+                    changed.append(entry)
+            for uid, entry in list(self._by_uid.items()):
+                # A group created while the listing ran may be missing from it: keep young entries.
+                if entry.group_id not in seen and entry.created_at < started - 30:
+                    self._forget(uid)
+            self._synced = True
+            self._last_resync = time.monotonic()
+            for entry in changed:
+                await self._after_change(entry)
+            return [self._backend_pod(e) for e in self._by_uid.values() if e.group is not None]
+
+    async def poll_once(self) -> None:
+        """One incremental poll: statuses changed since the last successful poll, then their details."""
+        now = time.monotonic()
+        since = now - (self._last_poll_ok or now) + 2 * self.settings.status_poll_interval_seconds + 5
+        since = max(10, math.ceil(since))
+        if since > 3600:
+            await self.resync()
+            self._last_poll_ok = now
+            return
+        ids: list[str] = []
+        token = ""
+        for _ in range(1000):
+            params: dict[str, Any] = {**self._tag_params(), "SinceSecond": since, "Limit": 200}
+            if token:
+                params["NextToken"] = token
+            data = await self._call("DescribeContainerGroupStatus", params)
+            resp = DescribeContainerGroupStatusResponse.model_validate(data)
+            ids.extend(item.ContainerGroupId for item in resp.Data if item.ContainerGroupId not in ids)
+            token = resp.NextToken
+            if not token or not resp.Data:
+                break
+        # Groups we just created or are deleting are described too: their first status may predate
+        # the window, and a deleted group simply stops being returned.
+        for entry in self._by_uid.values():
+            if (entry.group is None or entry.deleting) and entry.group_id not in ids:
+                ids.append(entry.group_id)
+        if ids:
+            found = await self._describe_ids(ids)
+            found_ids = {g.ContainerGroupId for g in found}
+            for g in found:
+                changed = self._remember(g)
+                if changed is not None:
+                    await self._after_change(changed)
+            for gid in ids:
+                gone = self._by_uid.get(self._by_group.get(gid) or "")
+                if gid not in found_ids and gone is not None and gone.deleting:
+                    self._forget(gone.uid)
+        self._last_poll_ok = now
+
+    async def _after_change(self, entry: _Entry) -> None:
+        group = entry.group
+        assert group is not None
+        if is_no_stock(group) and await self._next_attempt(entry, failure_reason(group)[1]):
+            return
+        self._publish(entry)
+
+    async def _poll_loop(self) -> None:
+        interval = self.settings.status_poll_interval_seconds
+        while not self._closed:
+            try:
+                due = self._last_resync is None or (
+                    time.monotonic() - self._last_resync >= self.settings.full_resync_interval_seconds
+                )
+                if due:
+                    await self.resync()
+                    self._last_poll_ok = self._last_poll_ok or time.monotonic()
+                else:
+                    await self.poll_once()
+            except ProviderError as exc:
+                log.warning("eci status poll failed", error=exc.message, reason=exc.reason)
+            await self._sleep(interval)
+
+    # --- PodLifecycle -------------------------------------------------------------------------------
+
+    async def _lookup(self, pod: Pod) -> _Entry | None:
+        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        entry = self._by_uid.get(uid)
+        if entry is not None or self._synced or not uid:
+            return entry
+        for g in await self._describe_by_tags({names.TAG_UID: uid}):
+            self._remember(g)
+        return self._by_uid.get(uid)
+
+    async def create_pod(self, pod: Pod, resources: PodResources) -> None:
+        """Create the pod's group unless it has one. Translation warnings become Warning events."""
+        entry = await self._lookup(pod)
+        if entry is not None:
+            return
+        result = translate_pod(pod, resources, self.settings, self.node_name)
+        meta = pod.get("metadata") or {}
+        uid = str(meta["uid"])
+        warnings = [
+            BackendEvent(
+                type="Warning", reason="NotSupported", message=w, count=1, first_timestamp=None, last_timestamp=None
+            )
+            for w in result.warnings
+        ]
+        plan = _plan(result.request)
+        await self._create_attempt(
+            uid, str(meta.get("namespace") or "default"), str(meta.get("name")), result.request, plan, 0, warnings
+        )
+
+    async def _create_attempt(
+        self,
+        uid: str,
+        namespace: str,
+        name: str,
+        req: CreateRequest,
+        plan: list[tuple[SizeChoice, list[str]]],
+        attempt: int,
+        warnings: list[BackendEvent],
+    ) -> _Entry:
+        last_error: ProviderError | None = None
+        while attempt < len(plan):
+            size, vswitches = plan[attempt]
+            params = req.to_params(size=size, vswitch_ids=vswitches)
+            if attempt:
+                params["ClientToken"] = names.client_token(uid, f"create-{attempt}")
+            try:
+                data = await self._call("CreateContainerGroup", params)
+            except ProviderError as exc:
+                if _is_no_stock_code(error_code(exc)) and attempt + 1 < len(plan):
+                    log.info("eci no stock, trying the next spec", pod=f"{namespace}/{name}", attempt=attempt)
+                    warnings.append(self._no_stock_event(exc.message, plan, attempt))
+                    attempt += 1
+                    last_error = exc
+                    continue
+                raise
+            group_id = CreateContainerGroupResponse.model_validate(data).ContainerGroupId
+            entry = _Entry(
+                uid=uid,
+                namespace=namespace,
+                name=name,
+                group_id=group_id,
+                request=req,
+                plan=plan,
+                attempt=attempt,
+                warnings=warnings,
+            )
+            old = self._by_uid.get(uid)
+            if old is not None:
+                self._by_group.pop(old.group_id, None)
+            self._by_uid[uid] = entry
+            self._by_group[group_id] = uid
+            log.info("eci group created", pod=f"{namespace}/{name}", group=group_id, size=size.describe())
+            return entry
+        raise last_error or TransientError("no create attempt left")
+
+    def _no_stock_event(self, message: str, plan: list[tuple[SizeChoice, list[str]]], attempt: int) -> BackendEvent:
+        nxt = plan[attempt + 1] if attempt + 1 < len(plan) else None
+        then = (
+            f"; trying {nxt[0].describe()} in {','.join(nxt[1]) or 'the default vSwitches'}"
+            if nxt
+            else "; no alternative left"
+        )
+        now = datetime.now(UTC)
+        return BackendEvent(
+            type="Warning", reason="NoStock", message=message + then, count=1, first_timestamp=now, last_timestamp=now
+        )
+
+    async def _next_attempt(self, entry: _Entry, message: str) -> bool:
+        """Replace a NoStock group with the next planned attempt; False when none is left."""
+        if entry.request is None or entry.attempt + 1 >= len(entry.plan):
+            return False
+        entry.warnings.append(self._no_stock_event(message, entry.plan, entry.attempt))
+        with contextlib.suppress(NotFound):
+            await self._call("DeleteContainerGroup", {"ContainerGroupId": entry.group_id})
+        try:
+            await self._create_attempt(
+                entry.uid, entry.namespace, entry.name, entry.request, entry.plan, entry.attempt + 1, entry.warnings
+            )
+        except ProviderError as exc:
+            log.warning("eci NoStock retry failed", pod=f"{entry.namespace}/{entry.name}", error=exc.message)
+            return False
+        return True
+
+    async def update_pod(self, pod: Pod, resources: PodResources) -> None:
+        """An image changed on a running pod becomes UpdateContainerGroup (the only in-place change)."""
+        entry = await self._lookup(pod)
+        if entry is None or entry.group is None or entry.deleting:
+            return
+        if entry.group.Status in TERMINAL_GROUP_STATUSES:
+            return
+        spec = pod.get("spec") or {}
+        want = {str(c.get("name")): str(c.get("image")) for c in spec.get("containers") or []}
+        have = {c.Name: c.Image for c in entry.group.Containers}
+        if all(have.get(n) == img for n, img in want.items()):
+            return
+        req = translate_pod(pod, resources, self.settings, self.node_name).request
+        digest = hashlib.sha256(json.dumps(sorted(want.items())).encode()).hexdigest()[:16]
+        params = {
+            "ContainerGroupId": entry.group_id,
+            "UpdateType": "RenewUpdate",
+            "ClientToken": names.client_token(entry.uid, f"update-{digest}"),
+            **req.container_params(),
+        }
+        await self._call("UpdateContainerGroup", params)
+
+    async def delete_pod(self, pod: Pod) -> None:
+        entry = await self._lookup(pod)
+        if entry is None:
+            return
+        await self.delete_group(entry.group_id)
+        entry.deleting = True
+
+    async def delete_group(self, group_id: str) -> None:
+        try:
+            await self._call(
+                "DeleteContainerGroup",
+                {"ContainerGroupId": group_id, "ClientToken": names.client_token(group_id, "delete")},
+            )
+        except NotFound:
+            uid = self._by_group.get(group_id)
+            if uid is not None:
+                self._forget(uid)
+
+    async def get_pod(self, pod: Pod) -> BackendPod | None:
+        entry = await self._lookup(pod)
+        if entry is None:
+            return None
+        if entry.group is None or entry.deleting:
+            found = [g for g in await self._describe_ids([entry.group_id]) if g.ContainerGroupId == entry.group_id]
+            if not found:
+                if entry.deleting or time.monotonic() - entry.created_at > 30:
+                    self._forget(entry.uid)
+                    return None
+                return None
+            self._remember(found[0])
+        return self._backend_pod(entry, pod)
+
+    async def list_pods(self) -> list[BackendPod]:
+        return await self.resync()
+
+    async def status_changes(self) -> AsyncIterator[BackendPod]:
+        while not self._closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._pending = self._pending, {}
+            for bp in batch.values():
+                yield bp
+
+    async def ping(self) -> None:
+        # Any successful call in the last few seconds proves the API is reachable: no extra call.
+        if time.monotonic() - self._last_call_ok < 5:
+            return
+        await self._call("DescribeContainerGroupStatus", {**self._tag_params(), "SinceSecond": 1, "Limit": 1})
+
+    # --- PodStreams ------------------------------------------------------------------------------------
+
+    async def _running_entry(self, pod: Pod, container: str | None) -> _Entry:
+        meta = pod.get("metadata") or {}
+        entry = await self._lookup(pod)
+        if entry is None:
+            raise NotFound(f"pod {meta.get('namespace')}/{meta.get('name')} has no ECI container group")
+        if container is not None:
+            spec = pod.get("spec") or {}
+            known = {str(c.get("name")) for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])}
+            if container not in known:
+                raise NotFound(f"container {container} is not valid for pod {meta.get('name')}")
+        return entry
+
+    def _container_finished(self, entry: _Entry, container: str) -> bool:
+        group = entry.group
+        if entry.deleting or self._by_uid.get(entry.uid) is not entry:
+            return True
+        if group is None:
+            return False
+        if group.Status in TERMINAL_GROUP_STATUSES:
+            return True
+        for c in group.Containers + group.InitContainers:
+            if c.Name == container:
+                return c.CurrentState.State == "Terminated" and group.RestartPolicy == "Never"
+        return False
+
+    async def container_logs(self, pod: Pod, container: str, opts: LogOptions) -> AsyncIterator[bytes]:
+        entry = await self._running_entry(pod, container)
+
+        async def fetch(params: dict[str, Any]) -> str:
+            data = await self._call(
+                "DescribeContainerLog", {"ContainerGroupId": entry.group_id, "ContainerName": container, **params}
+            )
+            return DescribeContainerLogResponse.model_validate(data).Content
+
+        async for chunk in stream_logs(
+            fetch,
+            opts,
+            finished=lambda: self._container_finished(entry, container),
+            interval=self.log_poll_interval,
+            sleep=self._sleep,
+        ):
+            yield chunk
+
+    async def exec(self, pod: Pod, container: str, command: list[str], *, stdin: bool, tty: bool) -> ExecSession:
+        entry = await self._running_entry(pod, container)
+        if not command:
+            raise InvalidInput("exec needs a command")
+        if len(command) > 20 or any(len(a) > 256 for a in command):
+            raise InvalidInput("ECI exec takes at most 20 arguments of at most 256 characters each")
+        data = await self._call(
+            "ExecContainerCommand",
+            {
+                "ContainerGroupId": entry.group_id,
+                "ContainerName": container,
+                "Command": command,
+                "TTY": tty,
+                "Stdin": stdin,
+            },
+        )
+        uri = ExecContainerCommandResponse.model_validate(data).WebSocketUri
+        if not uri:
+            raise NotSupported("ECI returned no WebSocketUri for this exec")
+        return await WebSocketExecSession.connect(uri)
+
+    async def attach(self, pod: Pod, container: str, *, stdin: bool, tty: bool) -> ExecSession:
+        raise NotSupported(
+            "attach is not supported on ECI: the service offers no way to join a running container's "
+            "main process streams (use kubectl exec, or kubectl logs -f for output)"
+        )
+
+    async def port_forward(self, pod: Pod, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        entry = await self._running_entry(pod, None)
+        ip = entry.group.IntranetIp if entry.group else ""
+        ip = ip or str((pod.get("status") or {}).get("podIP") or "")
+        if not ip:
+            raise NotFound("the pod has no IP yet")
+        if not 0 < port < 65536:
+            raise InvalidInput(f"port {port} is out of range")
+        try:
+            return await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=10)
+        except (OSError, TimeoutError) as exc:
+            raise TransientError(f"cannot connect to {ip}:{port}: {type(exc).__name__}") from None
+
+    async def pod_usage(self) -> list[PodUsage]:
+        async with self._usage_lock:
+            now = time.monotonic()
+            if self._usage_cache is not None and now - self._usage_cache[0] < self.stats_cache_seconds:
+                return self._usage_cache[1]
+            targets = []
+            for e in self._by_uid.values():
+                if e.group is None or e.group.Status != "Running":
+                    continue
+                targets.append(
+                    UsageTarget(
+                        group_id=e.group_id,
+                        namespace=e.namespace,
+                        name=e.name,
+                        uid=e.uid,
+                        start_time=e.group.CreationTime,
+                        containers=tuple(c.Name for c in e.group.Containers),
+                    )
+                )
+            usage = await fetch_usage(self._call, targets) if targets else []
+            self._usage_cache = (now, usage)
+            return usage
