@@ -1,7 +1,8 @@
 """Control loops of the sandbox API server (scheduler, node lifecycle, workloads, GC, CSR signer).
 
-Each controller is a coroutine function taking the server's ``ControllerContext``; the server starts every
-entry of ``CONTROLLERS`` as a task and cancels them on exit. Controllers talk only to the ``Store``.
+Each controller is a coroutine function taking the server's ``ControllerContext`` (anything with ``store``,
+``ca`` and ``node_lease_grace_seconds``); the server starts every entry of ``CONTROLLERS`` as a task and cancels
+them on exit. Controllers talk only to the ``Store``, never over HTTP.
 """
 
 from __future__ import annotations
@@ -9,6 +10,36 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-CONTROLLERS: list[Callable[[Any], Coroutine[Any, Any, None]]] = []
+from ._common import Context
+from .csr import csr_signer
+from .deployment import deployment_controller
+from .gc import garbage_collector
+from .job import job_controller
+from .nodelifecycle import node_lifecycle
+from .replicaset import replicaset_controller
+from .scheduler import scheduler
+from .serviceaccounts import service_accounts
 
-__all__ = ["CONTROLLERS"]
+CONTROLLERS: list[Callable[[Any], Coroutine[Any, Any, None]]] = [
+    service_accounts,
+    scheduler,
+    node_lifecycle,
+    replicaset_controller,
+    deployment_controller,
+    job_controller,
+    garbage_collector,
+    csr_signer,
+]
+
+__all__ = [
+    "CONTROLLERS",
+    "Context",
+    "csr_signer",
+    "deployment_controller",
+    "garbage_collector",
+    "job_controller",
+    "node_lifecycle",
+    "replicaset_controller",
+    "scheduler",
+    "service_accounts",
+]

@@ -1,0 +1,164 @@
+"""The ReplicaSet controller: keep ``spec.replicas`` active pods, report them in status.
+
+Pods are created from the template with ``generateName: <rs>-`` and a controller owner reference, and found
+again by that reference (the sandbox does not adopt orphans that merely match the selector). Extra pods are
+deleted in the real controller's order: unscheduled first, then pending, then not ready, then the newest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from ..errors import ApiError
+from ._common import (
+    JSON,
+    Context,
+    Informer,
+    KeyQueue,
+    key_of,
+    log,
+    meta,
+    owner_reference,
+    pod_is_active,
+    pod_is_ready,
+    pod_phase,
+    run_supervised,
+    selector_matches,
+)
+
+# Pods created or deleted per ReplicaSet per pass (the real controller's slow-start burst is similar).
+BURST = 500
+_PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+
+def pod_from_template(owner: JSON, template: JSON, *, extra_labels: dict[str, str] | None = None) -> JSON:
+    """A new pod for ``owner`` from its pod template (generateName, labels, annotations, owner reference)."""
+    tmeta = template.get("metadata") or {}
+    labels = dict(tmeta.get("labels") or {})
+    labels.update(extra_labels or {})
+    metadata: JSON = {
+        "generateName": f"{meta(owner).get('name')}-",
+        "namespace": meta(owner).get("namespace"),
+        "labels": labels,
+        "ownerReferences": [owner_reference(owner)],
+    }
+    if tmeta.get("annotations"):
+        metadata["annotations"] = dict(tmeta["annotations"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": copy.deepcopy(template.get("spec") or {})}
+
+
+def deletion_order(pod: JSON) -> tuple[int, int, int, str]:
+    """Sort key: the pods to delete first come first (as the real ActivePods ranking)."""
+    spec = pod.get("spec") or {}
+    return (
+        1 if spec.get("nodeName") else 0,
+        _PHASE_RANK.get(pod_phase(pod), 3),
+        1 if pod_is_ready(pod) else 0,
+        # newer first: invert the timestamp's order by negating character codes
+        "".join(chr(0x10FFFF - ord(c)) for c in str(meta(pod).get("creationTimestamp") or "")),
+    )
+
+
+def replicaset_status(rs: JSON, pods: list[JSON]) -> JSON:
+    active = [p for p in pods if pod_is_active(p)]
+    selector = (rs.get("spec") or {}).get("selector")
+    ready = sum(1 for p in active if pod_is_ready(p))
+    status: JSON = {
+        "replicas": len(active),
+        "fullyLabeledReplicas": sum(1 for p in active if selector_matches(selector, meta(p).get("labels") or {})),
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+        "observedGeneration": meta(rs).get("generation", 1),
+    }
+    conditions = [c for c in ((rs.get("status") or {}).get("conditions") or []) if c.get("type") != "ReplicaFailure"]
+    if conditions:
+        status["conditions"] = conditions
+    return status
+
+
+async def replicaset_controller(ctx: Context) -> None:
+    """Reconcile every ReplicaSet when it or one of its pods changes."""
+    queue: KeyQueue[tuple[str, str]] = KeyQueue()
+    uid_to_key: dict[str, tuple[str, str]] = {}
+
+    def on_rs(etype: str, rs: JSON) -> None:
+        uid = str(meta(rs).get("uid"))
+        if etype == "DELETED":
+            uid_to_key.pop(uid, None)
+            return
+        uid_to_key[uid] = key_of(rs)
+        queue.add(key_of(rs))
+
+    def on_pod(etype: str, pod: JSON) -> None:
+        for ref in meta(pod).get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("kind") == "ReplicaSet":
+                key = uid_to_key.get(str(ref.get("uid")))
+                if key is not None:
+                    queue.add(key)
+
+    replicasets = Informer(ctx.store, "replicasets.apps", on_rs)
+    pods = Informer(ctx.store, "pods", on_pod)
+
+    def reconcile(key: tuple[str, str]) -> bool:
+        """One pass; True when more work remains (burst limit reached)."""
+        rs = replicasets.objects.get(key)
+        if rs is None or meta(rs).get("deletionTimestamp"):
+            return False
+        namespace, name = key
+        uid = str(meta(rs).get("uid"))
+        owned = pods.owned(uid)
+        active = [p for p in owned if pod_is_active(p)]
+        spec = rs.get("spec") or {}
+        want = int(spec.get("replicas", 1) or 0)
+        more = False
+        diff = want - len(active)
+        if diff > 0:
+            template = spec.get("template") or {}
+            for _ in range(min(diff, BURST)):
+                try:
+                    pods.apply("ADDED", ctx.store.create_now("pods", pod_from_template(rs, template)))
+                except ApiError as exc:
+                    log.info("replicaset could not create a pod", replicaset=f"{namespace}/{name}", error=exc.message)
+                    break
+            more = diff > BURST
+        elif diff < 0:
+            victims = sorted(active, key=deletion_order)[: min(-diff, BURST)]
+            for pod in victims:
+                pns, pname = key_of(pod)
+                try:
+                    gone = ctx.store.delete_now("pods", pns, pname, uid_precondition=meta(pod).get("uid"))
+                except ApiError as exc:
+                    log.debug("replicaset could not delete a pod", pod=f"{pns}/{pname}", error=exc.message)
+                    continue
+                if gone is not None:
+                    removed = ctx.store.get("pods", pns, pname) is None
+                    pods.apply("DELETED" if removed else "MODIFIED", gone)
+            more = -diff > BURST
+        status = replicaset_status(rs, pods.owned(uid))
+        if status != (rs.get("status") or {}):
+            try:
+                replicasets.apply(
+                    "MODIFIED",
+                    ctx.store.mutate_now(
+                        "replicasets.apps", namespace, name, lambda o: {**o, "status": status}, subresource="status"
+                    ),
+                )
+            except ApiError as exc:
+                log.debug("replicaset status not written", replicaset=f"{namespace}/{name}", error=exc.message)
+        return more
+
+    async def worker() -> None:
+        await replicasets.synced.wait()
+        await pods.synced.wait()
+        while True:
+            for key in await queue.take():
+                if reconcile(key):
+                    queue.add(key)
+            await asyncio.sleep(0)
+
+    def informers() -> list[Any]:
+        return [replicasets.run, pods.run]
+
+    await run_supervised("replicaset-controller", *informers(), worker)

@@ -1,0 +1,178 @@
+"""The sandbox scheduler: binds pending pods to fitting nodes, or explains why none fits.
+
+It handles pods with ``schedulerName: default-scheduler``, no ``nodeName`` and no ``deletionTimestamp``. A bind
+is the binding subresource's write (``spec.nodeName``) followed by ``PodScheduled=True`` in status; a pod that
+fits nowhere gets ``PodScheduled=False`` reason ``Unschedulable`` with the real scheduler's message, and is tried
+again whenever a node appears or changes in a way that matters for scheduling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+from ..errors import ApiError, conflict
+from ._common import (
+    JSON,
+    Context,
+    KeyQueue,
+    get_condition,
+    key_of,
+    log,
+    meta,
+    record_event,
+    run_supervised,
+    set_condition,
+    watch_forever,
+)
+from .matching import pick_node
+
+SCHEDULER_NAME = "default-scheduler"
+
+
+def needs_scheduling(pod: JSON) -> bool:
+    """Pending, unbound, ours and not being deleted."""
+    spec = pod.get("spec") or {}
+    return (
+        not spec.get("nodeName")
+        and (spec.get("schedulerName") or SCHEDULER_NAME) == SCHEDULER_NAME
+        and not meta(pod).get("deletionTimestamp")
+        and (pod.get("status") or {}).get("phase", "Pending") == "Pending"
+    )
+
+
+def _node_fingerprint(node: JSON) -> str:
+    """Only what scheduling looks at, so heartbeats (lastHeartbeatTime) do not requeue every pending pod."""
+    ready = next(
+        (c.get("status") for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
+        None,
+    )
+    spec = node.get("spec") or {}
+    return json.dumps(
+        [meta(node).get("labels"), spec.get("taints"), spec.get("unschedulable"), ready], sort_keys=True, default=str
+    )
+
+
+def bind_pod(ctx: Context, namespace: str, name: str, node_name: str) -> JSON:
+    """The binding subresource's effect: set spec.nodeName (409 if bound or deleting), then PodScheduled=True."""
+
+    def set_node(pod: JSON) -> JSON:
+        if (pod.get("spec") or {}).get("nodeName") or meta(pod).get("deletionTimestamp"):
+            raise conflict("pods", "", name, "pod is already assigned to a node or is being deleted")
+        pod.setdefault("spec", {})["nodeName"] = node_name
+        return pod
+
+    ctx.store.mutate_now("pods", namespace, name, set_node, subresource="binding")
+
+    def scheduled(pod: JSON) -> JSON | None:
+        status = pod.setdefault("status", {})
+        conditions = status.setdefault("conditions", [])
+        if not set_condition(conditions, "PodScheduled", "True", "", "", lastProbeTime=None):
+            return None
+        return pod
+
+    return ctx.store.mutate_now("pods", namespace, name, scheduled, subresource="status")
+
+
+def mark_unschedulable(ctx: Context, pod: JSON, message: str) -> bool:
+    """PodScheduled=False reason Unschedulable; True when the condition changed (then an event is due)."""
+    namespace, name = key_of(pod)
+
+    def unschedulable(p: JSON) -> JSON | None:
+        if not needs_scheduling(p):
+            return None
+        conditions = p.setdefault("status", {}).setdefault("conditions", [])
+        if not set_condition(conditions, "PodScheduled", "False", "Unschedulable", message, lastProbeTime=None):
+            return None
+        return p
+
+    before = get_condition(pod, "PodScheduled")
+    after = get_condition(
+        ctx.store.mutate_now("pods", namespace, name, unschedulable, subresource="status"), "PodScheduled"
+    )
+    return before != after
+
+
+async def scheduler(ctx: Context) -> None:
+    """Bind pending pods as they appear; retry unschedulable ones when nodes change."""
+    queue: KeyQueue[tuple[str, str]] = KeyQueue()
+    unschedulable: set[tuple[str, str]] = set()
+    fingerprints: dict[str, str] = {}
+
+    def on_pod(etype: str, pod: JSON) -> None:
+        key = key_of(pod)
+        if etype == "DELETED" or not needs_scheduling(pod):
+            unschedulable.discard(key)
+            return
+        cond = get_condition(pod, "PodScheduled")
+        if cond is not None and cond.get("reason") == "Unschedulable" and key in unschedulable:
+            return  # our own status write; it waits for a node change
+        queue.add(key)
+
+    def on_node(etype: str, node: JSON) -> None:
+        name = str(meta(node).get("name"))
+        if etype == "DELETED":
+            fingerprints.pop(name, None)
+            return
+        fp = _node_fingerprint(node)
+        if fingerprints.get(name) == fp:
+            return
+        fingerprints[name] = fp
+        queue.add_all(sorted(unschedulable))
+
+    async def worker() -> None:
+        while True:
+            batch = await queue.take()
+            nodes = ctx.store.all_objects("nodes")
+            load = Counter(
+                str((p.get("spec") or {}).get("nodeName"))
+                for p in ctx.store.all_objects("pods")
+                if (p.get("spec") or {}).get("nodeName")
+            )
+            for namespace, name in batch:
+                pod = ctx.store.get("pods", namespace, name)
+                if pod is None or not needs_scheduling(pod):
+                    unschedulable.discard((namespace, name))
+                    continue
+                schedule_one(pod, nodes, load)
+            await asyncio.sleep(0)
+
+    def schedule_one(pod: JSON, nodes: list[JSON], load: Counter[str]) -> None:
+        namespace, name = key_of(pod)
+        node, message = pick_node(nodes, pod, load)
+        try:
+            if node is None:
+                unschedulable.add((namespace, name))
+                if mark_unschedulable(ctx, pod, message):
+                    record_event(
+                        ctx.store,
+                        pod,
+                        reason="FailedScheduling",
+                        message=message,
+                        component=SCHEDULER_NAME,
+                        type_="Warning",
+                    )
+                return
+            node_name = str(meta(node).get("name"))
+            bound = bind_pod(ctx, namespace, name, node_name)
+            unschedulable.discard((namespace, name))
+            load[node_name] += 1
+            record_event(
+                ctx.store,
+                bound,
+                reason="Scheduled",
+                message=f"Successfully assigned {namespace}/{name} to {node_name}",
+                component=SCHEDULER_NAME,
+            )
+        except ApiError as exc:
+            log.debug("scheduling skipped", pod=f"{namespace}/{name}", error=exc.message)
+
+    def pods() -> Any:
+        return watch_forever(ctx.store, "pods", on_pod)
+
+    def node_watch() -> Any:
+        return watch_forever(ctx.store, "nodes", on_node)
+
+    await run_supervised("scheduler", pods, node_watch, worker)
