@@ -91,6 +91,7 @@ class NodeController:
         self.ready_written = asyncio.Event()
         self.status_writes = 0
         self._capacity_override: dict[str, str] = {}
+        self._written_sig: tuple[tuple[str, str, str], ...] = ()
 
     # ---- the Node object -------------------------------------------------------------------------
     def labels(self) -> dict[str, str]:
@@ -259,12 +260,14 @@ class NodeController:
         return node
 
     async def patch_status(self) -> None:
+        sig = self._signature()
         status = self.node_status()
         body = {"status": status}
         await self.api.request(
             "PATCH", f"/api/v1/nodes/{self.name}/status", body=body, content_type=STRATEGIC_MERGE_PATCH
         )
         self.status_writes += 1
+        self._written_sig = sig
         for cond in status["conditions"]:
             self._last_conditions[cond["type"]] = cond
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
@@ -279,19 +282,16 @@ class NodeController:
 
     async def run_status(self) -> None:
         """PATCH the status every status_interval_seconds, and at once when the conditions change."""
-        last = self._signature()
         while True:
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), timeout=self.settings.status_interval_seconds)
             except TimeoutError:
                 pass
-            sig = self._signature()
-            if sig == last and self.changed.is_set() and self.ready_written.is_set():
+            if self.changed.is_set() and self._signature() == self._written_sig:
                 continue  # a poke that changed nothing; the periodic write keeps the heartbeat
             try:
                 await self.patch_status()
-                last = sig
             except Exception as exc:
                 log.warning("node status update failed", error=repr(exc))
 
@@ -340,7 +340,6 @@ class NodeController:
         return self._clock() - self._backend_down_since
 
     async def ping_once(self) -> bool:
-        before = self._signature()
         try:
             await self._ping()
             ok = True
@@ -353,7 +352,7 @@ class NodeController:
         elif self._backend_down_since is None:
             self._backend_down_since = self._clock()
         self.backend_ok = ok
-        if self._signature() != before:
+        if self._signature() != self._written_sig:
             self.notify()
         return ok
 

@@ -1,0 +1,183 @@
+"""The virtual Node: registration, conditions, status patches, the Lease and backend outages."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.kube.fakes import FakeKube
+from vk_provider.node.controller import NodeController
+from vk_provider.settings import NodeSettings
+
+NODE = "/api/v1/nodes/vk"
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/vk"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Ping:
+    def __init__(self) -> None:
+        self.fail = False
+
+    async def __call__(self) -> None:
+        if self.fail:
+            raise ConnectionError("ECI unreachable")
+
+
+def make(kube: FakeKube, *, ready: list[bool] | None = None, **settings: Any) -> tuple[NodeController, Clock, Ping]:
+    flags = ready if ready is not None else [True]
+    clock, ping = Clock(), Ping()
+    opts: dict[str, Any] = {"name": "vk", "internal_ip": "10.0.0.9", "zone": "cn-hangzhou-k", "labels": {"team": "a"}}
+    opts.update(settings)
+    ctl = NodeController(
+        kube,  # type: ignore[arg-type]
+        NodeSettings(**opts),
+        region="cn-hangzhou",
+        kubelet_port=10250,
+        ping=ping,
+        pods_ready=lambda: flags[0],
+        clock=clock,
+    )
+    return ctl, clock, ping
+
+
+def conds(kube: FakeKube) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in kube.objects[NODE]["status"]["conditions"]}
+
+
+async def test_register_creates_a_complete_node() -> None:
+    """A new Node carries labels, taint, capacity, addresses, the kubelet port and nodeInfo; NotReady until synced."""
+    kube = FakeKube()
+    ready = [False]
+    ctl, _, _ = make(kube, ready=ready)
+    await ctl.register()
+    node = kube.objects[NODE]
+    labels = node["metadata"]["labels"]
+    assert labels["type"] == "virtual-kubelet" and labels["kubernetes.io/role"] == "agent"
+    assert labels["kubernetes.io/hostname"] == "vk" and labels["team"] == "a"
+    assert labels["topology.kubernetes.io/region"] == "cn-hangzhou"
+    assert labels["topology.kubernetes.io/zone"] == "cn-hangzhou-k"
+    assert node["spec"]["taints"] == [
+        {"key": "virtual-kubelet.io/provider", "value": "alibabacloud", "effect": "NoSchedule"}
+    ]
+    st = node["status"]
+    assert st["capacity"]["pods"] == "10000" and st["allocatable"] == st["capacity"]
+    assert {"type": "InternalIP", "address": "10.0.0.9"} in st["addresses"]
+    assert {"type": "Hostname", "address": "vk"} in st["addresses"]
+    assert st["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+    assert st["nodeInfo"]["kubeletVersion"].startswith("v1.")
+    assert set(conds(kube)) == {"Ready", "MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"}
+    assert conds(kube)["Ready"]["status"] == "False"
+    assert not ctl.ready_written.is_set()
+    ready[0] = True
+    await ctl.patch_status()
+    assert conds(kube)["Ready"]["status"] == "True" and ctl.ready_written.is_set()
+
+
+async def test_adopting_keeps_others_conditions_and_taints() -> None:
+    """An existing Node is adopted: foreign conditions and taints survive, our taint is not duplicated."""
+    kube = FakeKube()
+    kube.put(
+        NODE,
+        {
+            "metadata": {"name": "vk", "uid": "node-uid", "labels": {"keep": "me"}},
+            "spec": {
+                "taints": [
+                    {"key": "virtual-kubelet.io/provider", "value": "alibabacloud", "effect": "NoSchedule"},
+                    {"key": "other", "effect": "NoSchedule"},
+                ]
+            },
+            "status": {"conditions": [{"type": "CustomOK", "status": "True"}]},
+        },
+    )
+    ctl, _, _ = make(kube)
+    await ctl.register()
+    node = kube.objects[NODE]
+    assert node["metadata"]["labels"]["keep"] == "me"
+    assert len(node["spec"]["taints"]) == 2
+    assert "CustomOK" in conds(kube) and conds(kube)["Ready"]["status"] == "True"
+    assert ctl.uid == "node-uid"
+
+
+async def test_transition_time_moves_only_on_change() -> None:
+    """Heartbeats move lastHeartbeatTime but not lastTransitionTime unless the status flips."""
+    kube = FakeKube()
+    ready = [True]
+    ctl, _, _ = make(kube, ready=ready)
+    await ctl.register()
+    first = conds(kube)["Ready"]["lastTransitionTime"]
+    ctl._last_conditions["Ready"]["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+    await ctl.patch_status()
+    assert conds(kube)["Ready"]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
+    ready[0] = False
+    await ctl.patch_status()
+    assert conds(kube)["Ready"]["lastTransitionTime"] not in ("2020-01-01T00:00:00Z", None)
+    assert first
+
+
+async def test_lease_is_created_then_renewed() -> None:
+    """The Lease lives in kube-node-lease, lasts 40 s, is owned by the Node, and is renewed in place."""
+    kube = FakeKube()
+    ctl, _, _ = make(kube)
+    await ctl.register()
+    await ctl.renew_lease()
+    lease = kube.objects[LEASE]
+    assert lease["spec"]["holderIdentity"] == "vk" and lease["spec"]["leaseDurationSeconds"] == 40
+    assert lease["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    assert lease["metadata"]["ownerReferences"][0]["uid"] == ctl.uid
+    first = lease["spec"]["renewTime"]
+    await asyncio.sleep(0.002)
+    await ctl.renew_lease()
+    assert kube.objects[LEASE]["spec"]["renewTime"] != first
+    assert len(kube.writes("PUT", "/leases/vk")) == 1
+
+
+async def test_backend_outage_never_makes_the_node_not_ready() -> None:
+    """Failed pings keep Ready True; past the grace NetworkUnavailable turns True; recovery clears it."""
+    kube = FakeKube()
+    ctl, clock, ping = make(kube, backend_outage_grace_seconds=300)
+    await ctl.register()
+    ping.fail = True
+    assert await ctl.ping_once() is False
+    await ctl.patch_status()
+    assert conds(kube)["Ready"]["status"] == "True"
+    assert conds(kube)["NetworkUnavailable"]["status"] == "False"
+    clock.now += 301
+    await ctl.ping_once()
+    assert ctl.changed.is_set()
+    await ctl.patch_status()
+    assert conds(kube)["Ready"]["status"] == "True"
+    assert conds(kube)["NetworkUnavailable"]["status"] == "True"
+    assert conds(kube)["NetworkUnavailable"]["reason"] == "BackendUnreachable"
+    ping.fail = False
+    await ctl.ping_once()
+    await ctl.patch_status()
+    assert conds(kube)["NetworkUnavailable"]["status"] == "False"
+
+
+async def test_status_loop_writes_on_change_and_periodically() -> None:
+    """run_status writes at once when poked with a change, and again after the interval."""
+    kube = FakeKube()
+    ready = [False]
+    ctl, _, _ = make(kube, ready=ready, status_interval_seconds=0.2)
+    await ctl.register()
+    writes = ctl.status_writes
+    task = asyncio.create_task(ctl.run_status())
+    try:
+        await asyncio.sleep(0)
+        ready[0] = True
+        ctl.notify()
+        async with asyncio.timeout(0.15):
+            await ctl.ready_written.wait()
+        async with asyncio.timeout(2):
+            while ctl.status_writes < writes + 2:
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,337 @@
+"""Unit tests of the pod controller against in-memory doubles of the API server and the backend."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+
+from tests.kube.fakes import FakeKube
+from tests.pods.fakes import FakeProvider, make_pod
+from vk_provider.errors import PermanentError, TransientError
+from vk_provider.kube.client import KubeError
+from vk_provider.kube.events import EventRecorder
+from vk_provider.pods.controller import PodController, Requeue
+from vk_provider.provider import BackendEvent, BackendPod
+from vk_provider.settings import PodsSettings
+
+
+class Env:
+    def __init__(self, **settings: Any) -> None:
+        self.kube = FakeKube()
+        self.provider = FakeProvider()
+        self.recorder = EventRecorder(self.kube, host="vk")  # type: ignore[arg-type]
+        opts = {"retry_base_seconds": 0.01, "retry_max_seconds": 0.05, "gc_min_age_seconds": 60.0}
+        opts.update(settings)
+        self.ctl = PodController(
+            self.kube,  # type: ignore[arg-type]
+            self.provider,
+            self.recorder,
+            PodsSettings(**opts),
+            node_name="vk",
+            delete_poll_max_seconds=0.01,
+        )
+
+    def path(self, pod: dict[str, Any]) -> str:
+        m = pod["metadata"]
+        return f"/api/v1/namespaces/{m['namespace']}/pods/{m['name']}"
+
+    def add(self, pod: dict[str, Any]) -> str:
+        stored = self.kube.put(self.path(pod), pod)
+        key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+        old = self.ctl.informer.cache.get(key)
+        self.ctl.informer.cache[key] = stored
+        self.ctl._on_pod_event("MODIFIED" if old else "ADDED", stored, old)
+        return key
+
+    def refresh(self, key: str) -> dict[str, Any]:
+        """Feed the API server's current copy back through the watch, as a MODIFIED event would."""
+        ns, name = key.split("/")
+        obj = copy.deepcopy(self.kube.objects[f"/api/v1/namespaces/{ns}/pods/{name}"])
+        self.ctl.informer.cache[key] = obj
+        return obj
+
+    def remove(self, key: str) -> None:
+        obj = self.ctl.informer.cache.pop(key)
+        self.ctl._on_pod_event("DELETED", obj, obj)
+
+    async def ready(self) -> None:
+        self.ctl.informer.synced.set()
+        await self.ctl.adopt()
+
+
+def status_patches(env: Env) -> list[Any]:
+    return env.kube.writes("PATCH", "/status")
+
+
+async def test_create_once_then_no_second_group() -> None:
+    """A pod without a group gets exactly one create, a ProviderCreateSuccess event, and no second create."""
+    env = Env()
+    await env.ready()
+    key = env.add(make_pod("web"))
+    await env.ctl.reconcile(key)
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("create") == ["uid-web"]
+    assert env.kube.reasons() == ["ProviderCreateSuccess"]
+
+
+async def test_adopted_group_is_never_created_again() -> None:
+    """After a restart, a pod whose group already exists (by UID) is adopted, not created."""
+    env = Env()
+    env.provider.add_group("default", "web", "uid-web")
+    key = env.add(make_pod("web"))
+    await env.ready()
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("create") == []
+    assert env.ctl.ready
+
+
+async def test_status_written_only_on_change() -> None:
+    """A backend status change is written once; the same status again writes nothing."""
+    env = Env()
+    await env.ready()
+    key = env.add(make_pod("web"))
+    await env.ctl.reconcile(key)
+    running = {
+        "phase": "Running",
+        "podIP": "10.0.0.5",
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    bp = BackendPod("default", "web", "uid-web", "eci-1", "Running", running)
+    env.ctl.ingest(bp)
+    await env.ctl.reconcile(key)
+    assert len(status_patches(env)) == 1
+    env.refresh(key)
+    env.ctl.ingest(BackendPod("default", "web", "uid-web", "eci-1", "Running", copy.deepcopy(running)))
+    await env.ctl.reconcile(key)
+    await env.ctl.reconcile(key)
+    assert len(status_patches(env)) == 1
+    written = env.kube.objects[env.path(make_pod("web"))]["status"]
+    assert written["podIP"] == "10.0.0.5" and written["qosClass"] == "BestEffort"
+    body = status_patches(env)[0][2]
+    assert body["metadata"]["uid"] == "uid-web"
+
+
+async def test_status_conflict_is_retried_with_a_fresh_read() -> None:
+    """A 409 on the status write re-reads the pod and writes again."""
+    env = Env()
+    env.provider.add_group("default", "web", "uid-web")
+    key = env.add(make_pod("web"))
+    await env.ready()
+    path = env.path(make_pod("web")) + "/status"
+    env.kube.fail_next[("PATCH", path)] = KubeError(409, "Conflict", "changed")
+    await env.ctl.reconcile(key)
+    assert len(status_patches(env)) == 2
+    assert ("GET", env.path(make_pod("web")), None) in env.kube.calls
+    assert env.kube.objects[env.path(make_pod("web"))]["status"]["phase"] == "Running"
+
+
+async def test_mandatory_missing_config_map_blocks_create() -> None:
+    """A required ConfigMap that is missing gives MandatoryConfigMapNotFound, no group, and a requeue."""
+    env = Env()
+    await env.ready()
+    env_ref = [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}}]
+    key = env.add(make_pod("web", containers=[{"name": "main", "image": "busybox", "env": env_ref}]))
+    with pytest.raises(Requeue):
+        await env.ctl.reconcile(key)
+    assert env.provider.actions("create") == []
+    assert "MandatoryConfigMapNotFound" in env.kube.reasons()
+    env.kube.put("/api/v1/namespaces/default/configmaps/cfg", {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("create") == ["uid-web"]
+    assert env.provider.created_resources["uid-web"].config_maps == {"cfg": {"a": "1"}}
+
+
+async def test_optional_missing_secret_still_starts() -> None:
+    """An optional missing Secret gives OptionalSecretNotFound and the group is created."""
+    env = Env()
+    await env.ready()
+    vols = [{"name": "s", "secret": {"secretName": "creds", "optional": True}}]
+    key = env.add(make_pod("web", volumes=vols))
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("create") == ["uid-web"]
+    assert "OptionalSecretNotFound" in env.kube.reasons()
+    assert env.provider.created_resources["uid-web"].secrets == {"creds": None}
+
+
+async def test_service_links_and_tokens_are_resolved() -> None:
+    """Service-link variables and projected service-account tokens reach PodResources."""
+    env = Env()
+    await env.ready()
+    env.kube.put(
+        "/api/v1/namespaces/default/services/my-db",
+        {
+            "metadata": {"name": "my-db"},
+            "spec": {"clusterIP": "10.96.0.7", "ports": [{"port": 5432, "protocol": "TCP"}]},
+        },
+    )
+    vols = [
+        {
+            "name": "tok",
+            "projected": {"sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}]},
+        }
+    ]
+    key = env.add(make_pod("web", volumes=vols))
+    await env.ctl.reconcile(key)
+    res = env.provider.created_resources["uid-web"]
+    assert res.service_env["MY_DB_SERVICE_HOST"] == "10.96.0.7"
+    assert res.service_env["MY_DB_PORT_5432_TCP_ADDR"] == "10.96.0.7"
+    assert res.tokens == {"tok/token": "tok-default"}
+    assert "uid-web" in env.ctl._token_refresh_at
+
+
+async def test_permanent_error_fails_the_pod_without_retry() -> None:
+    """A permanent rejection marks the pod Failed with the reason, emits ProviderCreateFailed, and is not retried."""
+    env = Env()
+    await env.ready()
+    env.provider.fail["create"] = [PermanentError("InvalidParameter: bad cpu")]
+    key = env.add(make_pod("web"))
+    await env.ctl.reconcile(key)
+    env.refresh(key)
+    await env.ctl.reconcile(key)
+    status = env.kube.objects[env.path(make_pod("web"))]["status"]
+    assert status["phase"] == "Failed" and status["reason"] == "ProviderFailed"
+    assert "bad cpu" in status["message"]
+    assert env.provider.actions("create") == ["uid-web"]
+    assert "ProviderCreateFailed" in env.kube.reasons()
+
+
+async def test_transient_error_is_retried_and_warned_after_max_retries() -> None:
+    """Transient failures requeue with backoff; after max_retries a ReconcileRetrying Warning says so."""
+    env = Env(max_retries=2, workers=1)
+    await env.ready()
+    env.provider.fail["create"] = [TransientError("503"), TransientError("503")]
+    env.add(make_pod("web"))
+    worker = asyncio.create_task(env.ctl.run_worker())
+    try:
+        async with asyncio.timeout(5):
+            while env.provider.actions("create") != ["uid-web"] * 3:
+                await asyncio.sleep(0.01)
+            while "ReconcileRetrying" not in env.kube.reasons():
+                await asyncio.sleep(0.01)
+    finally:
+        await env.ctl.drain()
+        await worker
+    assert "uid-web" in env.provider.groups
+
+
+async def test_graceful_delete_waits_for_the_group() -> None:
+    """deletionTimestamp: delete the group, keep the pod while it terminates, then DELETE grace 0 with the UID."""
+    env = Env()
+    env.provider.add_group("default", "web", "uid-web")
+    pod = make_pod("web")
+    key = env.add(pod)
+    await env.ready()
+    pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    env.add(pod)
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("delete") == ["uid-web"]
+    assert env.kube.writes("DELETE") == []
+    del env.provider.groups["uid-web"]
+    await env.ctl.reconcile(key)
+    deletes = env.kube.writes("DELETE")
+    assert len(deletes) == 1
+    assert deletes[0][2]["gracePeriodSeconds"] == 0 and deletes[0][2]["preconditions"] == {"uid": "uid-web"}
+    assert env.provider.actions("delete") == ["uid-web"]
+
+
+async def test_pod_without_group_is_removed_at_once() -> None:
+    """A deleting pod that never got a group is removed immediately, with no backend delete."""
+    env = Env()
+    await env.ready()
+    pod = make_pod("web")
+    pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    key = env.add(pod)
+    await env.ctl.reconcile(key)
+    assert len(env.kube.writes("DELETE")) == 1
+    assert env.provider.actions("delete") == []
+
+
+async def test_force_deleted_pod_loses_its_group() -> None:
+    """A pod that vanished from the API while its group exists gets its group deleted."""
+    env = Env()
+    env.provider.add_group("default", "web", "uid-web")
+    key = env.add(make_pod("web"))
+    await env.ready()
+    await env.ctl.reconcile(key)
+    env.remove(key)
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("delete") == ["uid-web"]
+
+
+async def test_gc_deletes_only_old_orphans() -> None:
+    """GC deletes groups whose pod UID is not alive and older than gc_min_age; never a live pod's group."""
+    env = Env()
+    env.provider.add_group("default", "live", "uid-live", age=7200)
+    env.provider.add_group("default", "old", "uid-old", age=7200)
+    env.provider.add_group("default", "young", "uid-young", age=5)
+    env.add(make_pod("live"))
+    assert await env.ctl.gc_once() == 0  # not synced yet: GC must not run
+    await env.ready()
+    assert await env.ctl.gc_once() == 1
+    assert env.provider.actions("delete_group") == ["eci-uid-old"]
+    assert set(env.provider.groups) == {"uid-live", "uid-young"}
+
+
+async def test_vanished_group_fails_the_pod_with_137() -> None:
+    """A group that disappeared without our asking: pod Failed, containers exit 137, Warning event."""
+    env = Env()
+    env.provider.add_group("default", "web", "uid-web")
+    key = env.add(make_pod("web"))
+    await env.ready()
+    await env.ctl.reconcile(key)
+    env.refresh(key)
+    del env.provider.groups["uid-web"]
+    await env.ctl.gc_once()
+    await env.ctl.reconcile(key)
+    status = env.kube.objects[env.path(make_pod("web"))]["status"]
+    assert status["phase"] == "Failed" and status["reason"] == "ContainerGroupVanished"
+    assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137
+    assert "ContainerGroupVanished" in env.kube.reasons()
+    env.refresh(key)
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("create") == []
+
+
+async def test_daemonset_pod_is_refused_loudly() -> None:
+    """DaemonSet pods get a Warning event and a Pending status that says why; no group."""
+    env = Env()
+    await env.ready()
+    pod = make_pod("ds")
+    pod["metadata"]["ownerReferences"] = [{"kind": "DaemonSet", "name": "x", "uid": "u", "apiVersion": "apps/v1"}]
+    key = env.add(pod)
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("create") == []
+    assert "DaemonSetPodNotSupported" in env.kube.reasons()
+    assert env.kube.objects[env.path(pod)]["status"]["reason"] == "DaemonSetPodNotSupported"
+
+
+async def test_image_change_updates_the_group() -> None:
+    """Changing a container image on a running pod calls update_pod once."""
+    env = Env()
+    env.provider.add_group("default", "web", "uid-web")
+    pod = make_pod("web")
+    key = env.add(pod)
+    await env.ready()
+    await env.ctl.reconcile(key)
+    pod["spec"]["containers"][0]["image"] = "busybox:1.37"
+    env.add(pod)
+    await env.ctl.reconcile(key)
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("update") == ["uid-web"]
+    assert "ProviderUpdateSuccess" in env.kube.reasons()
+
+
+async def test_backend_events_are_mirrored_once() -> None:
+    """Backend events become Kubernetes Events; the same event count again is not re-sent."""
+    env = Env()
+    env.provider.add_group("default", "web", "uid-web")
+    key = env.add(make_pod("web"))
+    await env.ready()
+    ev = BackendEvent("Normal", "Pulled", "image pulled", 1, None, None)
+    for _ in range(2):
+        env.ctl.ingest(BackendPod("default", "web", "uid-web", "eci-1", "Running", {"phase": "Running"}, events=[ev]))
+        await env.ctl.reconcile(key)
+    assert env.kube.reasons().count("Pulled") == 1
