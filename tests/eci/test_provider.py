@@ -1,0 +1,207 @@
+"""ECIProvider end to end against the ECI simulator (process runtime): the real SDK, real signing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from vk_provider.eci.provider import ECIProvider
+from vk_provider.errors import NotFound, NotSupported
+from vk_provider.provider import BackendPod, LogOptions, PodResources
+from vk_provider.sandbox.eci.server import ECISimulator
+from vk_provider.settings import ECISettings
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[ECISimulator]:
+    async with ECISimulator(directory=tmp_path / "eci", runtime="process") as s:
+        yield s
+
+
+def settings_for(sim: ECISimulator, **kw: Any) -> ECISettings:
+    base: dict[str, Any] = {
+        "endpoint": sim.endpoint,
+        "region": sim.region,
+        "access_key_id": sim.access_key_id,
+        "access_key_secret": SecretStr(sim.access_key_secret),
+        "vswitch_ids": ["vsw-a"],
+        "security_group_id": "sg-a",
+        "status_poll_interval_seconds": 0.2,
+        "backoff_base_seconds": 0.05,
+        "backoff_max_seconds": 0.2,
+    }
+    base.update(kw)
+    return ECISettings(**base)
+
+
+@pytest.fixture
+async def provider(sim: ECISimulator) -> AsyncIterator[ECIProvider]:
+    p = ECIProvider(settings_for(sim), node_name="vk", log_poll_interval_seconds=0.2, stats_cache_seconds=0)
+    await p.start()
+    yield p
+    await p.close()
+
+
+def make_pod(name: str, command: list[str], *, uid: str | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default", "uid": uid or f"uid-{name}", **spec.pop("meta", {})},
+        "spec": {"containers": [{"name": "app", "image": "busybox", "command": command}], **spec},
+    }
+
+
+async def until(provider: ECIProvider, uid: str, pred: Any, timeout: float = 20) -> BackendPod:
+    async def watch() -> BackendPod:
+        async for bp in provider.status_changes():
+            if bp.uid == uid and pred(bp):
+                return bp
+        raise AssertionError("status stream ended")
+
+    return await asyncio.wait_for(watch(), timeout)
+
+
+async def test_create_reaches_running_and_is_idempotent(provider: ECIProvider, sim: ECISimulator) -> None:
+    """A created pod reaches Running with a podIP; a second create_pod makes no second group."""
+    pod = make_pod("web", ["sh", "-c", "sleep 30"])
+    await provider.create_pod(pod, PodResources())
+    bp = await until(provider, "uid-web", lambda b: b.status["phase"] == "Running")
+    assert bp.status["podIP"] and bp.status["containerStatuses"][0]["state"]["running"]
+    await provider.create_pod(pod, PodResources())
+    assert sim.stats()["calls"]["CreateContainerGroup"] == 1
+    # A restarted provider adopts the group instead of creating another one.
+    other = ECIProvider(provider.settings, node_name="vk")
+    try:
+        await other.create_pod(pod, PodResources())
+        assert [p.uid for p in await other.list_pods()] == ["uid-web"]
+    finally:
+        await other.close()
+    assert sim.stats()["calls"]["CreateContainerGroup"] == 1
+
+
+async def test_calls_per_pod_for_a_burst(provider: ECIProvider, sim: ECISimulator) -> None:
+    """Twenty pods reach Running with at most 3 ECI calls per pod (create + shared polling)."""
+    await provider.resync()
+    before = sum(sim.stats()["calls"].values())
+    pods = [make_pod(f"b{i}", ["sh", "-c", "sleep 30"]) for i in range(20)]
+    await asyncio.gather(*(provider.create_pod(p, PodResources()) for p in pods))
+    running: set[str] = set()
+
+    async def watch() -> None:
+        async for bp in provider.status_changes():
+            if bp.status["phase"] == "Running":
+                running.add(bp.uid)
+            if len(running) == 20:
+                return
+
+    await asyncio.wait_for(watch(), 30)
+    calls = sum(sim.stats()["calls"].values()) - before
+    assert calls / 20 <= 3, calls
+
+
+async def test_logs_follow_without_loss_or_duplicates(provider: ECIProvider) -> None:
+    """logs -f returns every line exactly once across polls and ends when the container exits."""
+    script = "for i in $(seq 1 12); do echo line-$i; sleep 0.1; done"
+    pod = make_pod("logger", ["sh", "-c", script], restartPolicy="Never")
+    await provider.create_pod(pod, PodResources())
+    await until(provider, "uid-logger", lambda b: b.status["phase"] in ("Running", "Succeeded"))
+    out = b""
+
+    async def follow() -> None:
+        nonlocal out
+        async for chunk in provider.container_logs(pod, "app", LogOptions(follow=True)):
+            out += chunk
+
+    await asyncio.wait_for(follow(), 20)
+    assert out.decode().splitlines() == [f"line-{i}" for i in range(1, 13)]
+
+
+async def test_logs_unknown_container_is_not_found(provider: ECIProvider) -> None:
+    """Logs of a container the pod does not have raise NotFound."""
+    pod = make_pod("nolog", ["sh", "-c", "sleep 30"])
+    await provider.create_pod(pod, PodResources())
+    with pytest.raises(NotFound):
+        async for _ in provider.container_logs(pod, "nope", LogOptions()):
+            pass
+
+
+async def test_exec_carries_output_and_exit_code(provider: ECIProvider) -> None:
+    """exec pumps stdin to the process and returns stdout, stderr and the exit code."""
+    pod = make_pod("ex", ["sh", "-c", "sleep 30"])
+    await provider.create_pod(pod, PodResources())
+    await until(provider, "uid-ex", lambda b: b.status["phase"] == "Running")
+    sess = await provider.exec(pod, "app", ["sh", "-c", "cat; echo err >&2; exit 3"], stdin=True, tty=False)
+    try:
+        await sess.write_stdin(b"from-stdin\n")
+        await sess.close_stdin()
+        got: dict[int, bytes] = {1: b"", 2: b""}
+        async for ch, data in sess.output():
+            got[ch] += data
+        assert got == {1: b"from-stdin\n", 2: b"err\n"}
+        assert await sess.exit_code() == 3
+    finally:
+        await sess.close()
+
+
+async def test_attach_is_not_supported(provider: ECIProvider) -> None:
+    """attach raises NotSupported with a reason instead of hanging."""
+    with pytest.raises(NotSupported, match="attach"):
+        await provider.attach(make_pod("a", ["true"]), "app", stdin=False, tty=False)
+
+
+async def test_delete_then_gone(provider: ECIProvider) -> None:
+    """delete_pod starts deletion; get_pod turns None once the group is gone; deleting again is fine."""
+    pod = make_pod("del", ["sh", "-c", "sleep 30"])
+    await provider.create_pod(pod, PodResources())
+    await until(provider, "uid-del", lambda b: b.status["phase"] == "Running")
+    await provider.delete_pod(pod)
+    deadline = time.monotonic() + 15
+    while await provider.get_pod(pod) is not None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    await provider.delete_pod(pod)
+    await provider.delete_group("eci-doesnotexist")
+
+
+async def test_no_stock_tries_the_next_spec(provider: ECIProvider, sim: ECISimulator) -> None:
+    """With 1-2Gi out of stock, a pod listing 1-2Gi,2-4Gi in eci-use-specs runs on 2-4Gi, with a NoStock event."""
+    await sim.set_faults({"no_stock": {"specs": ["1-2"]}})
+    pod = make_pod(
+        "spot", ["sh", "-c", "sleep 30"], meta={"annotations": {"k8s.aliyun.com/eci-use-specs": "1-2Gi,2-4Gi"}}
+    )
+    await provider.create_pod(pod, PodResources())
+    bp = await until(provider, "uid-spot", lambda b: b.status["phase"] == "Running")
+    assert any(e.reason == "NoStock" for e in bp.events)
+    assert sim.stats()["calls"]["CreateContainerGroup"] == 2
+
+
+async def test_no_stock_without_alternative_fails(provider: ECIProvider, sim: ECISimulator) -> None:
+    """When every planned spec is out of stock the pod fails with the service's NoStock reason."""
+    await sim.set_faults({"no_stock": {"specs": ["2-4"]}})
+    pod = make_pod("nostock", ["sh", "-c", "sleep 30"])
+    await provider.create_pod(pod, PodResources())
+    bp = await until(provider, "uid-nostock", lambda b: b.status["phase"] == "Failed")
+    assert bp.status["reason"] == "NoStock"
+
+
+async def test_usage_is_batched(provider: ECIProvider, sim: ECISimulator) -> None:
+    """pod_usage reports running pods' containers from one DescribeMultiContainerGroupMetric call."""
+    pod = make_pod("use", ["sh", "-c", "sleep 30"])
+    await provider.create_pod(pod, PodResources())
+    await until(provider, "uid-use", lambda b: b.status["phase"] == "Running")
+    usage = await provider.pod_usage()
+    assert [(u.name, [c.name for c in u.containers]) for u in usage] == [("use", ["app"])]
+    assert sim.stats()["calls"]["DescribeMultiContainerGroupMetric"] == 1
+
+
+async def test_ping_and_throttling_survive(provider: ECIProvider, sim: ECISimulator) -> None:
+    """ping succeeds against the simulator, and a create under 50% throttling still succeeds by retrying."""
+    await provider.ping()
+    await sim.set_faults({"throttle": {"rate": 0.5, "code": "Throttling.User"}, "seed": 7})
+    await provider.create_pod(make_pod("thr", ["sh", "-c", "sleep 30"]), PodResources())
+    await sim.set_faults({"throttle": None})
+    assert sim.stats()["calls"]["CreateContainerGroup"] >= 1
