@@ -86,5 +86,7 @@ async def sim(tmp_path: Path) -> AsyncIterator[ECISimulator]:
 
 @pytest.fixture
 async def vsim(tmp_path: Path) -> AsyncIterator[ECISimulator]:
-    async with ECISimulator(directory=tmp_path / "veci", runtime="virtual", access_keys={"test-id": "test-secret"}) as s:
+    async with ECISimulator(
+        directory=tmp_path / "veci", runtime="virtual", access_keys={"test-id": "test-secret"}
+    ) as s:
         yield s
