@@ -13,7 +13,7 @@ from urllib.parse import quote
 import yaml
 from aiohttp import web
 
-from vk_provider.sandbox.apiserver import discovery, patch, tables
+from vk_provider.sandbox.apiserver import discovery, patch, protobuf, tables
 from vk_provider.sandbox.apiserver.auth import ANONYMOUS_IDENTITY, Attributes, Identity, identity_from_peercert
 from vk_provider.sandbox.apiserver.errors import ApiError, bad_request, conflict, method_not_allowed, not_found
 from vk_provider.sandbox.apiserver.events import from_events_v1, to_events_v1
@@ -116,7 +116,7 @@ async def read_body(request: web.Request, *, allow_patch: bool = False) -> tuple
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{', '.join(patch.PATCH_TYPES)}",
             )
-    elif ctype not in _JSON_TYPES + _YAML_TYPES:
+    elif ctype not in (*_JSON_TYPES, *_YAML_TYPES, protobuf.PROTOBUF):
         raise ApiError(
             415,
             "UnsupportedMediaType",
@@ -133,6 +133,8 @@ async def read_body(request: web.Request, *, allow_patch: bool = False) -> tuple
         raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
     if not raw.strip():
         raise bad_request("the request body is empty")
+    if ctype == protobuf.PROTOBUF:
+        return protobuf.decode(raw), ctype
     try:
         body = yaml.safe_load(raw) if ctype in _YAML_TYPES or ctype == patch.APPLY_PATCH else json.loads(raw)
     except (ValueError, yaml.YAMLError) as exc:

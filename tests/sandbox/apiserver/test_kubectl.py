@@ -1,0 +1,283 @@
+"""The real kubectl against the sandbox API server (fresh cache dir per test)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import KUBECTL
+from tests.sandbox.apiserver.conftest import Kubectl
+from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+
+pytestmark = pytest.mark.kubectl
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+    "spec": {"containers": [{"name": "c", "image": "nginx:1.27", "env": [{"name": "A", "value": "1"}]}]},
+}
+
+
+async def _node(srv: SandboxAPIServer, name: str = "n1") -> None:
+    await srv.store.create(
+        "nodes",
+        {
+            "metadata": {"name": name, "labels": {"node-role.kubernetes.io/agent": ""}},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.2"}],
+                "nodeInfo": {
+                    "kubeletVersion": "v1.32.3-vk",
+                    "osImage": "ECI",
+                    "kernelVersion": "5.10",
+                    "containerRuntimeVersion": "eci://1",
+                },
+            },
+        },
+    )
+
+
+async def _bound_pod(srv: SandboxAPIServer, name: str = "web", node: str = "n1") -> dict[str, Any]:
+    pod = json.loads(json.dumps(POD))
+    pod["metadata"]["name"] = name
+    await srv.store.create("pods", pod)
+
+    def bind(p: dict[str, Any]) -> dict[str, Any]:
+        p["spec"]["nodeName"] = node
+        p["status"] = {
+            "phase": "Running",
+            "podIP": "10.0.0.9",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [
+                {
+                    "name": "c",
+                    "ready": True,
+                    "restartCount": 2,
+                    "image": "nginx:1.27",
+                    "imageID": "",
+                    "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                }
+            ],
+        }
+        return p
+
+    return await srv.store.mutate("pods", "default", name, bind, subresource="binding")
+
+
+async def test_get_plain_wide_yaml_all_namespaces_and_labels(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """`get` prints the real pod and node columns, -o wide adds IP/NODE, -A adds NAMESPACE, --show-labels LABELS."""
+    await _node(apiserver)
+    await _bound_pod(apiserver)
+    out = await kubectl.ok("get", "pods")
+    assert out.split("\n")[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert out.split("\n")[1].split()[:4] == ["web", "1/1", "Running", "2"]
+    wide = await kubectl.ok("get", "pods", "-o", "wide")
+    assert "NOMINATED NODE" in wide and "READINESS GATES" in wide
+    assert "10.0.0.9" in wide and " n1 " in wide
+    nodes = await kubectl.ok("get", "nodes", "-o", "wide")
+    assert nodes.split("\n")[0].split()[:5] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert "Ready" in nodes and "agent" in nodes and "127.0.0.2" in nodes and "eci://1" in nodes
+    all_ns = await kubectl.ok("get", "pods", "-A", "--show-labels")
+    assert all_ns.split("\n")[0].split()[0] == "NAMESPACE" and "LABELS" in all_ns and "app=web" in all_ns
+    doc = yaml.safe_load(await kubectl.ok("get", "pod", "web", "-o", "yaml"))
+    assert doc["spec"]["nodeName"] == "n1" and doc["status"]["qosClass"] == "BestEffort"
+    assert doc["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    for res in ("namespaces", "leases", "configmaps", "secrets", "events", "serviceaccounts", "services"):
+        await kubectl.ok("get", res, "-A")
+    rc, _, err = await kubectl.run("get", "pod", "missing")
+    assert rc == 1 and 'pods "missing" not found' in err
+
+
+async def test_describe_pod_shows_events(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """`describe pod` lists the pod's core/v1 events, even ones written through events.k8s.io/v1."""
+    pod = await apiserver.store.create("pods", POD)
+    await apiserver.store.create(
+        "events",
+        {
+            "metadata": {"name": "web.1", "namespace": "default"},
+            "involvedObject": {
+                "kind": "Pod",
+                "name": "web",
+                "namespace": "default",
+                "uid": pod["metadata"]["uid"],
+                "apiVersion": "v1",
+            },
+            "reason": "ProviderCreated",
+            "message": "container group eci-123 created",
+            "type": "Normal",
+            "source": {"component": "vk-eci"},
+            "count": 1,
+            "firstTimestamp": pod["metadata"]["creationTimestamp"],
+            "lastTimestamp": pod["metadata"]["creationTimestamp"],
+        },
+    )
+    out = await kubectl.ok("describe", "pod", "web")
+    assert "ProviderCreated" in out and "container group eci-123 created" in out and "vk-eci" in out
+
+
+async def test_apply_twice_label_annotate_patch(apiserver: SandboxAPIServer, kubectl: Kubectl, tmp_path: Path) -> None:
+    """apply creates then patches; label/annotate/patch (merge, json, strategic) change what they should."""
+    manifest = tmp_path / "cm.yaml"
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "1", "b": "2"}}
+    manifest.write_text(yaml.safe_dump(cm))
+    assert "created" in await kubectl.ok("apply", "-f", str(manifest))
+    cm["data"] = {"a": "1", "c": "3"}
+    manifest.write_text(yaml.safe_dump(cm))
+    assert "configured" in await kubectl.ok("apply", "-f", str(manifest))
+    got = apiserver.store.get("configmaps", "default", "cfg")
+    assert got is not None and got["data"] == {"a": "1", "c": "3"}  # b was removed by the three-way patch
+    pod_file = tmp_path / "pod.yaml"
+    pod_file.write_text(yaml.safe_dump(POD))
+    await kubectl.ok("apply", "-f", str(pod_file))
+    await kubectl.ok("label", "pod", "web", "tier=front")
+    await kubectl.ok("annotate", "pod", "web", "note=hello")
+    await kubectl.ok("patch", "pod", "web", "--type", "merge", "-p", '{"metadata":{"labels":{"m":"1"}}}')
+    await kubectl.ok(
+        "patch", "pod", "web", "--type", "json", "-p", '[{"op":"add","path":"/metadata/labels/j","value":"2"}]'
+    )
+    await kubectl.ok("patch", "pod", "web", "-p", '{"spec":{"containers":[{"name":"c","image":"nginx:1.28"}]}}')
+    pod = apiserver.store.get("pods", "default", "web")
+    assert pod is not None
+    assert pod["metadata"]["labels"] == {"app": "web", "tier": "front", "m": "1", "j": "2"}
+    assert pod["metadata"]["annotations"]["note"] == "hello"
+    c = pod["spec"]["containers"][0]
+    assert c["image"] == "nginx:1.28" and c["env"] == [{"name": "A", "value": "1"}]  # merged by name, env kept
+    rc, _, err = await kubectl.run("patch", "pod", "web", "-p", '{"spec":{"restartPolicy":"Never"}}')
+    assert rc != 0 and "Forbidden" in err and "pod updates may not change fields" in err
+
+
+async def test_edit_with_editor_script(apiserver: SandboxAPIServer, kubectl: Kubectl, tmp_path: Path) -> None:
+    """`kubectl edit` round-trips through KUBE_EDITOR and sends a strategic merge patch that lands."""
+    await apiserver.store.create("configmaps", {"metadata": {"name": "ed", "namespace": "default"}, "data": {"k": "v"}})
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/k: v$/k: edited/' \"$1\"\n")
+    editor.chmod(editor.stat().st_mode | stat.S_IEXEC)
+    await kubectl.ok("edit", "configmap", "ed", env={"KUBE_EDITOR": str(editor), "EDITOR": str(editor)})
+    got = apiserver.store.get("configmaps", "default", "ed")
+    assert got is not None and got["data"] == {"k": "edited"}
+
+
+async def test_graceful_delete_finished_by_stand_in_kubelet(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """`kubectl delete` of a bound pod waits until the node's kubelet deletes it with grace 0 and a UID."""
+    await _node(apiserver)
+    pod = await _bound_pod(apiserver)
+    uid = pod["metadata"]["uid"]
+    seen: dict[str, Any] = {}
+
+    async def stand_in_kubelet() -> None:
+        w = apiserver.store.watch("pods", "default", field_selector="spec.nodeName=n1")
+        try:
+            async for ev in w:
+                meta = ev["object"]["metadata"]
+                if meta.get("deletionTimestamp"):
+                    seen.update(meta)
+                    await apiserver.store.delete(
+                        "pods", "default", meta["name"], grace_period_seconds=0, uid_precondition=uid
+                    )
+                    return
+        finally:
+            await w.aclose()
+
+    task = asyncio.create_task(stand_in_kubelet())
+    out = await kubectl.ok("delete", "pod", "web", "--timeout=20s")
+    await asyncio.wait_for(task, 5)
+    assert 'pod "web" deleted' in out
+    assert seen["deletionGracePeriodSeconds"] == 30
+    assert apiserver.store.get("pods", "default", "web") is None
+
+
+async def test_force_delete_and_wait(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """--grace-period=0 --force removes a bound pod at once; `wait --for=condition` and `--for=delete` return."""
+    await _node(apiserver)
+    await _bound_pod(apiserver)
+    out = await kubectl.ok("wait", "--for=condition=Ready", "pod/web", "--timeout=10s")
+    assert "condition met" in out
+    rc, out, err = await kubectl.run("delete", "pod", "web", "--grace-period=0", "--force")
+    assert rc == 0, err
+    assert apiserver.store.get("pods", "default", "web") is None
+    await kubectl.ok("wait", "--for=delete", "pod/web", "--timeout=5s")
+
+
+async def test_wait_sees_condition_change(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """`kubectl wait` blocks on the watch until a status write makes the condition true."""
+    await apiserver.store.create("pods", POD)
+
+    async def later() -> None:
+        await asyncio.sleep(0.5)
+
+        def ready(p: dict[str, Any]) -> dict[str, Any]:
+            p["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+            return p
+
+        await apiserver.store.mutate("pods", "default", "web", ready, subresource="status")
+
+    task = asyncio.create_task(later())
+    out = await kubectl.ok("wait", "--for=condition=Ready", "pod/web", "--timeout=15s")
+    await task
+    assert "condition met" in out
+
+
+async def test_get_watch_streams_new_rows(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """`get -w` prints the header once and a row for a pod created while it watches."""
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL,
+        "get",
+        "pods",
+        "-w",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=kubectl.env,
+    )
+    try:
+        assert proc.stdout is not None
+        await apiserver.store.create("pods", {**POD, "metadata": {"name": "first", "namespace": "default"}})
+        lines: list[str] = []
+        async with asyncio.timeout(20):
+            while not any(line.startswith("first") for line in lines):
+                lines.append((await proc.stdout.readline()).decode())
+            await apiserver.store.create("pods", {**POD, "metadata": {"name": "second", "namespace": "default"}})
+            while not any(line.startswith("second") for line in lines):
+                lines.append((await proc.stdout.readline()).decode())
+        assert sum(1 for line in lines if line.startswith("NAME")) == 1
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_auth_can_i(
+    apiserver: SandboxAPIServer, kubectl: Kubectl, kubectl_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`auth can-i` answers yes for the admin and follows RBAC for a user bound to a narrow Role."""
+    assert (await kubectl.ok("auth", "can-i", "create", "pods")).strip() == "yes"
+    await apiserver.store.create(
+        "roles.rbac.authorization.k8s.io",
+        {
+            "metadata": {"name": "reader", "namespace": "default"},
+            "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}],
+        },
+    )
+    await apiserver.store.create(
+        "rolebindings.rbac.authorization.k8s.io",
+        {
+            "metadata": {"name": "alice-reads", "namespace": "default"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+            "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}],
+        },
+    )
+    alice = Kubectl(kubectl_env, apiserver.user_kubeconfig(tmp_path / "alice", user="alice", groups=["devs"]))
+    assert (await alice.ok("auth", "can-i", "list", "pods")).strip() == "yes"
+    assert (await alice.ok("auth", "can-i", "get", "pods", "--subresource=log")).strip() == "yes"
+    rc, out, _ = await alice.run("auth", "can-i", "delete", "pods")
+    assert rc == 1 and out.strip() == "no"
+    rc, out, _ = await alice.run("auth", "can-i", "list", "pods", "-n", "kube-system")
+    assert rc == 1 and out.strip() == "no"
+    await alice.ok("get", "pods")
+    rc, _, err = await alice.run("get", "secrets")
+    assert rc == 1 and 'User "alice" cannot list resource "secrets"' in err

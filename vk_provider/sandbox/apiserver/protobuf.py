@@ -1,0 +1,157 @@
+"""Just enough of the Kubernetes protobuf encoding to read the request bodies kubectl's typed clients send.
+
+``kubectl auth can-i`` (SelfSubjectAccessReview) and ``kubectl create token`` (TokenRequest) POST
+``application/vnd.kubernetes.protobuf`` and read back whatever Content-Type we answer with, so decoding these few
+messages into their JSON shape is all that is needed. Everything else still gets 415.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vk_provider.sandbox.apiserver.errors import ApiError, bad_request
+
+MAGIC = b"k8s\x00"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+Fields = dict[int, list[Any]]
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise bad_request("truncated protobuf body")
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def parse(data: bytes) -> Fields:
+    """Field number -> raw values (ints for varints, bytes for length-delimited)."""
+    out: Fields = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        num, wire = key >> 3, key & 7
+        value: Any
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire == 2:
+            n, pos = _varint(data, pos)
+            if pos + n > len(data):
+                raise bad_request("truncated protobuf body")
+            value, pos = data[pos : pos + n], pos + n
+        elif wire == 1:
+            value, pos = data[pos : pos + 8], pos + 8
+        elif wire == 5:
+            value, pos = data[pos : pos + 4], pos + 4
+        else:
+            raise bad_request("unsupported protobuf wire type")
+        out.setdefault(num, []).append(value)
+    return out
+
+
+def _str(f: Fields, n: int) -> str | None:
+    v = f.get(n)
+    return v[-1].decode() if v else None
+
+
+def _strs(f: Fields, n: int) -> list[str]:
+    return [v.decode() for v in f.get(n, [])]
+
+
+def _msg(f: Fields, n: int) -> Fields | None:
+    v = f.get(n)
+    return parse(v[-1]) if v else None
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v not in (None, [], {})}
+
+
+def _meta(f: Fields | None) -> dict[str, Any]:
+    if f is None:
+        return {}
+    return _compact({"name": _str(f, 1), "generateName": _str(f, 2), "namespace": _str(f, 3)})
+
+
+def _resource_attributes(f: Fields) -> dict[str, Any]:
+    return _compact(
+        {
+            "namespace": _str(f, 1),
+            "verb": _str(f, 2),
+            "group": _str(f, 3),
+            "version": _str(f, 4),
+            "resource": _str(f, 5),
+            "subresource": _str(f, 6),
+            "name": _str(f, 7),
+        }
+    )
+
+
+def _access_spec(f: Fields | None, *, self_review: bool) -> dict[str, Any]:
+    if f is None:
+        return {}
+    ra, nra = _msg(f, 1), _msg(f, 2)
+    spec: dict[str, Any] = {}
+    if ra is not None:
+        spec["resourceAttributes"] = _resource_attributes(ra)
+    if nra is not None:
+        spec["nonResourceAttributes"] = _compact({"path": _str(nra, 1), "verb": _str(nra, 2)})
+    if not self_review:
+        spec.update(_compact({"user": _str(f, 3), "groups": _strs(f, 4), "uid": _str(f, 6)}))
+    return spec
+
+
+def _token_review_spec(f: Fields | None) -> dict[str, Any]:
+    return {} if f is None else _compact({"token": _str(f, 1), "audiences": _strs(f, 2)})
+
+
+def _token_request_spec(f: Fields | None) -> dict[str, Any]:
+    if f is None:
+        return {}
+    spec: dict[str, Any] = _compact({"audiences": _strs(f, 1)})
+    if f.get(4):
+        spec["expirationSeconds"] = int(f[4][-1])
+    ref = _msg(f, 3)
+    if ref is not None:
+        spec["boundObjectRef"] = _compact(
+            {"kind": _str(ref, 1), "apiVersion": _str(ref, 2), "name": _str(ref, 3), "uid": _str(ref, 4)}
+        )
+    return spec
+
+
+_SPECS: dict[str, Callable[[Fields | None], dict[str, Any]]] = {
+    "SelfSubjectAccessReview": lambda f: _access_spec(f, self_review=True),
+    "SubjectAccessReview": lambda f: _access_spec(f, self_review=False),
+    "TokenReview": _token_review_spec,
+    "TokenRequest": _token_request_spec,
+}
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """A protobuf-encoded review or TokenRequest as its JSON shape; 415 for any other kind."""
+    if not body.startswith(MAGIC):
+        raise bad_request("protobuf body lacks the k8s magic prefix")
+    unknown = parse(body[len(MAGIC) :])
+    type_meta = _msg(unknown, 1) or {}
+    api_version, kind = _str(type_meta, 1) or "", _str(type_meta, 2) or ""
+    if kind not in _SPECS:
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the sandbox reads protobuf only for {', '.join(sorted(_SPECS))}; send application/json",
+        )
+    raw = unknown.get(2, [b""])[-1]
+    obj = parse(raw)
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": _meta(_msg(obj, 1)),
+        "spec": _SPECS[kind](_msg(obj, 2)),
+    }
