@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import signal
 from typing import Any
 
@@ -18,8 +17,10 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from vk_provider.eci.provider import ECIProvider
 from vk_provider.kube.client import KubeAPI, create_api_client
 from vk_provider.kube.events import EventRecorder
+from vk_provider.kubelet.server import KubeletServer
 from vk_provider.log import configure_logging
 from vk_provider.metrics import REGISTRY
 from vk_provider.node.controller import NodeController
@@ -31,14 +32,13 @@ from vk_provider.supervisor import Supervisor
 log = structlog.get_logger("vk_provider.app")
 
 
-def _build_provider(settings: Settings) -> Any:
-    mod: Any = importlib.import_module("vk_provider.eci.provider")
-    return mod.ECIProvider(settings.eci, node_name=settings.node.name)
-
-
-def _build_kubelet(settings: Settings, **kwargs: Any) -> Any:
-    mod: Any = importlib.import_module("vk_provider.kubelet.server")
-    return mod.KubeletServer(settings.kubelet, **kwargs)
+def _build_provider(settings: Settings) -> ECIProvider:
+    return ECIProvider(
+        settings.eci,
+        node_name=settings.node.name,
+        log_poll_interval_seconds=settings.kubelet.log_poll_interval_seconds,
+        stats_cache_seconds=settings.kubelet.stats_cache_seconds,
+    )
 
 
 async def _maybe_call(obj: Any, name: str) -> None:
@@ -63,7 +63,7 @@ class Daemon:
         self._owns_provider = provider is None
         self._with_kubelet = with_kubelet
         self._kube: KubeAPI | None = None
-        self._kubelet: Any = None
+        self._kubelet: KubeletServer | None = None
         self._metrics_runner: web.AppRunner | None = None
         self.pods: PodController | None = None
         self.node: NodeController | None = None
@@ -84,11 +84,14 @@ class Daemon:
             await _maybe_call(self._provider, "start")
             recorder = EventRecorder(kube, host=self.node_name)
             self.pods = pods = PodController(kube, self._provider, recorder, s.pods, node_name=self.node_name)
+            set_lookup = getattr(self._provider, "set_pod_lookup", None)
+            if set_lookup is not None:
+                set_lookup(pods)
             await self._start_metrics()
             self.supervisor.spawn("pods.watch", pods.run_watch())
             if self._with_kubelet:
-                self._kubelet = _build_kubelet(
-                    s,
+                self._kubelet = KubeletServer(
+                    s.kubelet,
                     node_name=self.node_name,
                     node_addresses=[a for a in (s.node.internal_ip, "127.0.0.1") if a],
                     pods=pods,
@@ -110,7 +113,7 @@ class Daemon:
             self.supervisor.spawn("node.lease", node.run_lease())
             self.supervisor.spawn("node.status", node.run_status())
             self.supervisor.spawn("node.ping", node.run_ping())
-            self.supervisor.spawn("pods.adopt", self._adopt_then_ready(), critical=False)
+            self.supervisor.spawn("pods.adopt", self._adopt_then_ready(), oneshot=True)
             for i in range(s.pods.workers):
                 self._workers.append(self.supervisor.spawn(f"pods.worker.{i}", pods.run_worker(), critical=False))
             self.supervisor.spawn("pods.status", pods.run_status_sync())
@@ -171,6 +174,7 @@ class Daemon:
 
     async def stop(self) -> None:
         """Graceful stop: no new work, in-flight calls get a deadline, no group is ever deleted."""
+        self.supervisor.begin_shutdown()
         if self.pods is not None:
             await self.pods.drain()
             await self.supervisor.join(self._workers, timeout=self.settings.pods.shutdown_timeout_seconds)

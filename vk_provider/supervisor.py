@@ -24,6 +24,7 @@ class _Entry:
     name: str
     task: asyncio.Task[Any]
     critical: bool
+    oneshot: bool = False
 
 
 class Supervisor:
@@ -37,10 +38,15 @@ class Supervisor:
     def names(self) -> list[str]:
         return [e.name for e in self._entries]
 
-    def spawn(self, name: str, coro: Coroutine[Any, Any, Any], *, critical: bool = True) -> asyncio.Task[Any]:
-        """Start a task; ``critical`` ones ending unexpectedly mark the daemon failed."""
+    def spawn(
+        self, name: str, coro: Coroutine[Any, Any, Any], *, critical: bool = True, oneshot: bool = False
+    ) -> asyncio.Task[Any]:
+        """Start a task; ``critical`` ones ending unexpectedly mark the daemon failed.
+
+        A ``oneshot`` task is expected to return (a start-up step); only a crash of it is unexpected.
+        """
         task = create_guarded_task(coro, name=name)
-        entry = _Entry(name, task, critical)
+        entry = _Entry(name, task, critical, oneshot)
         self._entries.append(entry)
         task.add_done_callback(lambda t: self._exited(entry, t))
         return task
@@ -50,6 +56,8 @@ class Supervisor:
             return
         exc = task.exception()
         if exc is None:
+            if entry.oneshot:
+                return
             log.error("task exited unexpectedly", task=entry.name)
         if entry.critical:
             self.failures.append(entry.name)
@@ -57,6 +65,10 @@ class Supervisor:
 
     def alive(self, name: str) -> bool:
         return any(e.name == name and not e.task.done() for e in self._entries)
+
+    def begin_shutdown(self) -> None:
+        """From now on tasks ending are expected (workers draining their queue)."""
+        self._stopping = True
 
     async def stop(self, *, timeout: float = 10.0) -> None:
         """Cancel every task in reverse start order, waiting up to ``timeout`` for each to finish."""

@@ -130,6 +130,17 @@ class KubeAPI:
         data = json.loads(raw)
         return data if isinstance(data, dict) else {"items": data}
 
+    async def get_text(self, path: str, *, query: dict[str, Any] | None = None) -> str:
+        """A GET whose answer is not JSON (pods/log)."""
+        resp = await self._send("GET", path, query=query, body=None, content_type="application/json", timeout=None)
+        try:
+            raw = await resp.read()
+        finally:
+            resp.release()
+        if not 200 <= resp.status <= 299:
+            raise _error(resp.status, raw)
+        return bytes(raw).decode("utf-8", "replace")
+
     async def get(self, path: str, *, query: dict[str, Any] | None = None) -> JSON:
         return await self.request("GET", path, query=query)
 

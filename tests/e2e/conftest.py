@@ -1,0 +1,175 @@
+"""End-to-end fixtures: the sandbox API server, the ECI simulator and the daemon, in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+from vk_provider.app import Daemon
+from vk_provider.kube.client import KubeAPI, KubeError
+from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_provider.sandbox.eci.server import ECISimulator
+from vk_provider.settings import Settings, load_settings
+
+NODE = "vk-e2e"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def daemon_flags(apiserver: SandboxAPIServer, sim: ECISimulator, directory: Path, **extra: Any) -> dict[str, Any]:
+    flags: dict[str, Any] = {
+        "kube.kubeconfig": str(apiserver.kubeconfig_path),
+        "node.name": NODE,
+        "node.internal_ip": "127.0.0.1",
+        "eci.endpoint": sim.endpoint,
+        "eci.region": sim.region,
+        "eci.access_key_id": sim.access_key_id,
+        "eci.access_key_secret": sim.access_key_secret,
+        "eci.vswitch_ids": ["vsw-e2e"],
+        "eci.security_group_id": "sg-e2e",
+        "eci.cluster_name": "e2e",
+        "eci.status_poll_interval_seconds": 0.5,
+        "kubelet.port": free_port(),
+        "kubelet.bind_address": "127.0.0.1",
+        "kubelet.cert_dir": str(directory / "kubelet-certs"),
+        "kubelet.tls_mode": "self-signed",
+        "metrics.port": 0,
+        "metrics.bind_address": "127.0.0.1",
+        "pods.retry_base_seconds": 0.2,
+        "pods.retry_max_seconds": 2.0,
+    }
+    flags.update(extra)
+    return flags
+
+
+@dataclass
+class Stack:
+    apiserver: SandboxAPIServer
+    sim: ECISimulator
+    daemon: Daemon | None
+    kube: KubeAPI
+    settings: Settings
+
+    async def create_pod(self, pod: dict[str, Any], ns: str = "default") -> dict[str, Any]:
+        pod = {"apiVersion": "v1", "kind": "Pod", **pod}
+        spec = pod.setdefault("spec", {})
+        spec.setdefault("nodeName", NODE)
+        spec.setdefault(
+            "tolerations", [{"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}]
+        )
+        return await self.kube.request("POST", f"/api/v1/namespaces/{ns}/pods", body=pod)
+
+    async def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return await self.kube.request("POST", path, body=obj)
+
+    async def pod(self, name: str, ns: str = "default") -> dict[str, Any] | None:
+        return await self.kube.get_or_none(f"/api/v1/namespaces/{ns}/pods/{name}")
+
+    async def wait_pod(
+        self, name: str, check: Callable[[dict[str, Any] | None], bool], *, ns: str = "default", timeout: float = 30
+    ) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            last = await self.pod(name, ns)
+            if check(last):
+                return last
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"pod {ns}/{name} never matched; last: {(last or {}).get('status')}")
+
+    async def events(self, name: str, ns: str = "default") -> list[dict[str, Any]]:
+        out = await self.kube.get(
+            f"/api/v1/namespaces/{ns}/events", query={"fieldSelector": f"involvedObject.name={name}"}
+        )
+        return list(out.get("items") or [])
+
+    async def wait_event(self, name: str, reason: str, *, ns: str = "default", timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ev in await self.events(name, ns):
+                if ev.get("reason") == reason:
+                    return ev
+            await asyncio.sleep(0.1)
+        got = [e.get("reason") for e in await self.events(name, ns)]
+        raise AssertionError(f"no {reason} event on {ns}/{name}; got {got}")
+
+    async def logs(self, name: str, container: str | None = None, ns: str = "default") -> str:
+        query = {"container": container} if container else None
+        return await self.kube.get_text(f"/api/v1/namespaces/{ns}/pods/{name}/log", query=query)
+
+    async def delete_pod(self, name: str, ns: str = "default", grace: int | None = None) -> None:
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if grace is not None:
+            body["gracePeriodSeconds"] = grace
+        try:
+            await self.kube.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}", body=body)
+        except KubeError as exc:
+            if not exc.not_found:
+                raise
+
+
+def running_ready(pod: dict[str, Any] | None) -> bool:
+    if not pod:
+        return False
+    st = pod.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+    return st.get("phase") == "Running" and ready and bool(st.get("podIP"))
+
+
+def phase_is(*phases: str) -> Callable[[dict[str, Any] | None], bool]:
+    return lambda p: bool(p) and (p or {}).get("status", {}).get("phase") in phases
+
+
+async def admin_api(apiserver: SandboxAPIServer) -> KubeAPI:
+    cfg = k8s_client.Configuration()
+    await k8s_config.load_kube_config(config_file=str(apiserver.kubeconfig_path), client_configuration=cfg)
+    return KubeAPI(k8s_client.ApiClient(configuration=cfg), timeout=30)
+
+
+StackFactory = Callable[..., Awaitable[Stack]]
+
+
+@pytest.fixture
+async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
+    """Start apiserver + simulator (+ daemon unless daemon=False) for one test; all torn down after it."""
+    cleanups: list[Callable[[], Awaitable[Any]]] = []
+
+    async def factory(runtime: str = "virtual", daemon: bool = True, **flags: Any) -> Stack:
+        apiserver = SandboxAPIServer(directory=tmp_path / "apiserver")
+        await apiserver.__aenter__()
+        cleanups.append(lambda: apiserver.__aexit__(None, None, None))
+        sim = ECISimulator(directory=tmp_path / "eci", runtime=runtime)
+        await sim.__aenter__()
+        cleanups.append(lambda: sim.__aexit__(None, None, None))
+        settings = load_settings(daemon_flags(apiserver, sim, tmp_path, **flags))
+        kube = await admin_api(apiserver)
+        cleanups.append(kube.close)
+        d: Daemon | None = None
+        if daemon:
+            d = Daemon(settings)
+            await d.start()
+            cleanups.append(d.stop)
+            await d.wait_ready(timeout=30)
+        return Stack(apiserver, sim, d, kube, settings)
+
+    try:
+        yield factory
+    finally:
+        for fn in reversed(cleanups):
+            try:
+                await fn()
+            except Exception:
+                pass

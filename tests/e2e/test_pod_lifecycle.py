@@ -1,0 +1,64 @@
+"""virtual-kubelet's own e2e cases: a pod becomes Ready with a podIP; graceful and force delete."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.e2e.conftest import NODE, Stack, StackFactory, running_ready
+
+pytestmark = pytest.mark.e2e
+
+
+def sleeper(name: str, **spec: object) -> dict[str, object]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}], **spec},
+    }
+
+
+async def groups_of(stack: Stack) -> list[str]:
+    assert stack.daemon is not None
+    return [bp.group_id for bp in await stack.daemon.provider.list_pods()]
+
+
+async def test_pod_becomes_ready_with_a_pod_ip(make_stack: StackFactory) -> None:
+    """A pod bound to the virtual node runs as one group and reports Running, Ready=True and a podIP."""
+    stack = await make_stack()
+    node = await stack.kube.get(f"/api/v1/nodes/{NODE}")
+    assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
+    await stack.create_pod(sleeper("web"))
+    pod = await stack.wait_pod("web", running_ready, timeout=20)
+    assert pod is not None
+    assert pod["status"]["podIP"]
+    assert pod["status"]["containerStatuses"][0]["state"].get("running")
+    await stack.wait_event("web", "ProviderCreateSuccess")
+    assert len(await groups_of(stack)) == 1
+    lease = await stack.kube.get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}")
+    assert lease["spec"]["holderIdentity"] == NODE
+
+
+async def test_graceful_delete_removes_group_then_pod(make_stack: StackFactory) -> None:
+    """A graceful delete deletes the group, then the pod object disappears (grace 0 + UID precondition)."""
+    stack = await make_stack()
+    await stack.create_pod(sleeper("web", terminationGracePeriodSeconds=5))
+    await stack.wait_pod("web", running_ready, timeout=20)
+    await stack.delete_pod("web")
+    await stack.wait_pod("web", lambda p: p is None, timeout=30)
+    async with asyncio.timeout(20):
+        while await groups_of(stack):
+            await asyncio.sleep(0.2)
+
+
+async def test_force_delete_still_deletes_the_group(make_stack: StackFactory) -> None:
+    """A force delete (grace 0) removes the pod at once; the daemon still deletes its group."""
+    stack = await make_stack()
+    await stack.create_pod(sleeper("web"))
+    await stack.wait_pod("web", running_ready, timeout=20)
+    assert len(await groups_of(stack)) == 1
+    await stack.delete_pod("web", grace=0)
+    await stack.wait_pod("web", lambda p: p is None, timeout=10)
+    async with asyncio.timeout(20):
+        while await groups_of(stack):
+            await asyncio.sleep(0.2)
