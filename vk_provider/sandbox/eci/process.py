@@ -507,12 +507,7 @@ class ProcessRuntime:
     def forget(self, group: Group) -> None:
         run = self._runs.pop(group.id, None)
         if run is not None:
-            for path in reversed(run.created_paths):
-                with contextlib.suppress(OSError):
-                    if path.is_symlink() or path.is_file():
-                        path.unlink()
-                    else:
-                        path.rmdir()
+            self._remove_created(run)
         shutil.rmtree(self.group_dir(group), ignore_errors=True)
 
     def crash(self, group: Group, container: str, exit_code: int) -> None:
@@ -533,6 +528,18 @@ class ProcessRuntime:
                 run.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await run.task
+            # Mount points we made on the host are empty outside the namespaces: remove them.
+            self._remove_created(run)
+
+    @staticmethod
+    def _remove_created(run: _GroupRun) -> None:
+        for path in reversed(run.created_paths):
+            with contextlib.suppress(OSError):
+                if path.is_symlink() or path.is_file():
+                    path.unlink()
+                else:
+                    path.rmdir()
+        run.created_paths.clear()
 
     # ---- logs, metrics ------------------------------------------------------------------------
 

@@ -28,6 +28,11 @@ def check_group_name(name: str) -> None:
         )
 
 
+def _unset(value: Any) -> bool:
+    # SDK 1.3.3 sends str(None) = "None" for an unset ReadOnly (VolumeMounts) or Protocol (Ports).
+    return value in (None, "", "None")
+
+
 def _num(value: Any, name: str) -> float:
     try:
         number = float(str(value))
@@ -107,7 +112,7 @@ def parse_containers(raw: Any, prefix: str, *, init: bool) -> list[ContainerSpec
             if not isinstance(p, dict):
                 raise invalid(f"{where}.Port.{j}", "expected Port and Protocol")
             port = _int(p.get("Port", 0), f"{where}.Port.{j}.Port")
-            proto = str(p.get("Protocol") or "TCP").upper()
+            proto = "TCP" if _unset(p.get("Protocol")) else str(p["Protocol"]).upper()
             if not 0 < port < 65536 or proto not in ("TCP", "UDP"):
                 raise invalid(f"{where}.Port.{j}", "port 1-65535 and protocol TCP or UDP")
             ports.append((proto, port))
@@ -120,7 +125,8 @@ def parse_containers(raw: Any, prefix: str, *, init: bool) -> list[ContainerSpec
                     name=str(m["Name"]),
                     mount_path=str(m["MountPath"]),
                     sub_path=str(m.get("SubPath", "")),
-                    read_only=parse_bool(f"{where}.VolumeMount.{j}.ReadOnly", str(m.get("ReadOnly") or "false")),
+                    read_only=not _unset(m.get("ReadOnly"))
+                    and parse_bool(f"{where}.VolumeMount.{j}.ReadOnly", str(m["ReadOnly"])),
                 )
             )
         spec = ContainerSpec(

@@ -1,0 +1,379 @@
+"""The process runtime through the SDK: real processes, volumes, restarts, grace, probes, logs, exec, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import secrets
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aliyunsdkeci.request.v20180808.DeleteContainerGroupRequest import DeleteContainerGroupRequest
+from aliyunsdkeci.request.v20180808.DescribeContainerGroupMetricRequest import DescribeContainerGroupMetricRequest
+from aliyunsdkeci.request.v20180808.DescribeContainerLogRequest import DescribeContainerLogRequest
+from aliyunsdkeci.request.v20180808.ExecContainerCommandRequest import ExecContainerCommandRequest
+from aliyunsdkeci.request.v20180808.RestartContainerGroupRequest import RestartContainerGroupRequest
+
+from tests.sandbox.eci.conftest import call, call_error, create_request, describe, status_is, wait_for
+from vk_provider.sandbox.eci.server import ECISimulator
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _create(sim: ECISimulator, containers: list[dict[str, Any]], **extra: Any) -> str:
+    req = create_request(f"g{secrets.token_hex(3)}", containers=containers, **extra)
+    return str((await call(sim, req))["ContainerGroupId"])
+
+
+async def _log(sim: ECISimulator, gid: str, container: str = "main", **opts: Any) -> str:
+    req = DescribeContainerLogRequest()
+    req.set_ContainerGroupId(gid)
+    req.set_ContainerName(container)
+    for key, value in opts.items():
+        req.add_query_param(key, value)
+    return str((await call(sim, req))["Content"])
+
+
+async def _wait_log(sim: ECISimulator, gid: str, text: str, container: str = "main", **opts: Any) -> str:
+    deadline = time.monotonic() + 10
+    while True:
+        content = await _log(sim, gid, container, **opts)
+        if text in content:
+            return content
+        assert time.monotonic() < deadline, f"{text!r} never showed in the log: {content!r}"
+        await asyncio.sleep(0.05)
+
+
+def _sh(script: str, name: str = "main", **extra: Any) -> dict[str, Any]:
+    return {"Name": name, "Image": "busybox", "Commands": ["sh", "-c", script], **extra}
+
+
+async def test_two_containers_with_a_config_file_volume(sim: ECISimulator) -> None:
+    """A 2-container group mounts a ConfigFileVolume; `cat` of the mounted file shows its content in the log,
+    the other container shares an EmptyDir, and the mount path is not visible on the host."""
+    mount = f"/etc/vksim-{secrets.token_hex(4)}"
+    content = base64.b64encode(b"greeting=hello from config\n").decode()
+    req = create_request(
+        f"cfg{secrets.token_hex(2)}",
+        containers=[
+            _sh(
+                f"cat {mount}/app.conf; echo shared > /data/x; sleep 3600",
+                VolumeMounts=[{"Name": "cfg", "MountPath": mount}, {"Name": "scratch", "MountPath": "/data"}],
+            ),
+            _sh(
+                "while [ ! -e /work/x ]; do sleep 0.05; done; cat /work/x; sleep 3600",
+                name="side",
+                VolumeMounts=[{"Name": "scratch", "MountPath": "/work"}],
+            ),
+        ],
+    )
+    req.set_Volumes(
+        [
+            {"Name": "cfg", "Type": "ConfigFileVolume", "ConfigFileVolume.ConfigFileToPaths": [
+                {"Path": "app.conf", "Content": content}]},
+            {"Name": "scratch", "Type": "EmptyDirVolume"},
+        ]
+    )  # fmt: skip
+    gid = (await call(sim, req))["ContainerGroupId"]
+    await wait_for(sim, gid, status_is("Running"))
+    assert "greeting=hello from config" in await _wait_log(sim, gid, "greeting")
+    assert "shared" in await _wait_log(sim, gid, "shared", container="side")
+    assert not Path(mount, "app.conf").exists()  # only inside the container's mount namespace
+    delete = DeleteContainerGroupRequest()
+    delete.set_ContainerGroupId(gid)
+    await call(sim, delete)
+    for _ in range(200):
+        if gid not in sim.engine.groups:
+            break
+        await asyncio.sleep(0.02)
+    assert not Path(mount).exists()  # the mount point we made is cleaned up
+
+
+async def test_command_and_args_stay_separate(sim: ECISimulator, tmp_path: Path) -> None:
+    """Arg alone replaces the image's default command; Command+Arg pass Arg as the command's arguments;
+    env and WorkingDir are applied."""
+    wd = tmp_path / "wd"
+    gid = await _create(
+        sim,
+        [
+            {"Name": "main", "Image": "busybox", "Args": ["echo", "args-only"]},
+            {
+                "Name": "two",
+                "Image": "busybox",
+                "Commands": ["sh", "-c", 'echo "$0-$1 $FOO $(pwd)"; sleep 3600'],
+                "Args": ["x", "y"],
+                "EnvironmentVars": [{"Key": "FOO", "Value": "bar"}],
+                "WorkingDir": str(wd),
+            },
+        ],
+        RestartPolicy="Never",
+    )
+    assert "args-only" in await _wait_log(sim, gid, "args-only")
+    assert f"x-y bar {wd}" in await _wait_log(sim, gid, "x-y", container="two")
+
+
+async def test_nginx_image_serves_http_and_readiness_probes_drive_ready(sim: ECISimulator) -> None:
+    """nginx without a command serves HTTP on its declared port; httpGet and tcpSocket readiness make it Ready."""
+    port = _free_port()
+    gid = await _create(
+        sim,
+        [
+            {
+                "Name": "main",
+                "Image": "registry.example.com/library/nginx:1.25",
+                "Ports": [{"Port": port, "Protocol": "TCP"}],
+                "ReadinessProbe.HttpGet.Port": port,
+                "ReadinessProbe.HttpGet.Path": "/",
+                "ReadinessProbe.PeriodSeconds": 1,
+            },
+            _sh(
+                "sleep 3600", name="side", **{"ReadinessProbe.TcpSocket.Port": port, "ReadinessProbe.PeriodSeconds": 1}
+            ),
+        ],
+    )
+    group = await wait_for(sim, gid, lambda g: all(c["Ready"] for c in g["Containers"]))
+    assert group["Status"] == "Running"
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/") as r:
+        assert r.status == 200
+        assert "Welcome" in await r.text()
+
+
+async def test_unknown_image_without_command_is_err_image_pull(sim: ECISimulator) -> None:
+    """An image the simulator does not know, with no command, stays Waiting/ErrImagePull with a Warning event."""
+    gid = await _create(sim, [{"Name": "main", "Image": "example.com/unknown-app:v1"}])
+    group = await wait_for(sim, gid, lambda g: g["Containers"][0]["CurrentState"]["Reason"] == "ErrImagePull")
+    assert group["Status"] == "Pending"
+    assert any(e["Type"] == "Warning" and "pull" in e["Message"] for e in group["Events"])
+
+
+async def test_restart_policy_never_fails_with_the_exit_code(sim: ECISimulator) -> None:
+    """RestartPolicy Never: exit 3 ends the group Failed with ExitCode 3 and no restarts."""
+    gid = await _create(sim, [_sh("exit 3")], RestartPolicy="Never")
+    group = await wait_for(sim, gid, status_is("Failed"))
+    state = group["Containers"][0]["CurrentState"]
+    assert (state["State"], state["ExitCode"], state["Reason"]) == ("Terminated", 3, "Error")
+    assert group["Containers"][0]["RestartCount"] == 0 and group["FailedTime"]
+
+
+async def test_restart_policy_on_failure_retries_until_success(sim: ECISimulator, tmp_path: Path) -> None:
+    """OnFailure: the first run exits 1, the retry exits 0; the group Succeeds with RestartCount 1."""
+    marker = tmp_path / "marker"
+    gid = await _create(
+        sim, [_sh(f"if [ -e {marker} ]; then exit 0; fi; touch {marker}; exit 1")], RestartPolicy="OnFailure"
+    )
+    group = await wait_for(sim, gid, status_is("Succeeded"))
+    main = group["Containers"][0]
+    assert main["RestartCount"] == 1
+    assert main["PreviousState"]["ExitCode"] == 1 and main["CurrentState"]["ExitCode"] == 0
+
+
+async def test_restart_policy_always_restarts_with_backoff(sim: ECISimulator) -> None:
+    """Always: a container that exits 0 is restarted (RestartCount grows, BackOff events) and the group runs on."""
+    gid = await _create(sim, [_sh("echo run")], RestartPolicy="Always")
+    group = await wait_for(sim, gid, lambda g: g["Containers"][0]["RestartCount"] >= 2, timeout=15)
+    assert group["Status"] == "Running"
+    assert any(e["Reason"] == "BackOff" for e in group["Events"])
+
+
+async def test_grace_period_sigterm_then_sigkill(sim: ECISimulator) -> None:
+    """Stopping sends SIGTERM (a trap sees it); a process ignoring it is SIGKILLed after the grace period."""
+    gid = await _create(
+        sim,
+        [
+            _sh('trap "echo got-TERM; exit 0" TERM; while true; do sleep 0.05; done'),
+            _sh('trap "" TERM; while true; do sleep 0.05; done', name="stubborn"),
+        ],
+        TerminationGracePeriodSeconds=1,
+    )
+    await wait_for(sim, gid, status_is("Running"))
+    await asyncio.sleep(0.2)
+    req = RestartContainerGroupRequest()
+    req.set_ContainerGroupId(gid)
+    started = time.monotonic()
+    await call(sim, req)
+    group = await wait_for(sim, gid, lambda g: g["Status"] == "Running" and g["Containers"][1]["PreviousState"])
+    assert time.monotonic() - started >= 0.9  # the stubborn one held the stop for the grace period
+    assert "got-TERM" in await _log(sim, gid, LastTime=True)
+    assert group["Containers"][0]["PreviousState"]["ExitCode"] == 0
+    assert group["Containers"][1]["PreviousState"]["ExitCode"] == 137
+    assert group["Containers"][1]["PreviousState"]["Signal"] == 9
+
+
+async def test_active_deadline_fails_the_group(sim: ECISimulator) -> None:
+    """ActiveDeadlineSeconds=1: the group is Failed with a DeadlineExceeded event about a second later."""
+    gid = await _create(sim, [_sh("sleep 3600")], ActiveDeadlineSeconds=1, TerminationGracePeriodSeconds=0)
+    group = await wait_for(sim, gid, status_is("Failed"), timeout=5)
+    assert any(e["Reason"] == "DeadlineExceeded" for e in group["Events"])
+    assert group["Containers"][0]["CurrentState"]["State"] == "Terminated"
+
+
+async def test_liveness_failure_restarts_and_readiness_failure_unreadies(sim: ECISimulator) -> None:
+    """A failing exec liveness probe kills and restarts the container; a failing readiness probe keeps Ready false."""
+    gid = await _create(
+        sim,
+        [
+            _sh(
+                "sleep 3600",
+                **{
+                    "LivenessProbe.Exec.Commands": ["sh", "-c", "exit 1"],
+                    "LivenessProbe.PeriodSeconds": 1,
+                    "LivenessProbe.FailureThreshold": 1,
+                },
+            ),
+            _sh(
+                "sleep 3600",
+                name="unready",
+                **{"ReadinessProbe.Exec.Commands": ["false"], "ReadinessProbe.PeriodSeconds": 1},
+            ),
+        ],
+        TerminationGracePeriodSeconds=1,
+    )
+    group = await wait_for(sim, gid, lambda g: g["Containers"][0]["RestartCount"] >= 1, timeout=10)
+    unhealthy = [e for e in group["Events"] if e["Reason"] == "Unhealthy"]
+    assert any("Liveness" in e["Message"] for e in unhealthy)
+    assert any("Readiness" in e["Message"] for e in unhealthy)
+    assert group["Containers"][1]["Ready"] is False
+
+
+async def test_logs_tail_since_limit_timestamps_and_previous(sim: ECISimulator) -> None:
+    """DescribeContainerLog honours Tail, StartTime/SinceSeconds, LimitBytes, Timestamps and LastTime."""
+    gid = await _create(sim, [_sh("for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2; sleep 3600")])
+    full = await _wait_log(sim, gid, "oops")
+    assert full == "line1\nline2\nline3\nline4\nline5\noops\n"
+    assert await _log(sim, gid, Tail=2) == "line5\noops\n"
+    assert await _log(sim, gid, LimitBytes=6) == "line1\n"
+    stamped = await _log(sim, gid, Timestamps=True, Tail=1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z oops\n", stamped), stamped
+    assert await _log(sim, gid, StartTime="2099-01-01T00:00:00Z") == ""
+    assert await _log(sim, gid, SinceSeconds=60) == full
+    assert await _log(sim, gid, LastTime=True) == ""
+    await sim.set_faults({"crash": {"group_id": gid, "container": "main"}})
+    await wait_for(
+        sim,
+        gid,
+        lambda g: g["Containers"][0]["CurrentState"]["State"] == "Running" and g["Containers"][0]["RestartCount"] == 1,
+    )
+    assert await _log(sim, gid, LastTime=True) == full
+    req = DescribeContainerLogRequest()
+    req.set_ContainerGroupId(gid)
+    req.set_ContainerName("main")
+    req.set_Tail(5000)
+    assert (await call_error(sim, req)).get_error_code() == "InvalidParameter"
+
+
+async def _exec(sim: ECISimulator, gid: str, command: list[str], **opts: Any) -> dict[str, Any]:
+    req = ExecContainerCommandRequest()
+    req.set_ContainerGroupId(gid)
+    req.set_ContainerName("main")
+    req.set_Command(json.dumps(command))
+    for key, value in opts.items():
+        req.add_query_param(key, value)
+    return await call(sim, req)
+
+
+async def _ws_session(uri: str, sends: list[bytes]) -> tuple[bytes, bytes, dict[str, Any]]:
+    out, err = b"", b""
+    status: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as s, s.ws_connect(uri) as ws:
+        for frame in sends:
+            await ws.send_bytes(frame)
+        async with asyncio.timeout(10):
+            async for msg in ws:
+                assert msg.type == aiohttp.WSMsgType.BINARY
+                channel, data = msg.data[0], msg.data[1:]
+                if channel == 1:
+                    out += data
+                elif channel == 2:
+                    err += data
+                elif channel == 3:
+                    status = json.loads(data)
+    return out, err, status
+
+
+async def test_exec_sync_and_interactive(sim: ECISimulator) -> None:
+    """Sync exec returns SyncResponse; the WebSocket carries stdin, stdout, stderr and the exit code, once."""
+    gid = await _create(sim, [_sh("sleep 3600", EnvironmentVars=[{"Key": "WHO", "Value": "sim"}])])
+    await wait_for(sim, gid, status_is("Running"))
+    sync = await _exec(sim, gid, ["sh", "-c", "echo hello $WHO"], Sync=True, TTY=False)
+    assert sync["SyncResponse"] == "hello sim\n"
+    exc_req = ExecContainerCommandRequest()
+    exc_req.set_ContainerGroupId(gid)
+    exc_req.set_ContainerName("main")
+    exc_req.set_Command(json.dumps(["true"]))
+    exc_req.set_Sync(True)
+    exc_req.set_TTY(True)
+    assert (await call_error(sim, exc_req)).get_error_code() == "InvalidParameter"
+    answer = await _exec(sim, gid, ["sh", "-c", "read x; echo got-$x; echo oops >&2; exit 4"])
+    uri = answer["WebSocketUri"]
+    assert uri.startswith("ws://127.0.0.1:")
+    out, err, status = await _ws_session(uri, [b"\x00hello\n", b"\xff\x00"])
+    assert (out, err, status) == (b"got-hello\n", b"oops\n", {"exitCode": 4})
+    async with aiohttp.ClientSession() as s:
+        try:
+            async with s.ws_connect(uri):
+                raise AssertionError("a used exec token must not connect again")
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 404
+
+
+async def test_exec_tty_and_resize(sim: ECISimulator) -> None:
+    """With TTY the command runs on a pty: resize frames reach it and stdout carries the merged output."""
+    gid = await _create(sim, [_sh("sleep 3600")])
+    await wait_for(sim, gid, status_is("Running"))
+    answer = await _exec(sim, gid, ["sh", "-c", "sleep 0.3; stty size; echo to-err >&2; exit 5"], TTY=True)
+    resize = b"\x04" + json.dumps({"Width": 100, "Height": 30}).encode()
+    out, err, status = await _ws_session(answer["WebSocketUri"], [resize])
+    assert b"30 100" in out and b"to-err" in out and err == b""
+    assert status == {"exitCode": 5}
+
+
+async def test_exec_needs_a_running_container(sim: ECISimulator) -> None:
+    """Exec into a finished group is IncorrectStatus; more than 20 command items is ValueExceeded."""
+    gid = await _create(sim, [_sh("exit 0")], RestartPolicy="Never")
+    await wait_for(sim, gid, status_is("Succeeded"))
+    req = ExecContainerCommandRequest()
+    req.set_ContainerGroupId(gid)
+    req.set_ContainerName("main")
+    req.set_Command(json.dumps(["true"]))
+    assert (await call_error(sim, req)).get_error_code() == "IncorrectStatus"
+    req.set_Command(json.dumps(["x"] * 21))
+    assert (await call_error(sim, req)).get_error_code() == "InvalidParameter.ValueExceeded"
+
+
+async def test_metrics_come_from_proc(sim: ECISimulator) -> None:
+    """A busy container shows CPU use and resident memory read from /proc."""
+    gid = await _create(sim, [_sh("while :; do :; done")])
+    await wait_for(sim, gid, status_is("Running"))
+    await asyncio.sleep(0.3)
+    req = DescribeContainerGroupMetricRequest()
+    req.set_ContainerGroupId(gid)
+    record = (await call(sim, req))["Records"][-1]
+    assert record["CPU"]["UsageCoreNanoSeconds"] > 0
+    assert record["CPU"]["UsageNanoCores"] > 10_000_000  # a spinning shell uses well over 1% of a core
+    assert record["Memory"]["Rss"] > 0
+    assert record["Containers"][0]["Name"] == "main"
+
+
+async def test_restart_of_the_simulator_fails_lost_groups(tmp_path: Path) -> None:
+    """After a simulator restart, groups whose processes are gone are Failed with a SimulatorRestarted event;
+    finished groups keep their state."""
+    keys = {"k": "s"}
+    async with ECISimulator(directory=tmp_path, runtime="process", access_keys=keys) as first:
+        running = await _create(first, [_sh("sleep 3600")])
+        done = await _create(first, [_sh("exit 0")], RestartPolicy="Never")
+        await wait_for(first, running, status_is("Running"))
+        await wait_for(first, done, status_is("Succeeded"))
+    async with ECISimulator(directory=tmp_path, runtime="process", access_keys=keys) as second:
+        group = await describe(second, running)
+        assert group["Status"] == "Failed"
+        assert any(e["Reason"] == "SimulatorRestarted" for e in group["Events"])
+        assert (await describe(second, done))["Status"] == "Succeeded"
