@@ -68,6 +68,11 @@ class NodeSettings(_Section):
         None,
         description="The Node's InternalIP: the daemon pod's IP (set from the downward API).",
     )
+    hostname_address: str | None = Field(
+        None,
+        description="Value of the Node's Hostname address. Default: internal_ip when set (the API server dials "
+        "the Hostname address first, and a virtual node's name resolves nowhere), else the node name.",
+    )
     zone: str | None = Field(None, description="Zone for the topology.kubernetes.io/zone label.")
     capacity_cpu: str = Field("10000", description="Node cpu capacity (a Kubernetes quantity).")
     capacity_memory: str = Field("40Ti", description="Node memory capacity.")

@@ -31,7 +31,6 @@ def free_port() -> int:
 
 def daemon_flags(apiserver: SandboxAPIServer, sim: ECISimulator, directory: Path, **extra: Any) -> dict[str, Any]:
     flags: dict[str, Any] = {
-        "kube.kubeconfig": str(apiserver.kubeconfig_path),
         "node.name": NODE,
         "node.internal_ip": "127.0.0.1",
         "eci.endpoint": sim.endpoint,
@@ -45,7 +44,6 @@ def daemon_flags(apiserver: SandboxAPIServer, sim: ECISimulator, directory: Path
         "kubelet.port": free_port(),
         "kubelet.bind_address": "127.0.0.1",
         "kubelet.cert_dir": str(directory / "kubelet-certs"),
-        "kubelet.tls_mode": "self-signed",
         "metrics.port": 0,
         "metrics.bind_address": "127.0.0.1",
         "pods.retry_base_seconds": 0.2,
@@ -139,6 +137,16 @@ async def admin_api(apiserver: SandboxAPIServer) -> KubeAPI:
     return KubeAPI(k8s_client.ApiClient(configuration=cfg), timeout=30)
 
 
+async def wait_serving_certificate(daemon: Daemon, timeout: float = 20) -> None:
+    """The sandbox approves and signs a node's kubelet-serving CSR; wait until the kubelet serves with it."""
+    kubelet = daemon._kubelet
+    assert kubelet is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not kubelet.ready:
+        await asyncio.sleep(0.05)
+    assert kubelet.ready, "the kubelet serving certificate was never issued"
+
+
 StackFactory = Callable[..., Awaitable[Stack]]
 
 
@@ -154,6 +162,11 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
         sim = ECISimulator(directory=tmp_path / "eci", runtime=runtime)
         await sim.__aenter__()
         cleanups.append(lambda: sim.__aexit__(None, None, None))
+        # The daemon runs as the node identity, so the sandbox's CSR approver signs its serving certificate.
+        node_kubeconfig = apiserver.user_kubeconfig(
+            tmp_path / "node.kubeconfig", user=f"system:node:{NODE}", groups=["system:nodes", "system:masters"]
+        )
+        flags.setdefault("kube.kubeconfig", str(node_kubeconfig))
         settings = load_settings(daemon_flags(apiserver, sim, tmp_path, **flags))
         kube = await admin_api(apiserver)
         cleanups.append(kube.close)
@@ -163,6 +176,7 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
             await d.start()
             cleanups.append(d.stop)
             await d.wait_ready(timeout=30)
+            await wait_serving_certificate(d)
         return Stack(apiserver, sim, d, kube, settings)
 
     try:

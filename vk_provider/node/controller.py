@@ -126,7 +126,8 @@ class NodeController:
         out = []
         if self.settings.internal_ip:
             out.append({"type": "InternalIP", "address": self.settings.internal_ip})
-        out.append({"type": "Hostname", "address": self.name})
+        hostname = self.settings.hostname_address or self.settings.internal_ip or self.name
+        out.append({"type": "Hostname", "address": hostname})
         return out
 
     def conditions(self) -> list[Condition]:
