@@ -54,7 +54,9 @@ async def echo_server() -> AsyncIterator[int]:
 async def auth_api() -> AsyncIterator[FakeAuthAPI]:
     allowed = {("admin", v, s) for v in VERBS for s in SUBRESOURCES}
     allowed |= {("cert-user", v, s) for v in VERBS for s in SUBRESOURCES}
-    async with FakeAuthAPI({"admin-token": ("admin", ["system:masters"]), "nobody-token": ("nobody", [])}, allowed) as api:
+    async with FakeAuthAPI(
+        {"admin-token": ("admin", ["system:masters"]), "nobody-token": ("nobody", [])}, allowed
+    ) as api:
         yield api
 
 

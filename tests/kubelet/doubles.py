@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
+import signal
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ class ProcessExecSession:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # so close() can kill grandchildren that hold the pipes
         )
         return cls(proc)
 
@@ -102,7 +105,7 @@ class ProcessExecSession:
         self.closed = True
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
         await self.proc.wait()
         if self.proc.stdin is not None:
             self.proc.stdin.close()

@@ -54,7 +54,11 @@ async def test_auth_table(kubelet: Kubelet, method: str, path: str, code: int) -
 async def test_subject_access_review_attributes(kubelet: Kubelet) -> None:
     """SARs carry resource nodes, the node name, the subresource from the path and the verb from the method."""
     async with session() as s:
-        for method, path in (("GET", "/stats/summary"), ("GET", "/metrics/resource"), ("POST", "/exec/default/web/app")):
+        for method, path in (
+            ("GET", "/stats/summary"),
+            ("GET", "/metrics/resource"),
+            ("POST", "/exec/default/web/app"),
+        ):
             async with s.request(method, kubelet.url + path, headers=ADMIN):
                 pass
     attrs = [(a["resourceAttributes"]["verb"], a["resourceAttributes"]["subresource"]) for a in kubelet.auth.sars]
@@ -117,20 +121,18 @@ async def test_pods_and_running_pods(kubelet: Kubelet) -> None:
 )
 async def test_log_parameters_are_validated(kubelet: Kubelet, query: str, reason: str) -> None:
     """Each invalid containerLogs parameter is a 400 whose message names the problem."""
-    async with session() as s:
-        async with s.get(f"{kubelet.url}/containerLogs/default/web/app?{query}", headers=ADMIN) as r:
-            assert r.status == 400
-            assert reason in (await r.json())["message"]
+    async with session() as s, s.get(f"{kubelet.url}/containerLogs/default/web/app?{query}", headers=ADMIN) as r:
+        assert r.status == 400
+        assert reason in (await r.json())["message"]
 
 
 async def test_log_options_reach_the_backend(kubelet: Kubelet) -> None:
     """Valid parameters are parsed into LogOptions; limitBytes is also enforced on the stream."""
     kubelet.streams.log_lines = [b"one\n", b"two\n", b"three\n"]
     q = "tailLines=2&limitBytes=6&sinceTime=2024-01-01T00:00:00.5%2B02:00&timestamps=true&previous=1"
-    async with session() as s:
-        async with s.get(f"{kubelet.url}/containerLogs/default/web/app?{q}", headers=ADMIN) as r:
-            assert r.status == 200
-            assert await r.read() == b"one\ntw"
+    async with session() as s, s.get(f"{kubelet.url}/containerLogs/default/web/app?{q}", headers=ADMIN) as r:
+        assert r.status == 200
+        assert await r.read() == b"one\ntw"
     opts = kubelet.streams.log_opts[-1]
     assert (opts.tail_lines, opts.limit_bytes, opts.timestamps, opts.previous, opts.follow) == (2, 6, True, True, False)
     assert opts.since_time is not None and opts.since_time.isoformat() == "2023-12-31T22:00:00.500000+00:00"
@@ -157,18 +159,17 @@ async def test_log_follow_ends_when_the_backend_iterator_ends(kubelet: Kubelet) 
     kubelet.streams.follow_queue = queue
     await queue.put(b"last\n")
     await queue.put(None)
-    async with session() as s:
-        async with s.get(f"{kubelet.url}/containerLogs/default/web/app?follow=1", headers=ADMIN) as r:
-            assert await asyncio.wait_for(r.read(), 5) == b"last\n"
+    async with session() as s, s.get(f"{kubelet.url}/containerLogs/default/web/app?follow=1", headers=ADMIN) as r:
+        assert await asyncio.wait_for(r.read(), 5) == b"last\n"
 
 
 async def test_backend_not_supported_is_501_with_message(kubelet: Kubelet) -> None:
     """A NotSupported from the backend becomes 501 with the backend's explanation."""
     kubelet.streams.logs_error = NotSupported("previous logs are not kept by this backend")
-    async with session() as s:
-        async with s.get(f"{kubelet.url}/containerLogs/default/web/app?previous=true", headers=ADMIN) as r:
-            assert r.status == 501
-            assert "previous logs are not kept" in (await r.json())["message"]
+    url = f"{kubelet.url}/containerLogs/default/web/app?previous=true"
+    async with session() as s, s.get(url, headers=ADMIN) as r:
+        assert r.status == 501
+        assert "previous logs are not kept" in (await r.json())["message"]
 
 
 async def test_slow_log_client_does_not_block_others(kubelet: Kubelet) -> None:
@@ -185,25 +186,27 @@ async def test_slow_log_client_does_not_block_others(kubelet: Kubelet) -> None:
 
 async def test_stats_summary_shape(kubelet: Kubelet) -> None:
     """/stats/summary has the v1alpha1 shape: node totals plus per-pod and per-container cpu/memory."""
-    async with session() as s:
-        async with s.get(kubelet.url + "/stats/summary", headers=ADMIN) as r:
-            body = await r.json()
+    async with session() as s, s.get(kubelet.url + "/stats/summary", headers=ADMIN) as r:
+        body = await r.json()
     assert body["node"]["nodeName"] == "vk-node"
     assert body["node"]["cpu"]["usageNanoCores"] == 5_000_000
     pod = body["pods"][0]
     assert pod["podRef"] == {"name": "web", "namespace": "default", "uid": "uid-web"}
     app = pod["containers"][0]
     assert app["name"] == "app" and app["startTime"] == "2026-01-02T03:04:05Z"
-    assert app["cpu"] == {"time": "2026-01-02T03:04:05Z", "usageNanoCores": 5_000_000, "usageCoreNanoSeconds": 2_000_000_000}
+    assert app["cpu"] == {
+        "time": "2026-01-02T03:04:05Z",
+        "usageNanoCores": 5_000_000,
+        "usageCoreNanoSeconds": 2_000_000_000,
+    }
     assert app["memory"]["workingSetBytes"] == 10_000_000 and app["memory"]["usageBytes"] == 12_000_000
     assert pod["memory"]["workingSetBytes"] == 10_000_000
 
 
 async def test_metrics_resource_names_labels_and_timestamps(kubelet: Kubelet) -> None:
     """/metrics/resource: metrics-server's names, labels container,pod,namespace in order, ms timestamps."""
-    async with session() as s:
-        async with s.get(kubelet.url + "/metrics/resource", headers=ADMIN) as r:
-            text = await r.text()
+    async with session() as s, s.get(kubelet.url + "/metrics/resource", headers=ADMIN) as r:
+        text = await r.text()
     ms = "1767323045000"
     assert f'container_cpu_usage_seconds_total{{container="app",pod="web",namespace="default"}} 2.0 {ms}' in text
     assert f'container_memory_working_set_bytes{{container="app",pod="web",namespace="default"}} 10000000 {ms}' in text

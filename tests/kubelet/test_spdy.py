@@ -33,7 +33,8 @@ def test_header_blocks_share_one_context_per_direction() -> None:
     """Several blocks compressed on one context decode in order on one peer context; values keep NULs."""
     z = spdy.HeaderCompressor()
     frames = b"".join(
-        spdy.encode_syn_stream(z, sid, {"streamtype": kind, "multi": "a\x00b"}) for sid, kind in ((1, "error"), (3, "stdout"))
+        spdy.encode_syn_stream(z, sid, {"streamtype": kind, "multi": "a\x00b"})
+        for sid, kind in ((1, "error"), (3, "stdout"))
     )
     parser = spdy.FrameParser()
     items = parser.feed(frames)

@@ -20,6 +20,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from vk_provider.errors import InvalidInput, ProviderError
+from vk_provider.kubelet.cleanup import cancel_and_wait, release
 from vk_provider.kubelet.spdy_session import SpdySession, SpdyStream, attach_session
 
 log = structlog.get_logger("vk_provider.kubelet.portforward")
@@ -87,11 +88,13 @@ async def _forward_pair(data: SpdyStream, error: SpdyStream, port: int, dial: Di
     except (ConnectionError, OSError) as exc:
         await error.write(f"error forwarding port {port}: {exc}".encode())
     finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-        await error.close()
-        await data.close()
+
+        async def close_writer() -> None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+        await release(close_writer, error.close, data.close)
 
 
 async def serve_spdy(request: web.Request, dial: Dialer, protocol: str) -> web.StreamResponse:
@@ -133,10 +136,7 @@ async def serve_spdy(request: web.Request, dial: Dialer, protocol: str) -> web.S
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
     finally:
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await session.close()
+        await release(lambda: cancel_and_wait(*tasks), session.close)
     return resp
 
 
@@ -197,10 +197,9 @@ async def serve_websocket(request: web.Request, dial: Dialer, ports: list[int], 
     except (ConnectionError, OSError) as exc:
         log.info("websocket port-forward ended", error=repr(exc))
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for w in writers.values():
-            w.close()
-        with contextlib.suppress(Exception):
-            await ws.close()
+
+        async def close_writers() -> None:
+            for w in writers.values():
+                w.close()
+
+        await release(lambda: cancel_and_wait(*tasks), close_writers, ws.close)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from aiohttp import WSMsgType, web
 
 from vk_provider.errors import InvalidInput
 from vk_provider.kubelet import spdy
+from vk_provider.kubelet.cleanup import cancel_and_wait, release
 from vk_provider.kubelet.spdy_session import SpdySession, SpdyStream, attach_session
 from vk_provider.provider import ExecSession
 
@@ -265,8 +265,7 @@ async def serve_spdy(
         finally:
             gone.cancel()
         if not output.done():  # the client went away first
-            output.cancel()
-            await asyncio.gather(output, return_exceptions=True)
+            tasks.append(output)
             return resp
         output.result()
         code = await exec_session.exit_code()
@@ -281,11 +280,7 @@ async def serve_spdy(
         log.warning("spdy exec failed", error=repr(exc))
         await session.close(spdy.GOAWAY_INTERNAL_ERROR)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await exec_session.close()
-        await session.close()
+        await release(exec_session.close, lambda: cancel_and_wait(*tasks), session.close)
     return resp
 
 
@@ -377,10 +372,5 @@ async def serve_websocket(
     except (ConnectionError, RuntimeError) as exc:
         log.info("websocket exec ended early", error=repr(exc))
     finally:
-        for task in (read_task, write_task):
-            task.cancel()
-        await asyncio.gather(read_task, write_task, return_exceptions=True)
-        await exec_session.close()
-        with contextlib.suppress(Exception):
-            await ws.close()
+        await release(exec_session.close, lambda: cancel_and_wait(read_task, write_task), ws.close)
     return ws

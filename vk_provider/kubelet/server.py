@@ -21,6 +21,7 @@ from aiohttp import web
 from vk_provider.errors import InvalidInput, NotFound, NotSupported, ProviderError
 from vk_provider.kubelet import portforward, remotecommand
 from vk_provider.kubelet.auth import Authenticator, Authorizer, request_attributes
+from vk_provider.kubelet.cleanup import release
 from vk_provider.kubelet.logs import parse_log_options
 from vk_provider.kubelet.remotecommand import status_response
 from vk_provider.kubelet.stats import build_summary, render_resource_metrics
@@ -299,8 +300,7 @@ class KubeletServer:
             finally:
                 aclose = getattr(iterator, "aclose", None)
                 if aclose is not None:
-                    with contextlib.suppress(Exception):
-                        await aclose()
+                    await release(aclose)
 
     async def _exec(self, request: web.Request) -> web.StreamResponse:
         return await self._remote_command(request, attach=False)

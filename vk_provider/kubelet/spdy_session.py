@@ -236,7 +236,9 @@ class SpdySession:
             return None
 
     async def drain(self) -> None:
-        if self._transport.get_write_buffer_size() > _WRITE_HIGH and not self._transport.is_closing():
+        if self._transport.is_closing():
+            return
+        if self._transport.get_write_buffer_size() > _WRITE_HIGH:
             await self._drain()
 
     async def close(self, status: int = spdy.GOAWAY_OK) -> None:
