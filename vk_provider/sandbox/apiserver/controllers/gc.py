@@ -17,7 +17,7 @@ from ._common import JSON, Context, log, meta
 
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
-PERIOD = 0.5
+PERIOD = 0.2
 # Deletions per pass, so one huge cascade does not hold the event loop.
 BURST = 1000
 
@@ -131,6 +131,7 @@ async def garbage_collector(ctx: Context) -> None:
         current = ctx.store.resource_version
         if current != last:
             writes = collect_garbage(ctx)
-            # After a capped pass, look again next time even if nothing else was written.
-            last = ctx.store.resource_version if writes < BURST else ""
+            # Our own deletions can orphan further objects (a cascade) or release a finalizer: look again next
+            # time unless the pass found nothing to do.
+            last = ctx.store.resource_version if writes == 0 else ""
         await asyncio.sleep(PERIOD)
