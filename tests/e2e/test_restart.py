@@ -1,0 +1,135 @@
+"""Crash safety: kill -9 of the daemon in the middle of a 200-pod burst, then a restart.
+
+The daemon runs as a real subprocess (`vk-provider run`), configured through VK_* variables, so the
+kill is a real SIGKILL with calls in flight. Afterwards every pod must have exactly one group (the
+ClientToken and the adoption of existing groups prevent duplicates) and every pod must be Running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import NODE, Stack, StackFactory, daemon_flags
+from vk_provider.settings import FIELDS
+
+pytestmark = pytest.mark.e2e
+
+PODS = 200
+VK = str(Path(sys.executable).with_name("vk-provider"))
+
+
+def daemon_env(stack: Stack, tmp_path: Path) -> dict[str, str]:
+    flags = daemon_flags(
+        stack.apiserver,
+        stack.sim,
+        tmp_path,
+        **{
+            "kube.kubeconfig": str(stack.settings.kube.kubeconfig),
+            "metrics.port": 0,
+            "log.format": "json",
+            "pods.workers": 32,
+            "eci.rate_limit_qps": 500,
+            "eci.rate_limit_burst": 500,
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VK_") and "proxy" not in k.lower()}
+    for path, value in flags.items():
+        env[FIELDS[path].env] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return env
+
+
+async def start_daemon(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(VK, "run", env=env, stdout=out, stderr=out)
+
+
+def groups_by_uid(stack: Stack) -> Counter[str]:
+    live = Counter[str]()
+    for g in stack.sim.engine.groups.values():
+        tags = dict(g.tags)
+        if tags.get("vk-eci/node") == NODE and g.status not in ("Terminating",):
+            live[tags.get("vk-eci/uid", "")] += 1
+    return live
+
+
+async def node_ready(stack: Stack) -> bool:
+    node = await stack.kube.get_or_none(f"/api/v1/nodes/{NODE}")
+    conds = ((node or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+async def wait_for(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_kill_9_mid_burst_then_restart_gives_one_group_per_pod(make_stack: StackFactory, tmp_path: Path) -> None:
+    """SIGKILL during a 200-pod burst, restart: exactly one group per pod and every pod Running."""
+    stack = await make_stack(runtime="virtual", daemon=False)
+    env = daemon_env(stack, tmp_path)
+    log = tmp_path / "daemon.log"
+    proc = await start_daemon(env, log)
+    procs = [proc]
+    try:
+        await wait_for(lambda: node_ready(stack), 30, "the node to be Ready")
+        sem = asyncio.Semaphore(25)
+
+        async def create(i: int) -> None:
+            async with sem:
+                await stack.create_pod(
+                    {
+                        "metadata": {"name": f"burst-{i:03d}"},
+                        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]},
+                    }
+                )
+
+        creator = asyncio.gather(*(create(i) for i in range(PODS)))
+
+        async def some_groups() -> bool:
+            return sum(groups_by_uid(stack).values()) >= 40
+
+        await wait_for(some_groups, 30, "the first groups")
+        proc.send_signal(signal.SIGKILL)
+        assert await proc.wait() == -signal.SIGKILL
+        killed_at = sum(groups_by_uid(stack).values())
+        await creator
+        assert killed_at < PODS, "the burst finished before the kill; the test proved nothing"
+
+        proc = await start_daemon(env, log)
+        procs.append(proc)
+
+        async def all_running() -> bool:
+            pods = await stack.kube.get("/api/v1/namespaces/default/pods")
+            phases = Counter((p.get("status") or {}).get("phase") for p in pods.get("items") or [])
+            return phases.get("Running", 0) == PODS
+
+        await wait_for(all_running, 90, f"{PODS} pods Running after the restart")
+        pods = (await stack.kube.get("/api/v1/namespaces/default/pods"))["items"]
+        uids = {p["metadata"]["uid"] for p in pods}
+        live = groups_by_uid(stack)
+        assert set(live) == uids
+        duplicates = {uid: n for uid, n in live.items() if n != 1}
+        assert duplicates == {}
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(p.wait(), 30)
+                except TimeoutError:
+                    p.kill()
+                    await p.wait()
