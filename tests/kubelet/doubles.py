@@ -307,3 +307,121 @@ class SpdyClient:
 
 def json_of(data: bytes | bytearray) -> Any:
     return json.loads(bytes(data).decode())
+
+
+class TestCA:
+    """A small CA for client certificates and for signing CSRs in tests."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, name: str = "test-ca") -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = dt.datetime.now(dt.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.pem = self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def sign(self, public_key: Any, subject: Any, *, sans: list[Any], client: bool, life: dt.timedelta) -> bytes:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(seconds=30))
+            .not_valid_after(now + life)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
+                critical=False,
+            )
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    def issue_client(self, cn: str, orgs: list[str]) -> tuple[bytes, bytes]:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+            + [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        )
+        cert = self.sign(key.public_key(), subject, sans=[], client=True, life=dt.timedelta(hours=1))
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return cert, key_pem
+
+
+class FakeCSRAPI:
+    """certificates.k8s.io/v1 CSR create/read, signing with a TestCA once ``approve`` allows it."""
+
+    def __init__(self, ca: TestCA, app: web.Application) -> None:
+        self.ca = ca
+        self.csrs: dict[str, dict[str, Any]] = {}
+        self.auto_approve = False
+        self.deny = False
+        self.lives: list[dt.timedelta] = []  # life of each issued cert, in order; default 1 day
+        self.issued = 0
+        base = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+        app.router.add_post(base, self._create)
+        app.router.add_get(base + "/{name}", self._read)
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        name = body["metadata"].get("name") or body["metadata"]["generateName"] + str(len(self.csrs))
+        body["metadata"]["name"] = name
+        body["status"] = {}
+        self.csrs[name] = body
+        return web.json_response(body, status=201)
+
+    def approve(self, name: str) -> None:
+        import base64 as b64
+
+        from cryptography import x509
+
+        body = self.csrs[name]
+        csr = x509.load_pem_x509_csr(b64.b64decode(body["spec"]["request"]))
+        sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        life = self.lives[self.issued] if self.issued < len(self.lives) else dt.timedelta(days=1)
+        self.issued += 1
+        cert = self.ca.sign(csr.public_key(), csr.subject, sans=sans, client=False, life=life)
+        body["status"] = {
+            "conditions": [{"type": "Approved", "status": "True", "reason": "Test"}],
+            "certificate": b64.b64encode(cert).decode(),
+        }
+
+    async def _read(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = self.csrs.get(name)
+        if body is None:
+            return web.json_response({"kind": "Status", "code": 404}, status=404)
+        if self.deny and not body["status"]:
+            body["status"] = {"conditions": [{"type": "Denied", "status": "True", "reason": "NoWay"}]}
+        elif self.auto_approve and not body["status"]:
+            self.approve(name)
+        return web.json_response(body)
