@@ -19,9 +19,13 @@ from vk_provider.settings import ECISettings
 
 
 @pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[ECISimulator]:
-    async with ECISimulator(directory=tmp_path / "eci", runtime="process") as s:
+async def sim(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ECISimulator]:
+    """The simulator; virtual runtime unless a test asks for real processes (indirect parameter)."""
+    async with ECISimulator(directory=tmp_path / "eci", runtime=getattr(request, "param", "virtual")) as s:
         yield s
+
+
+PROCESS = pytest.mark.parametrize("sim", ["process"], indirect=True)
 
 
 def settings_for(sim: ECISimulator, **kw: Any) -> ECISettings:
@@ -45,6 +49,12 @@ async def provider(sim: ECISimulator) -> AsyncIterator[ECIProvider]:
     p = ECIProvider(settings_for(sim), node_name="vk", log_poll_interval_seconds=0.2, stats_cache_seconds=0)
     await p.start()
     yield p
+    # Delete what the test left behind and wait for it, so no container process outlives the test.
+    for bp in await p.list_pods():
+        await p.delete_group(bp.group_id)
+    deadline = time.monotonic() + 15
+    while sum(sim.stats()["groups"].values()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     await p.close()
 
 
@@ -103,6 +113,7 @@ async def test_calls_per_pod_for_a_burst(provider: ECIProvider, sim: ECISimulato
     assert calls / 20 <= 3, calls
 
 
+@PROCESS
 async def test_logs_follow_without_loss_or_duplicates(provider: ECIProvider) -> None:
     """logs -f returns every line exactly once across polls and ends when the container exits."""
     script = "for i in $(seq 1 12); do echo line-$i; sleep 0.1; done"
@@ -129,6 +140,7 @@ async def test_logs_unknown_container_is_not_found(provider: ECIProvider) -> Non
             pass
 
 
+@PROCESS
 async def test_exec_carries_output_and_exit_code(provider: ECIProvider) -> None:
     """exec pumps stdin to the process and returns stdout, stderr and the exit code."""
     pod = make_pod("ex", ["sh", "-c", "sleep 30"])
@@ -205,3 +217,21 @@ async def test_ping_and_throttling_survive(provider: ECIProvider, sim: ECISimula
     await provider.create_pod(make_pod("thr", ["sh", "-c", "sleep 30"]), PodResources())
     await sim.set_faults({"throttle": None})
     assert sim.stats()["calls"]["CreateContainerGroup"] >= 1
+
+
+async def test_quota_from_list_usage(provider: ECIProvider) -> None:
+    """quota() turns ListUsage limits into node capacity strings for cpu and pods."""
+    q = await provider.quota()
+    assert set(q) == {"cpu", "pods"} and all(v.isdigit() for v in q.values())
+
+
+async def test_update_pod_changes_the_image(provider: ECIProvider, sim: ECISimulator) -> None:
+    """A changed container image on a running pod becomes one UpdateContainerGroup call; same image, none."""
+    pod = make_pod("upd", ["sh", "-c", "sleep 30"])
+    await provider.create_pod(pod, PodResources())
+    await until(provider, "uid-upd", lambda b: b.status["phase"] == "Running")
+    await provider.update_pod(pod, PodResources())
+    assert "UpdateContainerGroup" not in sim.stats()["calls"]
+    pod["spec"]["containers"][0]["image"] = "busybox:1.36"
+    await provider.update_pod(pod, PodResources())
+    assert sim.stats()["calls"]["UpdateContainerGroup"] == 1

@@ -539,6 +539,19 @@ class ECIProvider:
             return
         await self._call("DescribeContainerGroupStatus", {**self._tag_params(), "SinceSecond": 1, "Limit": 1})
 
+    async def quota(self) -> dict[str, str]:
+        """Node capacity from the account's ECI quota (ListUsage): cpu from the vCPU limit, pods from the
+        group count limit. Memory has no quota of its own, so it is left to the settings."""
+        data = await self._call("ListUsage", {})
+        items = data.get("Data") or data.get("Usages") or []
+        limits = {str(i.get("Name")): i.get("Limit") for i in items if isinstance(i, dict)}
+        out: dict[str, str] = {}
+        for key, name in (("cpu", "vCPU"), ("pods", "ContainerGroupCount")):
+            value = limits.get(name)
+            if isinstance(value, int | float):
+                out[key] = str(int(value))
+        return out
+
     # --- PodStreams ------------------------------------------------------------------------------------
 
     async def _running_entry(self, pod: Pod, container: str | None) -> _Entry:
