@@ -397,7 +397,8 @@ class PodController:
             if written.get("metadata"):
                 key = object_key(written)
                 cached = self.informer.cache.get(key)
-                if cached is not None and _uid(cached) == uid:
+                based_on = _meta(current).get("resourceVersion")
+                if cached is not None and _uid(cached) == uid and _meta(cached).get("resourceVersion") == based_on:
                     # Let the next reconcile compare against what we wrote, not the stale copy.
                     self.informer.cache[key] = written
             return
