@@ -98,31 +98,33 @@ def _bad_gateway(message: str) -> web.Response:
     return web.json_response(body, status=502)
 
 
-def _is_unknown_issuer(exc: BaseException) -> bool:
-    while exc is not None:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return exc.verify_code in _UNKNOWN_ISSUER_CODES
-        cert_error = getattr(exc, "certificate_error", None)
-        if isinstance(cert_error, BaseException) and cert_error is not exc:
-            exc = cert_error
+def _verification_error(exc: BaseException | None) -> ssl.SSLCertVerificationError | None:
+    """The OpenSSL verification failure behind ``exc`` (aiohttp wraps it as ``certificate_error``)."""
+    for _ in range(10):
+        if exc is None:
+            return None
+        inner = getattr(exc, "certificate_error", None)
+        if isinstance(inner, ssl.SSLCertVerificationError) and inner is not exc:
+            exc = inner
             continue
-        nxt = exc.__cause__ or exc.__context__
-        if nxt is None:
-            return False
-        exc = nxt
-    return False
+        if isinstance(exc, ssl.SSLCertVerificationError) and hasattr(exc, "verify_code"):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _is_unknown_issuer(exc: BaseException) -> bool:
+    err = _verification_error(exc)
+    return err is not None and err.verify_code in _UNKNOWN_ISSUER_CODES
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"tls: failed to verify certificate: {exc.verify_message}"
-    cert_error = getattr(exc, "certificate_error", None)
-    if isinstance(cert_error, ssl.SSLCertVerificationError):
-        return f"tls: failed to verify certificate: {cert_error.verify_message}"
+    err = _verification_error(exc)
+    if err is not None:
+        return f"tls: failed to verify certificate: {err.verify_message}"
     if isinstance(exc, TimeoutError):
         return "i/o timeout"
-    text = str(exc) or type(exc).__name__
-    return text
+    return str(exc) or type(exc).__name__
 
 
 def is_upgrade_request(request: web.Request) -> bool:
