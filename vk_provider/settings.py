@@ -152,7 +152,12 @@ class ECISettings(_Section):
     status_poll_interval_seconds: float = Field(
         3.0, gt=0, description="Incremental status poll period (DescribeContainerGroupStatus + SinceSecond)."
     )
-    full_resync_interval_seconds: float = Field(300.0, gt=0, description="Full resync by tag (paged 20 per call).")
+    full_resync_interval_seconds: float = Field(
+        1200.0,
+        gt=0,
+        description="Full resync by tag (DescribeContainerGroups, 20 groups per call). At 10,000 pods one resync "
+        "is 500 calls, so 1200 s keeps the steady-state total under 60 calls/min.",
+    )
 
     @field_validator("vswitch_ids", "cluster_dns", mode="before")
     @classmethod
