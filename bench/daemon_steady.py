@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from daemon_burst import bench_stack, table  # noqa: E402
+from daemon_burst import bench_stack, table
 
 
 async def run_steady(pods: int, measure: float, settle: float, timeout: float) -> int:

@@ -94,11 +94,13 @@ class Stack:
         )
         return list(out.get("items") or [])
 
-    async def wait_event(self, name: str, reason: str, *, ns: str = "default", timeout: float = 30) -> dict[str, Any]:
+    async def wait_event(
+        self, name: str, reason: str, *, ns: str = "default", timeout: float = 30, contains: str = ""
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for ev in await self.events(name, ns):
-                if ev.get("reason") == reason:
+                if ev.get("reason") == reason and contains.lower() in str(ev.get("message")).lower():
                     return ev
             await asyncio.sleep(0.1)
         got = [e.get("reason") for e in await self.events(name, ns)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from tests.e2e.conftest import NODE, Stack, StackFactory, running_ready
@@ -62,3 +63,32 @@ async def test_force_delete_still_deletes_the_group(make_stack: StackFactory) ->
     async with asyncio.timeout(20):
         while await groups_of(stack):
             await asyncio.sleep(0.2)
+
+
+async def test_translation_warning_becomes_an_event(make_stack: StackFactory) -> None:
+    """A startupProbe (which ECI lacks) gives a Warning event naming it, and the pod still runs."""
+    stack = await make_stack()
+    probe = {"exec": {"command": ["true"]}, "periodSeconds": 1}
+    pod = sleeper("web")
+    pod["spec"]["containers"][0]["startupProbe"] = probe  # type: ignore[index]
+    await stack.create_pod(pod)
+    await stack.wait_pod("web", running_ready, timeout=20)
+    ev = await stack.wait_event("web", "NotSupported", contains="startup")
+    assert ev["type"] == "Warning"
+
+
+async def test_metrics_and_health_endpoints(make_stack: StackFactory) -> None:
+    """The plain-HTTP port serves Prometheus metrics (pods by phase), /healthz and /readyz."""
+    stack = await make_stack()
+    assert stack.daemon is not None
+    await stack.create_pod(sleeper("web"))
+    await stack.wait_pod("web", running_ready, timeout=20)
+    base = stack.daemon.metrics_url.rsplit("/", 1)[0]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(stack.daemon.metrics_url) as r:
+            text = await r.text()
+        assert r.status == 200
+        assert 'vk_pods{phase="Running"}' in text and "vk_node_ready 1.0" in text
+        for path in ("/healthz", "/readyz"):
+            async with http.get(base + path) as r:
+                assert r.status == 200, path

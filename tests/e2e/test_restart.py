@@ -78,7 +78,7 @@ async def wait_for(check: Any, timeout: float, what: str) -> None:
 
 
 async def test_kill_9_mid_burst_then_restart_gives_one_group_per_pod(make_stack: StackFactory, tmp_path: Path) -> None:
-    """SIGKILL during a 200-pod burst, restart: exactly one group per pod and every pod Running."""
+    """SIGKILL during a 200-pod burst, restart: one group per pod, all Running; SIGTERM then deletes nothing."""
     stack = await make_stack(runtime="virtual", daemon=False)
     env = daemon_env(stack, tmp_path)
     log = tmp_path / "daemon.log"
@@ -124,6 +124,11 @@ async def test_kill_9_mid_burst_then_restart_gives_one_group_per_pod(make_stack:
         assert set(live) == uids
         duplicates = {uid: n for uid, n in live.items() if n != 1}
         assert duplicates == {}
+
+        # SIGTERM is a graceful stop: exit code 0 and not a single group deleted.
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 40) == 0
+        assert groups_by_uid(stack) == live
     finally:
         for p in procs:
             if p.returncode is None:
