@@ -1,61 +1,87 @@
 """The garbage collector: dependents whose owners are gone are deleted (background cascade).
 
-An object all of whose ``ownerReferences`` point at uids that no longer exist is deleted; one that still has a
-live owner only loses the dangling references. Objects held by the ``foregroundDeletion`` finalizer get their
-dependents deleted and then the finalizer removed; ``orphan`` gets the dependents' references removed and then
-the finalizer removed. So no object ever stays stuck on a GC finalizer.
+An object all of whose ``ownerReferences`` point at owners that no longer exist (looked up by kind, name and
+uid, as the real collector does) is deleted; one that still has a live owner only loses the dangling references.
+Objects held by the ``foregroundDeletion`` finalizer get their dependents deleted and then the finalizer removed;
+``orphan`` gets the dependents' references removed and then the finalizer removed. So no object ever stays stuck
+on a GC finalizer.
+
+The work is incremental: watches on every stored type keep an index from owner uid to dependents, and only the
+dependents of removed objects (and objects carrying GC finalizers or references to unknown owners) are checked.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from ..errors import ApiError
-from ..resources import RESOURCES
-from ._common import JSON, Context, log, meta
+from ..resources import RESOURCES, by_kind
+from ._common import JSON, Context, KeyQueue, log, meta, run_supervised, watch_forever
 
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
-PERIOD = 0.2
-# Deletions per pass, so one huge cascade does not hold the event loop.
-BURST = 1000
+GC_FINALIZERS = frozenset({FOREGROUND, ORPHAN})
+# Objects checked per pass, so one huge cascade does not hold the event loop.
+BURST = 500
+
+Ref = tuple[str, str, str]  # (resource key, namespace, name)
 
 
 def _storage_keys() -> list[str]:
     return sorted({rt.storage_key for rt in RESOURCES.values()})
 
 
-def _all(ctx: Context) -> Iterator[tuple[str, JSON]]:
+def owner_exists(ctx: Context, obj: JSON, ref: JSON) -> bool:
+    """Is the owner named by ``ref`` alive (same kind, name and uid)? Unknown kinds count as absent."""
+    rt = by_kind(str(ref.get("apiVersion") or ""), str(ref.get("kind") or ""))
+    if rt is None:
+        return False
+    namespace = meta(obj).get("namespace") if rt.namespaced else None
+    owner = ctx.store.get(rt.storage_key, namespace, str(ref.get("name") or ""))
+    return owner is not None and meta(owner).get("uid") == ref.get("uid")
+
+
+def _dependents(ctx: Context, uid: str) -> list[tuple[str, JSON]]:
+    out = []
     for key in _storage_keys():
         for obj in ctx.store.all_objects(key):
-            yield key, obj
+            if any(r.get("uid") == uid for r in meta(obj).get("ownerReferences") or []):
+                out.append((key, obj))
+    return out
+
+
+def collect_object(ctx: Context, key: str, obj: JSON, dependents: list[tuple[str, JSON]] | None = None) -> int:
+    """Check one object: delete it or drop dangling references; finish GC finalizers. Returns writes made."""
+    m = meta(obj)
+    writes = 0
+    refs = m.get("ownerReferences") or []
+    if refs:
+        dangling = [r for r in refs if not owner_exists(ctx, obj, r)]
+        if dangling and len(dangling) == len(refs):
+            if not m.get("deletionTimestamp"):
+                return _delete(ctx, key, obj)
+        elif dangling:
+            writes += _drop_refs(ctx, key, obj, {str(r.get("uid")) for r in dangling})
+    finalizers = m.get("finalizers") or []
+    if m.get("deletionTimestamp") and GC_FINALIZERS & set(finalizers):
+        deps = dependents if dependents is not None else _dependents(ctx, str(m.get("uid")))
+        writes += _finish_finalizers(ctx, key, obj, deps)
+    return writes
 
 
 def collect_garbage(ctx: Context) -> int:
-    """One pass over every object; returns how many writes it made."""
-    objects = list(_all(ctx))
-    live = {str(meta(o).get("uid")) for _, o in objects}
-    dependents: dict[str, list[tuple[str, JSON]]] = {}
+    """One full pass over every object (the incremental loop's fallback and a test hook); returns writes made."""
+    objects = [(key, obj) for key in _storage_keys() for obj in ctx.store.all_objects(key)]
+    index: dict[str, list[tuple[str, JSON]]] = {}
     for key, obj in objects:
         for ref in meta(obj).get("ownerReferences") or []:
-            dependents.setdefault(str(ref.get("uid")), []).append((key, obj))
+            index.setdefault(str(ref.get("uid")), []).append((key, obj))
     writes = 0
     for key, obj in objects:
-        if writes >= BURST:
-            break
-        m = meta(obj)
-        refs = m.get("ownerReferences") or []
-        if refs:
-            dangling = [r for r in refs if str(r.get("uid")) not in live]
-            if dangling and len(dangling) == len(refs):
-                if not m.get("deletionTimestamp"):
-                    writes += _delete(ctx, key, obj)
-            elif dangling:
-                writes += _drop_refs(ctx, key, obj, {str(r.get("uid")) for r in dangling})
-        finalizers = m.get("finalizers") or []
-        if m.get("deletionTimestamp") and (FOREGROUND in finalizers or ORPHAN in finalizers):
-            writes += _finish_finalizers(ctx, key, obj, dependents.get(str(m.get("uid")), []))
+        if meta(obj).get("ownerReferences") or GC_FINALIZERS & set(meta(obj).get("finalizers") or []):
+            writes += collect_object(ctx, key, obj, index.get(str(meta(obj).get("uid")), []))
     return writes
 
 
@@ -93,7 +119,7 @@ def _drop_refs(ctx: Context, key: str, obj: JSON, uids: set[str]) -> int:
     return 1
 
 
-def _finish_finalizers(ctx: Context, key: str, obj: JSON, deps: list[tuple[str, JSON]]) -> int:
+def _finish_finalizers(ctx: Context, key: str, obj: JSON, deps: Iterable[tuple[str, JSON]]) -> int:
     m = meta(obj)
     uid = str(m.get("uid"))
     finalizers = list(m.get("finalizers") or [])
@@ -125,13 +151,59 @@ def _finish_finalizers(ctx: Context, key: str, obj: JSON, deps: list[tuple[str, 
 
 
 async def garbage_collector(ctx: Context) -> None:
-    """Scan whenever something was written since the last scan, at most every PERIOD seconds."""
-    last = ""
-    while True:
-        current = ctx.store.resource_version
-        if current != last:
-            writes = collect_garbage(ctx)
-            # Our own deletions can orphan further objects (a cascade) or release a finalizer: look again next
-            # time unless the pass found nothing to do.
-            last = ctx.store.resource_version if writes == 0 else ""
-        await asyncio.sleep(PERIOD)
+    """Watch every stored type; check the dependents of removed objects and objects with GC finalizers."""
+    queue: KeyQueue[Ref] = KeyQueue()
+    dependents: dict[str, set[Ref]] = {}
+    owners_of: dict[Ref, tuple[str, ...]] = {}
+    owner_of_uid: dict[str, Ref] = {}
+    known: set[str] = set()
+
+    def on_event(key: str, etype: str, obj: JSON) -> None:
+        m = meta(obj)
+        ref: Ref = (key, str(m.get("namespace") or ""), str(m.get("name") or ""))
+        uid = str(m.get("uid") or "")
+        previous_owners = owners_of.pop(ref, ())
+        for old in previous_owners:
+            deps = dependents.get(old)
+            if deps is not None:
+                deps.discard(ref)
+                if not deps:
+                    del dependents[old]
+        if etype == "DELETED":
+            known.discard(uid)
+            owner_of_uid.pop(uid, None)
+            queue.add_all(sorted(dependents.get(uid, ())))
+            # An owner held by foregroundDeletion may be waiting for exactly this dependent.
+            queue.add_all(owner_of_uid[o] for o in previous_owners if o in owner_of_uid)
+            return
+        known.add(uid)
+        owner_of_uid[uid] = ref
+        refs = tuple(str(r.get("uid")) for r in m.get("ownerReferences") or [])
+        if refs:
+            owners_of[ref] = refs
+            for owner in refs:
+                dependents.setdefault(owner, set()).add(ref)
+            if any(o not in known for o in refs):
+                queue.add(ref)  # maybe created after its owner died; the worker looks the owner up for real
+        if m.get("deletionTimestamp") and GC_FINALIZERS & set(m.get("finalizers") or []):
+            queue.add(ref)
+
+    async def worker() -> None:
+        while True:
+            for key, namespace, name in await queue.take(BURST):
+                obj = ctx.store.get(key, namespace or None, name)
+                if obj is None:
+                    continue
+                uid = str(meta(obj).get("uid"))
+                deps = []
+                for dkey, dns, dname in sorted(dependents.get(uid, ())):
+                    dep = ctx.store.get(dkey, dns or None, dname)
+                    if dep is not None:
+                        deps.append((dkey, dep))
+                collect_object(ctx, key, obj, deps)
+            await asyncio.sleep(0)
+
+    def watcher(key: str) -> Callable[[], Coroutine[Any, Any, None]]:
+        return lambda: watch_forever(ctx.store, key, lambda etype, obj: on_event(key, etype, obj))
+
+    await run_supervised("garbage-collector", *[watcher(key) for key in _storage_keys()], worker)

@@ -29,7 +29,7 @@ from ._common import (
 )
 
 # Pods created or deleted per ReplicaSet per pass (the real controller's slow-start burst is similar).
-BURST = 500
+BURST = 100
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 
 
