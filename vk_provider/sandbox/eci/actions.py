@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import secrets
@@ -88,7 +89,7 @@ class Actions:
                 after = int(token)
             except ValueError:
                 raise invalid("NextToken", "not a token this service returned") from None
-            start = next((i for i, g in enumerate(items) if g.seq > after), len(items))
+            start = bisect.bisect_right(items, after, key=lambda g: g.seq)  # items are in creation (seq) order
         page = items[start : start + limit]
         more = start + limit < len(items)
         return page, str(page[-1].seq) if more and page else ""
@@ -106,7 +107,9 @@ class Actions:
         else:
             groups = list(self.engine.groups.values())  # insertion order is creation order
         if tags:
-            groups = [g for g in groups if all((k, v) in g.tags for k, v in tags)]
+            index = self.engine.tag_index
+            matching = set.intersection(*(index.get(t, set()) for t in tags))
+            groups = [g for g in groups if g.id in matching]
         if name:
             groups = [g for g in groups if g.name == name]
         if status:

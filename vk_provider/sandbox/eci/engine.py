@@ -108,6 +108,7 @@ class Engine:
         self._closing = False
         self.stopping: set[str] = set()
         self.zone_for: Callable[[str], str] = lambda vswitch: ""
+        self.tag_index: dict[tuple[str, str], set[str]] = {}
         runtime.attach(self)
 
     # ---- lifecycle of the engine itself -------------------------------------------------------
@@ -116,6 +117,7 @@ class Engine:
         now = time.time()
         for group in self.store.load():
             self.groups[group.id] = group
+            self.index_tags(group)
             self.seq = max(self.seq, group.seq)
             if group.client_token:
                 self.by_token[group.client_token] = group.id
@@ -177,6 +179,17 @@ class Engine:
         await self.store.flush()
 
     # ---- helpers ------------------------------------------------------------------------------
+
+    def index_tags(self, group: Group, *, remove: bool = False) -> None:
+        """Keep ``tag_index`` ((key, value) -> group ids) in step, so tag filters need no full scan."""
+        for tag in group.tags:
+            ids = self.tag_index.setdefault((tag[0], tag[1]), set())
+            if remove:
+                ids.discard(group.id)
+                if not ids:
+                    del self.tag_index[(tag[0], tag[1])]
+            else:
+                ids.add(group.id)
 
     def save(self, group: Group) -> None:
         group.changed = time.time()
@@ -256,6 +269,7 @@ class Engine:
         group.seq = self.seq
         self.new_statuses(group)
         self.groups[group.id] = group
+        self.index_tags(group)
         if group.client_token:
             self.by_token[group.client_token] = group.id
         group.add_event("Scheduling", "The container group is being scheduled.")
@@ -337,7 +351,8 @@ class Engine:
 
     def _drop(self, group: Group) -> None:
         self._cancel_timers(group)
-        self.groups.pop(group.id, None)
+        if self.groups.pop(group.id, None) is not None:
+            self.index_tags(group, remove=True)
         if group.client_token and self.by_token.get(group.client_token) == group.id:
             del self.by_token[group.client_token]
         self.store.remove(group.id)
@@ -365,7 +380,9 @@ class Engine:
         async def run() -> None:
             await self.runtime.stop(group, group.grace)
             old = {cs.name: cs for cs in group.statuses}
+            self.index_tags(group, remove=True)
             apply(group)
+            self.index_tags(group)
             group.generation += 1
             self.new_statuses(group)
             for cs in group.statuses:
