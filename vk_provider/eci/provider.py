@@ -136,6 +136,7 @@ class ECIProvider:
         self._last_poll_ok: float | None = None
         self._last_resync: float | None = None
         self._last_call_ok: float = 0.0
+        self._status_fp: dict[str, str] = {}
         self._pending: dict[str, BackendPod] = {}
         self._wakeup = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
@@ -251,6 +252,7 @@ class ECIProvider:
         entry = self._by_uid.pop(uid, None)
         if entry is not None:
             self._by_group.pop(entry.group_id, None)
+            self._status_fp.pop(entry.group_id, None)
 
     def _publish(self, entry: _Entry) -> None:
         if entry.group is None:
@@ -319,7 +321,18 @@ class ECIProvider:
                 params["NextToken"] = token
             data = await self._call("DescribeContainerGroupStatus", params)
             resp = DescribeContainerGroupStatusResponse.model_validate(data)
-            ids.extend(item.ContainerGroupId for item in resp.Data if item.ContainerGroupId not in ids)
+            raw_items = data.get("Data") or []
+            for item, raw in zip(resp.Data, raw_items, strict=False):
+                gid = item.ContainerGroupId
+                # The window overlaps earlier polls: describe a group only when its reported status
+                # (phase, conditions, container states) differs from the last one we acted on.
+                fp = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+                known = self._by_uid.get(self._by_group.get(gid, ""))
+                if known is not None and known.group is not None and self._status_fp.get(gid) == fp:
+                    continue
+                self._status_fp[gid] = fp
+                if gid not in ids:
+                    ids.append(gid)
             token = resp.NextToken
             if not token or not resp.Data:
                 break
