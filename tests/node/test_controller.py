@@ -182,3 +182,39 @@ async def test_status_loop_writes_on_change_and_periodically() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_capacity_from_quota() -> None:
+    """With capacity_from_quota, cpu/memory/pods come from the provider's quota; a failing quota keeps settings."""
+    kube = FakeKube()
+
+    async def quota() -> dict[str, str]:
+        return {"cpu": "512", "pods": "300", "bogus": "x"}
+
+    ctl = NodeController(
+        kube,  # type: ignore[arg-type]
+        NodeSettings(name="vk", capacity_from_quota=True),
+        region="r",
+        kubelet_port=1,
+        ping=Ping(),
+        pods_ready=lambda: True,
+        quota=quota,
+    )
+    await ctl.register()
+    cap = kube.objects[NODE]["status"]["capacity"]
+    assert cap["cpu"] == "512" and cap["pods"] == "300" and cap["memory"] == "40Ti" and "bogus" not in cap
+
+    async def broken() -> dict[str, str]:
+        raise ConnectionError("down")
+
+    ctl2 = NodeController(
+        FakeKube(),  # type: ignore[arg-type]
+        NodeSettings(name="vk", capacity_from_quota=True),
+        region="r",
+        kubelet_port=1,
+        ping=Ping(),
+        pods_ready=lambda: True,
+        quota=broken,
+    )
+    await ctl2._load_quota()
+    assert ctl2.capacity()["cpu"] == "10000"
