@@ -17,6 +17,7 @@ import base64
 import contextlib
 import datetime as dt
 import ipaddress
+import json
 import os
 import secrets
 import ssl
@@ -279,7 +280,7 @@ class ServingTLS:
                 continue
             except Exception as exc:
                 failures += 1
-                log.warning("serving certificate request failed", error=repr(exc))
+                log.warning("serving certificate request failed", error=describe_error(exc))
                 await asyncio.sleep(backoff.delay(failures))
                 continue
             failures = 0
@@ -320,6 +321,19 @@ class ServingTLS:
             if status is not None and status.certificate:
                 return base64.b64decode(status.certificate), key_pem
             await asyncio.sleep(poll)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short description of an API error: status and reason, plus the Status message when there is one."""
+    status = getattr(exc, "status", None)
+    if status is None:
+        return repr(exc)
+    message = ""
+    body = getattr(exc, "body", None)
+    if isinstance(body, (str, bytes)):
+        with contextlib.suppress(ValueError, TypeError):
+            message = str(json.loads(body).get("message", ""))
+    return f"{status} {getattr(exc, 'reason', '')}: {message}".strip()
 
 
 class _CSRRefused(Exception):

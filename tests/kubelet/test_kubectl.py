@@ -1,0 +1,253 @@
+"""The kubelet API driven by the real kubectl through the sandbox API server's kubelet proxy.
+
+The sandbox relays upgrades byte for byte, so kubectl's own SPDY/3.1 and v5 WebSocket clients talk
+to our server. The serving certificate comes from a real CSR approved with ``kubectl certificate
+approve`` and signed by the sandbox CA, which the proxy verifies; the proxy authenticates with its
+kubelet-client certificate, which we verify against the sandbox CA and authorize by SAR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+
+from tests.conftest import KUBECTL
+from tests.kubelet.doubles import FakePods, FakeStreams, make_pod, usage_fixture
+from vk_provider.kubelet.server import KubeletServer
+from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_provider.settings import KubeletSettings
+
+NODE = "vk-node"
+
+
+@dataclass
+class Env:
+    apiserver: SandboxAPIServer
+    kubelet: KubeletServer
+    streams: FakeStreams
+    env: dict[str, str]
+
+    async def kubectl(
+        self, *args: str, stdin: bytes | None = None, extra_env: dict[str, str] | None = None, timeout: float = 30
+    ) -> tuple[int, bytes, bytes]:
+        proc = await asyncio.create_subprocess_exec(
+            KUBECTL,
+            *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**self.env, **(extra_env or {})},
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        assert proc.returncode is not None
+        return proc.returncode, out, err
+
+
+async def grant_node_permissions(admin: k8s.ApiClient) -> None:
+    """What the deployment's RBAC grants the daemon: CSRs for its serving cert, token and access reviews."""
+    rbac = k8s.RbacAuthorizationV1Api(admin)
+    rules = [
+        k8s.V1PolicyRule(
+            api_groups=["certificates.k8s.io"], resources=["certificatesigningrequests"], verbs=["create", "get"]
+        ),
+        k8s.V1PolicyRule(api_groups=["authentication.k8s.io"], resources=["tokenreviews"], verbs=["create"]),
+        k8s.V1PolicyRule(api_groups=["authorization.k8s.io"], resources=["subjectaccessreviews"], verbs=["create"]),
+    ]
+    await rbac.create_cluster_role(k8s.V1ClusterRole(metadata=k8s.V1ObjectMeta(name="vk-kubelet"), rules=rules))
+    await rbac.create_cluster_role_binding(
+        k8s.V1ClusterRoleBinding(
+            metadata=k8s.V1ObjectMeta(name="vk-kubelet"),
+            role_ref=k8s.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="vk-kubelet"),
+            subjects=[k8s.RbacV1Subject(kind="Group", name="system:nodes", api_group="rbac.authorization.k8s.io")],
+        )
+    )
+
+
+async def approve_csr(api: k8s.ApiClient, name: str) -> None:
+    """What ``kubectl certificate approve`` does, in JSON: the sandbox accepts protobuf only for reviews,
+    and kubectl sends this update as protobuf."""
+    certs = k8s.CertificatesV1Api(api)
+    csr = await certs.read_certificate_signing_request(name)
+    csr.status.conditions = [
+        k8s.V1CertificateSigningRequestCondition(type="Approved", status="True", reason="Test", message="approved")
+    ]
+    await certs.replace_certificate_signing_request_approval(name, csr)
+
+
+@pytest.fixture
+async def env(tmp_path: Path, kubectl_env: dict[str, str]) -> AsyncIterator[Env]:
+    async with SandboxAPIServer(directory=tmp_path / "api") as apiserver:
+        admin_cfg = k8s.Configuration()
+        await k8s_config.load_kube_config(config_file=str(apiserver.kubeconfig_path), client_configuration=admin_cfg)
+        admin = k8s.ApiClient(admin_cfg)
+        # The daemon talks to the API server as the node (the signer only signs node identities' CSRs).
+        cert, key = apiserver.ca.issue(f"system:node:{NODE}", ["system:nodes"], client=True)
+        (tmp_path / "node.crt").write_bytes(cert)
+        (tmp_path / "node.key").write_bytes(key)
+        cfg = k8s.Configuration(host=apiserver.url)
+        cfg.cert_file, cfg.key_file = str(tmp_path / "node.crt"), str(tmp_path / "node.key")
+        cfg.ssl_ca_cert = str(apiserver.ca_path)
+        api = k8s.ApiClient(cfg)
+        await grant_node_permissions(admin)
+        pod = make_pod("default", "web", ["app"])
+        streams = FakeStreams(usage=usage_fixture())
+        kubelet = KubeletServer(
+            KubeletSettings(
+                port=0, bind_address="127.0.0.1", tls_mode="csr", cert_dir=tmp_path / "certs", csr_poll_seconds=0.1
+            ),
+            node_name=NODE,
+            node_addresses=["127.0.0.1"],
+            pods=FakePods([pod]),
+            streams=streams,
+            api=api,
+            client_ca_pem=apiserver.ca.cert_pem,
+        )
+        await kubelet.start()
+        e = Env(apiserver, kubelet, streams, {**kubectl_env, "KUBECONFIG": str(apiserver.kubeconfig_path)})
+        try:
+            apiserver.store.create_now(
+                "nodes",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": NODE},
+                    "status": {
+                        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet.port}},
+                    },
+                },
+            )
+            apiserver.store.create_now(
+                "pods",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"namespace": "default", "name": "web"},
+                    "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "busybox"}]},
+                },
+            )
+            stored = apiserver.store.get("pods", "default", "web")
+            assert stored is not None
+            apiserver.store.update_now("pods", {**stored, "status": {"phase": "Running"}}, subresource="status")
+            # The real CSR flow: wait for our CSR, approve it, wait for the sandbox signer and the swap.
+            async with asyncio.timeout(20):
+                while not kubelet.tls.csr_names:
+                    await asyncio.sleep(0.05)
+            await approve_csr(admin, kubelet.tls.csr_names[0])
+            async with asyncio.timeout(20):
+                while not kubelet.ready:
+                    await asyncio.sleep(0.05)
+            yield e
+        finally:
+            await kubelet.stop()
+            for s in streams.sessions:
+                await s.close()
+            await api.close()
+            await admin.close()
+
+
+@pytest.mark.parametrize("websockets", ["true", "false"])
+async def test_kubectl_exec_exit_code_and_stdin(env: Env, websockets: str, tmp_path: Path) -> None:
+    """kubectl exec returns the command's exit code and pipes stdin, over WebSocket and over SPDY."""
+    # Arguments without spaces: the sandbox proxy currently forwards the query unescaped.
+    script = tmp_path / "exit3.sh"
+    script.write_text("cat >/dev/null; echo to-stderr >&2; exit 3\n")
+    flags = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": websockets}
+    rc, _, err = await env.kubectl(
+        "exec", "-i", "web", "-c", "app", "--", "sh", str(script), stdin=b"", extra_env=flags
+    )
+    assert rc == 3, err
+    assert b"to-stderr" in err
+    rc, out, err = await env.kubectl(
+        "exec", "-i", "web", "-c", "app", "--", "cat", stdin=b"piped input\n", extra_env=flags
+    )
+    assert rc == 0, err
+    assert out == b"piped input\n"
+
+
+async def test_kubectl_logs_and_raw_stats(env: Env) -> None:
+    """kubectl logs reads through the proxy; get --raw returns parseable summary and resource metrics."""
+    env.streams.log_lines = [b"line one\n", b"line two\n"]
+    rc, out, err = await env.kubectl("logs", "web", "-c", "app", "--tail=2")
+    assert rc == 0, err
+    assert out == b"line one\nline two\n"
+    assert env.streams.log_opts[-1].tail_lines == 2
+    rc, out, err = await env.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/stats/summary")
+    assert rc == 0, err
+    assert json.loads(out)["pods"][0]["podRef"]["name"] == "web"
+    rc, out, err = await env.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/metrics/resource")
+    assert rc == 0, err
+    assert b'container_memory_working_set_bytes{container="app",pod="web",namespace="default"}' in out
+
+
+async def test_kubectl_port_forward(env: Env, echo_server: int) -> None:
+    """kubectl port-forward (falling back from its WebSocket tunnel to SPDY) carries a TCP exchange to the pod."""
+    env.streams.forward_to = echo_server
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL,
+        "port-forward",
+        "pod/web",
+        ":8080",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env.env,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            line = await proc.stdout.readline()
+        if b"Forwarding from 127.0.0.1:" not in line:
+            assert proc.stderr is not None
+            pytest.fail(f"kubectl port-forward did not start: {line!r} {await proc.stderr.read()!r}")
+        local = int(line.split(b"127.0.0.1:")[1].split(b" ")[0])
+        for payload in (b"first connection", b"second connection"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", local)
+            writer.write(payload)
+            await writer.drain()
+            async with asyncio.timeout(10):
+                got = b""
+                while got != payload:
+                    chunk = await reader.read(1024)
+                    assert chunk
+                    got += chunk
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux script for a terminal")
+@pytest.mark.parametrize("websockets", ["true", "false"])
+async def test_kubectl_exec_tty_sends_terminal_size(env: Env, websockets: str, tmp_path: Path) -> None:
+    """kubectl exec -it under a pseudo-terminal: output arrives, and the terminal size reaches resize()."""
+    script = tmp_path / "hello.sh"
+    script.write_text("echo tty-ok; exit 4\n")
+    cmd = f"stty cols 91 rows 27; {KUBECTL} exec -it web -c app -- sh {script}"
+    proc = await asyncio.create_subprocess_exec(
+        "script",
+        "-qec",
+        cmd,
+        "/dev/null",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**env.env, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": websockets, "TERM": "xterm"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert b"tty-ok" in out, (out, err)
+    assert proc.returncode == 4
+    assert (91, 27) in env.streams.sessions[-1].resizes
