@@ -58,6 +58,8 @@ class StubKubelet:
 
     async def exec(self, request: web.Request) -> web.StreamResponse:
         self.record(request)
+        if request.headers.get("Upgrade", "").lower() == "spdy/3.1":
+            return await self.exec_spdy(request)
         ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
         await ws.prepare(request)
         await ws.send_bytes(b"\x01hello from exec\n")
@@ -66,6 +68,31 @@ class StubKubelet:
             await ws.send_bytes(b"\xff\x01")
         await ws.close()
         return ws
+
+    async def exec_spdy(self, request: web.Request) -> web.StreamResponse:
+        """SPDY/3.1 exec with the product's frame codec as a test double: stdout "hello over spdy", exit 0."""
+        from vk_provider.kubelet.spdy_session import attach_session
+
+        resp = web.StreamResponse(status=101)
+        resp.headers.update(
+            {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": "v4.channel.k8s.io"}
+        )
+        resp.force_close()
+        await resp.prepare(request)
+        session = attach_session(request)
+        streams: dict[str, Any] = {}
+        try:
+            while not {"error", "stdout", "stderr"} <= streams.keys():
+                stream = await session.accept(timeout=10)
+                assert stream is not None, f"kubectl opened only {sorted(streams)}"
+                stream.reply()
+                streams[stream.headers.get("streamtype", "")] = stream
+            await streams["stdout"].write(b"hello over spdy\n", fin=True)
+            await streams["stderr"].close()
+            await streams["error"].write(json.dumps({"metadata": {}, "status": "Success"}).encode(), fin=True)
+        finally:
+            await session.close()
+        return resp
 
 
 def server_tls(server: SandboxAPIServer, tmp_path: Path, *, self_signed: bool = False) -> ssl.SSLContext:
@@ -123,6 +150,7 @@ async def kubelet(server: SandboxAPIServer, tmp_path: Path) -> AsyncIterator[Stu
     app.router.add_get("/stats/summary", tk.stats)
     app.router.add_get("/containerLogs/{ns}/{pod}/{container}", tk.logs)
     app.router.add_get("/exec/{ns}/{pod}/{container}", tk.exec)
+    app.router.add_post("/exec/{ns}/{pod}/{container}", tk.exec)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls(server, tmp_path))
@@ -281,6 +309,20 @@ async def test_kubectl_exec_over_websocket_v5(
     assert code == 0, err
     assert out == "hello from exec\n"
     assert "v5.channel.k8s.io" in kubelet.seen[-1]["headers"]["Sec-WebSocket-Protocol"]
+
+
+@pytest.mark.kubectl
+async def test_kubectl_exec_over_spdy(
+    server: SandboxAPIServer, kubelet: StubKubelet, kubectl_env: dict[str, str]
+) -> None:
+    """With KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false the real kubectl's SPDY/3.1 exec reaches the kubelet intact."""
+    env = {**kubectl_env, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
+    code, out, err = await run_kubectl(server, env, "exec", "p", "--", "echo", "hi")
+    assert code == 0, err
+    assert out == "hello over spdy\n"
+    seen = kubelet.seen[-1]
+    assert seen["headers"]["Upgrade"] == "SPDY/3.1"
+    assert seen["path_qs"].startswith("/exec/default/p/c?")
 
 
 @dataclass
