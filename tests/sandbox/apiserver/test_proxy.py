@@ -34,6 +34,7 @@ class StubKubelet:
     port: int = 0
     seen: list[dict[str, Any]] = field(default_factory=list)
     release_logs: asyncio.Event = field(default_factory=asyncio.Event)
+    log_transports: list[Any] = field(default_factory=list)
 
     def record(self, request: web.Request) -> None:
         peer = request.transport.get_extra_info("peercert") if request.transport else None
@@ -48,6 +49,7 @@ class StubKubelet:
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
         self.record(request)
+        self.log_transports.append(request.transport)
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await resp.prepare(request)
         await resp.write(b"line 1\n")
@@ -251,6 +253,34 @@ async def test_kubectl_logs_follow_streams_chunk_by_chunk(
     path, _, query = kubelet.seen[0]["path_qs"].partition("?")
     assert path == "/containerLogs/default/p/c"
     assert "follow=true" in query.split("&")
+
+
+@pytest.mark.kubectl
+async def test_interrupted_logs_follow_releases_the_kubelet_connection(
+    server: SandboxAPIServer, kubelet: StubKubelet, kubectl_env: dict[str, str]
+) -> None:
+    """Killing `kubectl logs -f` on a quiet stream closes the proxy's connection to the kubelet soon after."""
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL,
+        f"--kubeconfig={server.kubeconfig_path}",
+        "logs",
+        "-f",
+        "p",
+        env=kubectl_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert await asyncio.wait_for(proc.stdout.readline(), timeout=30) == b"line 1\n"
+    (transport,) = kubelet.log_transports
+    assert not transport.is_closing()
+    proc.kill()
+    await proc.wait()
+    for _ in range(100):  # bounded: the proxy checks for a vanished client every second
+        if transport.is_closing():
+            break
+        await asyncio.sleep(0.05)
+    assert transport.is_closing()
 
 
 async def test_unreachable_kubelet_gives_502_error_dialing_backend(server: SandboxAPIServer) -> None:

@@ -36,6 +36,8 @@ CONNECT_TIMEOUT = 10.0
 # How long a kubelet may take to answer an upgrade (exec setup in a cloud backend can be slow).
 HANDSHAKE_TIMEOUT = 120.0
 MAX_HEAD_BYTES = 64 * 1024
+# How often a quiet streamed response checks that its client is still there.
+CLIENT_GONE_CHECK = 1.0
 MAX_ERROR_BODY = 1024 * 1024
 _READ_SIZE = 64 * 1024
 # Inbound bytes buffered toward the kubelet before the client socket is paused.
@@ -219,8 +221,18 @@ async def _stream_back(request: web.Request, upstream: aiohttp.ClientResponse) -
         response.headers.add(name, value)
     await response.prepare(request)
     try:
-        # iter_any yields whatever arrived, so a follow stream reaches the client line by line.
-        async for chunk in upstream.content.iter_any():
+        # readany returns whatever arrived, so a follow stream reaches the client line by line. A quiet stream is
+        # checked every second for a client that went away, so the kubelet connection is not held for nothing.
+        while True:
+            try:
+                chunk = await asyncio.wait_for(upstream.content.readany(), timeout=CLIENT_GONE_CHECK)
+            except TimeoutError:
+                if request.transport is None or request.transport.is_closing():
+                    response.force_close()
+                    return response
+                continue
+            if not chunk:
+                break
             await response.write(chunk)
         await response.write_eof()
     except (ConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
