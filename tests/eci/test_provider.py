@@ -235,3 +235,27 @@ async def test_update_pod_changes_the_image(provider: ECIProvider, sim: ECISimul
     pod["spec"]["containers"][0]["image"] = "busybox:1.36"
     await provider.update_pod(pod, PodResources())
     assert sim.stats()["calls"]["UpdateContainerGroup"] == 1
+
+
+async def test_list_pods_answers_from_the_index_between_resyncs(provider: ECIProvider, sim: ECISimulator) -> None:
+    """After a full resync, list_pods costs no ECI call until the resync interval passes."""
+    await provider.create_pod(make_pod("idx", ["sleep", "30"]), PodResources())
+    await provider.resync()
+    before = sim.stats()["calls"]["DescribeContainerGroups"]
+    assert [p.uid for p in await provider.list_pods()] == ["uid-idx"]
+    assert sim.stats()["calls"]["DescribeContainerGroups"] == before
+
+
+async def test_group_deleted_behind_our_back_is_forgotten_on_resync(provider: ECIProvider) -> None:
+    """A group deleted outside the provider disappears from the index at the next full resync."""
+    pod = make_pod("ghost", ["sleep", "30"])
+    await provider.create_pod(pod, PodResources())
+    bp = await until(provider, "uid-ghost", lambda b: b.status["phase"] == "Running")
+    await provider.client.call("DeleteContainerGroup", {"ContainerGroupId": bp.group_id})
+    entry = provider._by_uid["uid-ghost"]
+    entry.created_at -= 60  # old enough not to be mistaken for a group created during the listing
+    deadline = time.monotonic() + 10
+    while any(p.uid == "uid-ghost" for p in await provider.resync()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert await provider.get_pod(pod) is None

@@ -201,8 +201,8 @@ class ECIProvider:
         return None
 
     def _backend_pod(self, entry: _Entry, pod: Pod | None = None) -> BackendPod:
-        group = entry.group
-        assert group is not None
+        # A group created moments ago and not described yet is reported as Pending.
+        group = entry.group or ContainerGroup(ContainerGroupId=entry.group_id, Status="Pending")
         status = container_group_to_pod_status(group, pod or self._current_pod(entry))
         return BackendPod(
             namespace=entry.namespace,
@@ -302,7 +302,7 @@ class ECIProvider:
             self._last_resync = time.monotonic()
             for entry in changed:
                 await self._after_change(entry)
-            return [self._backend_pod(e) for e in self._by_uid.values() if e.group is not None]
+            return [self._backend_pod(e) for e in self._by_uid.values()]
 
     async def poll_once(self) -> None:
         """One incremental poll: statuses changed since the last successful poll, then their details."""
@@ -536,7 +536,14 @@ class ECIProvider:
         return self._backend_pod(entry, pod)
 
     async def list_pods(self) -> list[BackendPod]:
-        return await self.resync()
+        """Every group of this node. From the index when a full resync ran within its interval (the
+        GC asks every few minutes, and a listing is 500 calls at 10k pods); otherwise a resync."""
+        fresh = self._last_resync is not None and (
+            time.monotonic() - self._last_resync < self.settings.full_resync_interval_seconds
+        )
+        if not (self._synced and fresh):
+            return await self.resync()
+        return [self._backend_pod(e) for e in self._by_uid.values()]
 
     async def status_changes(self) -> AsyncIterator[BackendPod]:
         while not self._closed:
