@@ -235,7 +235,7 @@ async def test_kubectl_port_forward(env: Env, echo_server: int) -> None:
 async def test_kubectl_exec_tty_sends_terminal_size(env: Env, websockets: str, tmp_path: Path) -> None:
     """kubectl exec -it under a pseudo-terminal: output arrives, and the terminal size reaches resize()."""
     script = tmp_path / "hello.sh"
-    script.write_text("echo tty-ok; exit 4\n")
+    script.write_text("read x; echo tty-ok; exit 4\n")
     cmd = f"stty cols 91 rows 27; {KUBECTL} exec -it web -c app -- sh {script}"
     proc = await asyncio.create_subprocess_exec(
         "script",
@@ -247,7 +247,11 @@ async def test_kubectl_exec_tty_sends_terminal_size(env: Env, websockets: str, t
         stderr=asyncio.subprocess.PIPE,
         env={**env.env, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": websockets, "TERM": "xterm"},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    # The process waits for a line, so the size kubectl sends right after connecting arrives first.
+    async with asyncio.timeout(20):
+        while not (env.streams.sessions and env.streams.sessions[-1].resizes):
+            await asyncio.sleep(0.02)
+    out, err = await asyncio.wait_for(proc.communicate(b"go\n"), 30)
     assert b"tty-ok" in out, (out, err)
     assert proc.returncode == 4
     assert (91, 27) in env.streams.sessions[-1].resizes
