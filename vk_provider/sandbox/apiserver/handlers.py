@@ -301,6 +301,8 @@ class Handlers:
             "selfsubjectaccessreviews.authorization.k8s.io",
         ):
             return await self.review(request, ident, t)
+        if t.rt.plural == "bindings" and t.name is None and m == "POST":
+            return await self.pod_binding_or_eviction(request, t)
         if t.subresource == "binding" or t.subresource == "eviction":
             if m != "POST":
                 raise method_not_allowed()
@@ -740,11 +742,12 @@ class Handlers:
     # ---- subresources
 
     async def pod_binding_or_eviction(self, request: web.Request, t: Target) -> web.Response:
-        assert t.name is not None
         body, _ = await read_body(request)
         if not isinstance(body, dict):
             raise bad_request("the body must be a JSON object")
-        name = t.name
+        name = t.name or str((body.get("metadata") or {}).get("name") or "")
+        if not name:
+            raise bad_request("metadata.name is required in a Binding")
         if t.subresource == "eviction":
             opts = body.get("deleteOptions") or {}
             if not isinstance(opts, dict):

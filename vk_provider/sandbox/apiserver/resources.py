@@ -100,6 +100,8 @@ _ALL: tuple[ResourceType, ...] = (
     ResourceType(
         "", "v1", "nodes", "Node", False, ("no",), "node", ("status", "proxy"), field_labels=("spec.unschedulable",)
     ),
+    # POST namespaces/NS/bindings is the older spelling of pods/NAME/binding (the Python clients use it).
+    ResourceType("", "v1", "bindings", "Binding", True, (), "binding", verbs=_CREATE_ONLY),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",), "configmap"),
     ResourceType("", "v1", "secrets", "Secret", True, (), "secret", field_labels=("type",)),
     ResourceType(

@@ -181,6 +181,13 @@ class SandboxAPIServer:
         for w in list(self.store._watchers):
             w.aclose_now()
         if self._runner is not None:
+            # Abort client connections first: a graceful TLS close waits for the peer's close_notify, which a
+            # vanished client never sends, and would leave the socket open past the event loop's life.
+            server = self._runner.server
+            for conn in list(server.connections) if server is not None else []:
+                transport = conn.transport
+                if transport is not None:
+                    transport.abort()
             await self._runner.cleanup()
             self._runner = None
 
