@@ -259,3 +259,28 @@ async def test_group_deleted_behind_our_back_is_forgotten_on_resync(provider: EC
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
     assert await provider.get_pod(pod) is None
+
+
+async def test_quiet_polls_do_not_redescribe(provider: ECIProvider, sim: ECISimulator) -> None:
+    """Once a group is Running and described, further incremental polls make no DescribeContainerGroups call."""
+    await provider.create_pod(make_pod("quiet", ["sleep", "30"]), PodResources())
+    await until(provider, "uid-quiet", lambda b: b.status["phase"] == "Running")
+    await provider.poll_once()
+    before = sim.stats()["calls"]["DescribeContainerGroups"]
+    await provider.poll_once()
+    await provider.poll_once()
+    assert sim.stats()["calls"]["DescribeContainerGroups"] == before
+
+
+async def test_usage_is_cached_for_the_scrape_interval(sim: ECISimulator) -> None:
+    """Within stats_cache_seconds a second pod_usage makes no ECI call."""
+    p = ECIProvider(settings_for(sim), node_name="vk", stats_cache_seconds=60)
+    await p.start()
+    try:
+        await p.create_pod(make_pod("cache", ["sleep", "30"]), PodResources())
+        await until(p, "uid-cache", lambda b: b.status["phase"] == "Running")
+        first = await p.pod_usage()
+        second = await p.pod_usage()
+        assert first is second and sim.stats()["calls"]["DescribeMultiContainerGroupMetric"] == 1
+    finally:
+        await p.close()

@@ -314,6 +314,7 @@ class ECIProvider:
             self._last_poll_ok = now
             return
         ids: list[str] = []
+        new_fps: dict[str, str] = {}
         token = ""
         for _ in range(1000):
             params: dict[str, Any] = {**self._tag_params(), "SinceSecond": since, "Limit": 200}
@@ -330,7 +331,7 @@ class ECIProvider:
                 known = self._by_uid.get(self._by_group.get(gid, ""))
                 if known is not None and known.group is not None and self._status_fp.get(gid) == fp:
                     continue
-                self._status_fp[gid] = fp
+                new_fps[gid] = fp
                 if gid not in ids:
                     ids.append(gid)
             token = resp.NextToken
@@ -352,6 +353,8 @@ class ECIProvider:
                 gone = self._by_uid.get(self._by_group.get(gid) or "")
                 if gid not in found_ids and gone is not None and gone.deleting:
                     self._forget(gone.uid)
+        # Only now, with the details in the index, may an unchanged status be skipped next time.
+        self._status_fp.update(new_fps)
         self._last_poll_ok = now
 
     async def _after_change(self, entry: _Entry) -> None:
@@ -375,6 +378,9 @@ class ECIProvider:
                     await self.poll_once()
             except ProviderError as exc:
                 log.warning("eci status poll failed", error=exc.message, reason=exc.reason)
+            except Exception as exc:
+                # A malformed answer must not stop status updates for every pod: log and poll again.
+                log.error("eci status poll crashed", error=repr(exc), exc_info=exc)
             await self._sleep(interval)
 
     # --- PodLifecycle -------------------------------------------------------------------------------
@@ -594,9 +600,10 @@ class ECIProvider:
             return False
         if group.Status in TERMINAL_GROUP_STATUSES:
             return True
+        # Like the kubelet, a follow ends when this instance of the container has exited.
         for c in group.Containers + group.InitContainers:
             if c.Name == container:
-                return c.CurrentState.State == "Terminated" and group.RestartPolicy == "Never"
+                return c.CurrentState.State == "Terminated"
         return False
 
     async def container_logs(self, pod: Pod, container: str, opts: LogOptions) -> AsyncIterator[bytes]:
