@@ -134,3 +134,12 @@ async def test_faults_and_stats_over_http(vsim: ECISimulator) -> None:
             stats = await r.json()
     assert stats["calls"] == {"CreateContainerGroup": 1, "DescribeRegions": 1}
     assert sum(stats["groups"].values()) == 1
+
+
+async def test_expire_fault(vsim: ECISimulator) -> None:
+    """expire stops the chosen groups and marks them Expired with a Warning event."""
+    gid = (await call(vsim, create_request()))["ContainerGroupId"]
+    await wait_for(vsim, gid, status_is("Running"))
+    await vsim.set_faults({"expire": {"group_ids": [gid]}})
+    group = await wait_for(vsim, gid, status_is("Expired"))
+    assert any(e["Reason"] == "Expired" and e["Type"] == "Warning" for e in group["Events"])

@@ -377,3 +377,75 @@ async def test_restart_of_the_simulator_fails_lost_groups(tmp_path: Path) -> Non
         assert group["Status"] == "Failed"
         assert any(e["Reason"] == "SimulatorRestarted" for e in group["Events"])
         assert (await describe(second, done))["Status"] == "Succeeded"
+
+
+async def test_init_containers_run_in_order_before_the_containers(sim: ECISimulator) -> None:
+    """Init containers run one after another to completion, then the containers see what they left behind."""
+    req = create_request(
+        f"init{secrets.token_hex(2)}",
+        containers=[_sh("cat /shared/order; sleep 3600", VolumeMounts=[{"Name": "s", "MountPath": "/shared"}])],
+    )
+    req.set_InitContainers(
+        [
+            _sh("echo first >> /shared/order", name="one", VolumeMounts=[{"Name": "s", "MountPath": "/shared"}]),
+            _sh(
+                "sleep 0.2; echo second >> /shared/order",
+                name="two",
+                VolumeMounts=[{"Name": "s", "MountPath": "/shared"}],
+            ),
+        ]
+    )
+    req.set_Volumes([{"Name": "s", "Type": "EmptyDirVolume"}])
+    gid = (await call(sim, req))["ContainerGroupId"]
+    assert "first\nsecond\n" in await _wait_log(sim, gid, "second")
+    group = await describe(sim, gid)
+    assert [c["CurrentState"]["Reason"] for c in group["InitContainers"]] == ["Completed", "Completed"]
+
+
+async def test_failing_init_container_with_never_fails_the_group(sim: ECISimulator) -> None:
+    """An init container exiting non-zero under RestartPolicy Never fails the group; the containers never start."""
+    req = create_request(f"initf{secrets.token_hex(2)}", containers=[_sh("sleep 3600")], RestartPolicy="Never")
+    req.set_InitContainers([_sh("exit 2", name="setup")])
+    gid = (await call(sim, req))["ContainerGroupId"]
+    group = await wait_for(sim, gid, status_is("Failed"))
+    assert group["InitContainers"][0]["CurrentState"]["ExitCode"] == 2
+    assert group["Containers"][0]["CurrentState"]["State"] == "Waiting"
+
+
+async def test_update_restarts_with_the_new_command(sim: ECISimulator) -> None:
+    """UpdateContainerGroup in process mode stops the old processes and starts the new spec (Updating -> Running)."""
+    from aliyunsdkeci.request.v20180808.UpdateContainerGroupRequest import UpdateContainerGroupRequest
+
+    gid = await _create(sim, [_sh("echo old; sleep 3600")], TerminationGracePeriodSeconds=1)
+    await _wait_log(sim, gid, "old")
+    req = UpdateContainerGroupRequest()
+    req.set_ContainerGroupId(gid)
+    req.set_Containers([_sh("echo new; sleep 3600")])
+    await call(sim, req)
+    assert "new" in await _wait_log(sim, gid, "new")
+    group = await wait_for(sim, gid, status_is("Running"))
+    assert group["Containers"][0]["Commands"] == ["sh", "-c", "echo new; sleep 3600"]
+    assert "old" in await _log(sim, gid, LastTime=True)
+
+
+async def test_exec_client_close_kills_the_command_and_stdin_false_gives_eof(sim: ECISimulator, tmp_path: Path) -> None:
+    """Closing the exec socket kills the command; with Stdin=false the command reads EOF at once."""
+    gid = await _create(sim, [_sh("sleep 3600")])
+    await wait_for(sim, gid, status_is("Running"))
+    pidfile = tmp_path / "pid"
+    answer = await _exec(sim, gid, ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 3600"])
+    async with aiohttp.ClientSession() as s, s.ws_connect(answer["WebSocketUri"]):
+        for _ in range(200):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            await asyncio.sleep(0.02)
+    pid = int(pidfile.read_text())
+    for _ in range(200):
+        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the exec'd command survived the client closing the socket")
+    answer = await _exec(sim, gid, ["sh", "-c", "cat; echo eof-seen"], Stdin=False)
+    out, _, status = await _ws_session(answer["WebSocketUri"], [])
+    assert (out, status) == (b"eof-seen\n", {"exitCode": 0})

@@ -146,3 +146,17 @@ async def test_describe_regions(sim: ECISimulator) -> None:
     regions = (await call(sim, DescribeRegionsRequest()))["Regions"]
     assert regions[0]["RegionId"] == "cn-hangzhou"
     assert regions[0]["Zones"] and regions[0]["RegionEndpoint"] == "eci.cn-hangzhou.aliyuncs.com"
+
+
+async def test_signature_error_masks_secret_values(sim: ECISimulator) -> None:
+    """The string to sign echoed in SignatureDoesNotMatch masks registry passwords and env values."""
+    from tests.sandbox.eci.conftest import create_request
+
+    req = create_request(
+        containers=[{"Name": "main", "Image": "busybox", "EnvironmentVars": [{"Key": "TOKEN", "Value": "env-s3cret"}]}]
+    )
+    req.set_ImageRegistryCredentials([{"Server": "r.example.com", "UserName": "u", "Password": "reg-s3cret"}])
+    exc = await call_error(sim, req, sdk_client(sim, secret="wrong"))
+    assert exc.get_error_code() == "SignatureDoesNotMatch"
+    assert "s3cret" not in exc.get_error_msg()
+    assert "ImageRegistryCredential.1.Password%3D%252A%252A%252A" in exc.get_error_msg()

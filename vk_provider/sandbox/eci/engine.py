@@ -79,6 +79,7 @@ class Runtime(Protocol):
         container: str,
         command: list[str],
         tty: bool,
+        stdin: bool,
         recv: Callable[[], Awaitable[tuple[int, bytes] | None]],
         send: Callable[[int, bytes], Awaitable[None]],
     ) -> int: ...
@@ -302,7 +303,10 @@ class Engine:
 
     def _start_runtime(self, group: Group) -> None:
         if group.active_deadline:
-            self._after(group, group.active_deadline, lambda: self._deadline(group))
+            # Counted from the group's first start, like a pod's activeDeadlineSeconds; restarts do not reset it.
+            now = time.time()
+            remaining = (group.started or now) + group.active_deadline - now
+            self._after(group, max(0.0, remaining), lambda: self._deadline(group))
         self.runtime.start(group)
 
     def _deadline(self, group: Group) -> None:

@@ -354,12 +354,15 @@ class ProcessRuntime:
                 rc = await proc.wait()
                 await asyncio.gather(*pumps)
             finally:
-                for t in [*pumps, *probes]:
+                for t in probes:
+                    t.cancel()
+                if proc.returncode is None:  # cancelled (simulator stopping): never leave a process behind
+                    self._signal(proc.pid, signal.SIGKILL)
+                    await proc.wait()
+                for t in pumps:
                     t.cancel()
                 await asyncio.gather(*pumps, *probes, return_exceptions=True)
                 inst.exited.set()
-                if proc.returncode is None:
-                    self._signal(proc.pid, signal.SIGKILL)
         sig = -rc if rc < 0 else 0
         code = 128 + sig if sig else rc
         cs.current = State(
@@ -656,6 +659,7 @@ class ProcessRuntime:
         container: str,
         command: list[str],
         tty: bool,
+        stdin: bool,
         recv: Callable[[], Awaitable[tuple[int, bytes] | None]],
         send: Callable[[int, bytes], Awaitable[None]],
     ) -> int:
@@ -685,14 +689,17 @@ class ProcessRuntime:
                 if msg is None:
                     return False
                 channel, data = msg
-                if channel == 0:
+                if channel == 0 and not proc.stdin.is_closing():
                     with contextlib.suppress(ConnectionError):
                         proc.stdin.write(data)
                         await proc.stdin.drain()
-                elif channel == 255:
+                elif channel == 255 and not proc.stdin.is_closing():
                     proc.stdin.close()
 
         pumps = asyncio.gather(pump(proc.stdout, 1), pump(proc.stderr, 2))
+        if not stdin:
+            assert proc.stdin is not None
+            proc.stdin.close()  # Stdin=false: the command sees EOF at once
         feeder = asyncio.create_task(feed())
         waiter = asyncio.create_task(proc.wait())
         try:

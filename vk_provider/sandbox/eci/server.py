@@ -267,7 +267,7 @@ class ECISimulator:
             else:
                 try:
                     code = await self.engine.runtime.exec_stream(
-                        group, ticket.container, ticket.command, ticket.tty, recv, send
+                        group, ticket.container, ticket.command, ticket.tty, ticket.stdin, recv, send
                     )
                     status = {"exitCode": code}
                 except (OSError, ValueError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 from vk_provider.sandbox.eci.model import Group
@@ -25,6 +26,7 @@ class Store:
         self._db.executescript(_SCHEMA)
         self._dirty: dict[str, Group | None] = {}
         self._lock = asyncio.Lock()
+        self._thread_lock = threading.Lock()
 
     def load(self) -> list[Group]:
         rows = self._db.execute("SELECT data FROM groups ORDER BY seq").fetchall()
@@ -57,10 +59,12 @@ class Store:
             await asyncio.to_thread(self._write, upserts, deletes)
 
     def _write(self, upserts: list[tuple[str, int, str]], deletes: list[tuple[str]]) -> None:
-        with self._db:
+        # A cancelled flush leaves its thread running: the thread lock keeps writes (and close) one at a time.
+        with self._thread_lock, self._db:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO groups (id, seq, data) VALUES (?, ?, ?)", upserts)
             self._db.executemany("DELETE FROM groups WHERE id = ?", deletes)
 
     def close(self) -> None:
-        self._db.close()
+        with self._thread_lock:
+            self._db.close()

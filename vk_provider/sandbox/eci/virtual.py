@@ -193,6 +193,7 @@ class VirtualRuntime:
         container: str,
         command: list[str],
         tty: bool,
+        stdin: bool,
         recv: Callable[[], Awaitable[tuple[int, bytes] | None]],
         send: Callable[[int, bytes], Awaitable[None]],
     ) -> int:

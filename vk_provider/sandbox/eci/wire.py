@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -64,6 +65,16 @@ def string_to_sign(method: str, params: Mapping[str, str]) -> str:
     return f"{method.upper()}&{percent_encode('/')}&{percent_encode(canonical)}"
 
 
+# Values that may hold secrets (registry passwords, env values from Secrets, config files). They never go
+# back in an error message: the SDK logs those messages.
+_SENSITIVE = re.compile(r"(Password|EnvironmentVar\.\d+\.Value|ConfigFileToPath\.\d+\.Content|SecurityToken)$")
+
+
+def redacted_string_to_sign(method: str, params: Mapping[str, str]) -> str:
+    """The string to sign with sensitive values replaced, for error messages."""
+    return string_to_sign(method, {k: "***" if _SENSITIVE.search(k) else v for k, v in params.items()})
+
+
 def sign(method: str, params: Mapping[str, str], secret: str) -> str:
     digest = hmac.new((secret + "&").encode(), string_to_sign(method, params).encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
@@ -114,11 +125,12 @@ def verify(
         raise ApiError("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)
     expected = sign(method, params, secret)
     if not hmac.compare_digest(expected, params["Signature"]):
-        # Like the real gateway we return the string we signed (it holds no secret) to help debugging.
+        # Like the real gateway we return the string we signed, to help debugging; values that may be
+        # secrets are masked (the SDK then cannot match it and reports SignatureDoesNotMatch as is).
         raise ApiError(
             "SignatureDoesNotMatch",
             "Specified signature is not matched with our calculation. server string to sign is:"
-            + string_to_sign(method, params),
+            + redacted_string_to_sign(method, params),
         )
     if not nonces.add(params["SignatureNonce"], now):
         raise ApiError("SignatureNonceUsed", "Specified signature nonce was used already.")
