@@ -17,8 +17,11 @@ def test_split_timestamp() -> None:
 
 def test_first_params() -> None:
     """Kubelet log options map to DescribeContainerLog parameters, always with timestamps."""
-    p = first_params(LogOptions(tail_lines=5000, limit_bytes=10, since_seconds=30, previous=True))
+    p = first_params(LogOptions(tail_lines=5000, limit_bytes=10, since_seconds=30, previous=True, timestamps=True))
     assert p == {"Timestamps": True, "Tail": 2000, "SinceSeconds": 30, "LimitBytes": 10, "LastTime": True}
+    # No tailLines means the whole log (the service's maximum), and limitBytes without timestamps is
+    # applied locally because the service would count the stripped prefixes.
+    assert first_params(LogOptions(limit_bytes=10)) == {"Timestamps": True, "Tail": 2000}
 
 
 async def test_follow_dedups_overlapping_polls() -> None:

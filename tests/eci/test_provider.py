@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from vk_provider.eci.provider import ECIProvider
-from vk_provider.errors import NotFound, NotSupported
+from vk_provider.errors import NotFound, NotSupported, TransientError
 from vk_provider.provider import BackendPod, LogOptions, PodResources
 from vk_provider.sandbox.eci.server import ECISimulator
 from vk_provider.settings import ECISettings
@@ -212,7 +212,10 @@ async def test_usage_is_batched(provider: ECIProvider, sim: ECISimulator) -> Non
 
 async def test_ping_and_throttling_survive(provider: ECIProvider, sim: ECISimulator) -> None:
     """ping succeeds against the simulator, and a create under 50% throttling still succeeds by retrying."""
+    provider._last_call_ok = 0.0  # force a real call
+    before = sim.stats()["calls"].get("DescribeContainerGroupStatus", 0)
     await provider.ping()
+    assert sim.stats()["calls"]["DescribeContainerGroupStatus"] == before + 1
     await sim.set_faults({"throttle": {"rate": 0.5, "code": "Throttling.User"}, "seed": 7})
     await provider.create_pod(make_pod("thr", ["sh", "-c", "sleep 30"]), PodResources())
     await sim.set_faults({"throttle": None})
@@ -282,5 +285,18 @@ async def test_usage_is_cached_for_the_scrape_interval(sim: ECISimulator) -> Non
         first = await p.pod_usage()
         second = await p.pod_usage()
         assert first is second and sim.stats()["calls"]["DescribeMultiContainerGroupMetric"] == 1
+    finally:
+        await p.close()
+
+
+async def test_ping_raises_when_unreachable() -> None:
+    """ping against an endpoint nobody serves raises TransientError (the node then counts the outage)."""
+    settings = ECISettings(
+        endpoint="http://127.0.0.1:9", access_key_id="a", access_key_secret=SecretStr("b"), max_retries=0
+    )
+    p = ECIProvider(settings, node_name="vk")
+    try:
+        with pytest.raises(TransientError):
+            await p.ping()
     finally:
         await p.close()

@@ -44,16 +44,17 @@ def _rfc3339(key: TsKey) -> str:
 
 def first_params(opts: LogOptions) -> dict[str, Any]:
     p: dict[str, Any] = {"Timestamps": True}
-    if opts.tail_lines is not None:
-        p["Tail"] = min(max(opts.tail_lines, 0), MAX_TAIL)
-    elif opts.follow:
-        p["Tail"] = MAX_TAIL
+    # Without tailLines the kubelet returns the whole log; the service's default tail is 500 lines,
+    # so ask for its maximum.
+    p["Tail"] = MAX_TAIL if opts.tail_lines is None else min(max(opts.tail_lines, 0), MAX_TAIL)
     if opts.since_seconds is not None:
         p["SinceSeconds"] = opts.since_seconds
     elif opts.since_time is not None:
         t = opts.since_time if opts.since_time.tzinfo else opts.since_time.replace(tzinfo=UTC)
         p["StartTime"] = t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if opts.limit_bytes is not None:
+    if opts.limit_bytes is not None and opts.timestamps:
+        # The service counts the timestamp prefixes we strip, so the limit is only passed on when the
+        # caller keeps them; otherwise it is applied here, after stripping.
         p["LimitBytes"] = min(max(opts.limit_bytes, 1), MAX_LIMIT_BYTES)
     if opts.previous:
         p["LastTime"] = True
