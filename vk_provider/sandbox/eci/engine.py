@@ -138,6 +138,9 @@ class Engine:
             else:
                 self.runtime.start(group)
             return
+        if group.status == "Scheduling":  # nothing ran yet: just carry on provisioning
+            self._provisioned(group, self.zone_for, False)
+            return
         # Real processes did not survive the restart: say so, as a node loss would.
         for cs in [*group.statuses, *group.init_statuses]:
             if cs.current.state != "Terminated":
@@ -302,6 +305,8 @@ class Engine:
         self.set_status(group, "ScheduleFailed", reason="NoStock", message=f"out of stock: {why}")
 
     def _start_runtime(self, group: Group) -> None:
+        for cs in group.statuses:
+            cs.started = False  # Running again only once every container has started again
         if group.active_deadline:
             # Counted from the group's first start, like a pod's activeDeadlineSeconds; restarts do not reset it.
             now = time.time()

@@ -238,6 +238,9 @@ class ECISimulator:
 
     async def _exec_ws(self, request: web.Request) -> web.StreamResponse:
         assert self._actions is not None
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            # Plain HTTP (e.g. HttpUrl fetched directly) must not burn the one-time token.
+            return web.json_response({"error": "this URL speaks WebSocket only"}, status=400)
         ticket = self._actions.take_ticket(request.match_info["token"])
         if ticket is None:
             return web.json_response({"error": "unknown, used or expired exec token"}, status=404)
