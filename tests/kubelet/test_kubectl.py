@@ -255,3 +255,53 @@ async def test_kubectl_exec_tty_sends_terminal_size(env: Env, websockets: str, t
     assert b"tty-ok" in out, (out, err)
     assert proc.returncode == 4
     assert (91, 27) in env.streams.sessions[-1].resizes
+
+
+@pytest.mark.parametrize("subprotocol", ["v5.channel.k8s.io", "v4.channel.k8s.io"])
+async def test_official_python_client_exec(env: Env, subprotocol: str) -> None:
+    """The official Python client's stream() exec works over v5 (with stdin half-close) and v4."""
+    from kubernetes import config as sync_config
+    from kubernetes.client import CoreV1Api
+    from kubernetes.stream import stream
+
+    kubeconfig = env.env["KUBECONFIG"]
+
+    def run() -> tuple[str, int | None]:
+        client = sync_config.new_client_from_config(config_file=kubeconfig)
+        try:
+            resp = stream(
+                CoreV1Api(client).connect_get_namespaced_pod_exec,
+                "web",
+                "default",
+                container="app",
+                command=["cat"],
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                _preload_content=False,
+                _headers={"sec-websocket-protocol": subprotocol},
+            )
+            resp.write_stdin("from python\n")
+            out = ""
+            if subprotocol.startswith("v5"):
+                resp.close_channel(0)  # stdin half-close: cat then exits by itself
+            deadline = 50
+            while resp.is_open() and deadline:
+                resp.update(timeout=0.2)
+                out += resp.read_stdout() or ""
+                if not subprotocol.startswith("v5") and out:
+                    break
+                deadline -= 1
+            code = resp.returncode if subprotocol.startswith("v5") else None
+            resp.close()
+            # websocket-client leaves its socket open when the server closed first; shut it ourselves.
+            resp.sock.shutdown()
+            return out, code
+        finally:
+            client.close()
+
+    out, code = await asyncio.wait_for(asyncio.to_thread(run), 30)
+    assert out == "from python\n"
+    if subprotocol.startswith("v5"):
+        assert code == 0

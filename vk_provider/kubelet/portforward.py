@@ -180,11 +180,16 @@ async def serve_websocket(request: web.Request, dial: Dialer, ports: list[int], 
             if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
                 break
             raw: bytes
-            if msg.type == WSMsgType.TEXT:
+            if msg.type == WSMsgType.TEXT and base64_mode:
                 text = str(msg.data)
                 if not text or not text[0].isdigit():
                     continue
-                raw = bytes([int(text[0])]) + base64.b64decode(text[1:])
+                try:
+                    raw = bytes([int(text[0])]) + base64.b64decode(text[1:])
+                except ValueError:
+                    continue
+            elif msg.type == WSMsgType.TEXT:
+                raw = str(msg.data).encode()  # any frame is bytes to the kubelet
             else:
                 raw = bytes(msg.data)
             if len(raw) < 1:

@@ -313,7 +313,13 @@ class _WsChannels:
                 return int(payload[0]), base64.b64decode(payload[1:], validate=False)
             except ValueError:
                 return None
-        if msg_type != WSMsgType.BINARY or not payload:
+        if msg_type == WSMsgType.TEXT:
+            # The Python client sends str stdin as a text frame whose first character is the channel;
+            # the kubelet reads any frame as bytes, so we do too.
+            payload = str(payload).encode()
+        elif msg_type != WSMsgType.BINARY:
+            return None
+        if not payload:
             return None
         return payload[0], bytes(payload[1:])
 
