@@ -536,3 +536,15 @@ def test_applies_to_the_sdk_request() -> None:
     apply_to_sdk_request(sdk_req, params)
     q = sdk_req.get_query_params()
     assert q["Container.1.Image"] == "nginx:1.25" and q["Container.1.Stdin"] == "true" and q["Cpu"] == "2.0"
+
+
+def test_ignored_fields_are_warnings() -> None:
+    """Fields ECI cannot honour but that need not stop the pod are named in warnings, never dropped silently."""
+    pod = base_pod()
+    pod["spec"]["securityContext"] = {"fsGroup": 2000}
+    pod["spec"]["subdomain"] = "svc"
+    c0(pod)["securityContext"] = {"capabilities": {"drop": ["ALL"]}, "runAsGroup": 3}
+    c0(pod)["ports"] = [{"containerPort": 80, "hostPort": 8080}]
+    warnings = " | ".join(translate_pod(pod, PodResources(), SETTINGS, "n").warnings)
+    for word in ("fsGroup", "subdomain", "capabilities.drop", "runAsGroup", "hostPort"):
+        assert word in warnings

@@ -359,6 +359,14 @@ def translate_pod(pod: Pod, resources: PodResources, settings: ECISettings, node
         raise NotSupported("hostNetwork, hostPID and hostIPC are not available on ECI", reason="HostNamespaces")
     ann = parse_annotations(meta.get("annotations"))
     ctx.warnings.extend(ann.warnings)
+    pod_sc = spec.get("securityContext") or {}
+    dropped = [k for k in ("fsGroup", "runAsGroup", "supplementalGroups", "runAsNonRoot") if pod_sc.get(k)]
+    if dropped:
+        ctx.warnings.append(f"pod securityContext {', '.join(dropped)} not supported by ECI and ignored")
+    if spec.get("shareProcessNamespace"):
+        ctx.warnings.append("shareProcessNamespace is not supported by ECI and ignored")
+    if spec.get("subdomain"):
+        ctx.warnings.append("subdomain: the pod's FQDN is not written to /etc/hosts on ECI")
     containers = spec.get("containers") or []
     inits = spec.get("initContainers") or []
     if not containers:
@@ -488,6 +496,13 @@ def _container(ctx: _Ctx, c: Mapping[str, Any], volume_names: set[str], *, init:
     if c.get("startupProbe"):
         ctx.warnings.append(f"{what}: startupProbe is not supported by ECI and was dropped; the pod still runs")
     run_as_user = sc.get("runAsUser", pod_sc.get("runAsUser"))
+    dropped = [k for k in ("runAsGroup", "runAsNonRoot", "seLinuxOptions", "seccompProfile") if sc.get(k) is not None]
+    if (sc.get("capabilities") or {}).get("drop"):
+        dropped.append("capabilities.drop")
+    if dropped:
+        ctx.warnings.append(f"{what}: securityContext {', '.join(dropped)} not supported by ECI and ignored")
+    if any(p.get("hostPort") for p in c.get("ports") or []):
+        ctx.warnings.append(f"{what}: hostPort is ignored (each ECI group has its own IP)")
     ports = []
     for port in c.get("ports") or []:
         proto = str(port.get("protocol") or "TCP")
