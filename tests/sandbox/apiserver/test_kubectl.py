@@ -281,3 +281,37 @@ async def test_auth_can_i(
     await alice.ok("get", "pods")
     rc, _, err = await alice.run("get", "secrets")
     assert rc == 1 and 'User "alice" cannot list resource "secrets"' in err
+
+
+async def test_typed_create_commands_and_server_side_apply(
+    apiserver: SandboxAPIServer, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """kubectl's protobuf-sending generators (create namespace/configmap/secret/serviceaccount, create token) work;
+    apply --server-side creates then updates; deleting the namespace removes what it held."""
+    await kubectl.ok("create", "namespace", "t1")
+    await kubectl.ok("create", "configmap", "x", "--from-literal=a=b", "-n", "t1")
+    await kubectl.ok("create", "secret", "generic", "s", "--from-literal=pw=hunter2", "-n", "t1")
+    await kubectl.ok("create", "serviceaccount", "bot", "-n", "t1")
+    secret = apiserver.store.get("secrets", "t1", "s")
+    assert secret is not None and secret["type"] == "Opaque" and secret["data"] == {"pw": "aHVudGVyMg=="}
+    token = (await kubectl.ok("create", "token", "bot", "-n", "t1", "--audience=vk")).strip()
+    claims = apiserver.authenticator.claims(token, ["vk"])
+    assert claims is not None and claims.username == "system:serviceaccount:t1:bot"
+    manifest = tmp_path / "lease.yaml"
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "l", "namespace": "t1"},
+        "spec": {"holderIdentity": "a"},
+    }
+    manifest.write_text(yaml.safe_dump(lease))
+    await kubectl.ok("apply", "--server-side", "-f", str(manifest))
+    lease["spec"]["holderIdentity"] = "b"
+    manifest.write_text(yaml.safe_dump(lease))
+    await kubectl.ok("apply", "--server-side", "-f", str(manifest))
+    got = apiserver.store.get("leases.coordination.k8s.io", "t1", "l")
+    assert got is not None and got["spec"]["holderIdentity"] == "b"
+    assert (await kubectl.ok("get", "leases", "-n", "t1")).split("\n")[1].split()[:2] == ["l", "b"]
+    await kubectl.ok("delete", "namespace", "t1")
+    assert apiserver.store.get("namespaces", None, "t1") is None
+    assert apiserver.store.get("configmaps", "t1", "x") is None

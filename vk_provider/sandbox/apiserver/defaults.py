@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -211,7 +212,15 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
                     p.setdefault("protocol", "TCP")
                     p.setdefault("targetPort", p.get("port"))
     elif rt.key == "secrets":
-        obj.setdefault("type", "Opaque")
+        if not obj.get("type"):
+            obj["type"] = "Opaque"
+        string_data = obj.pop("stringData", None)
+        if isinstance(string_data, dict):
+            # The real server folds stringData into data (base64) on every write.
+            data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+            for k, v in string_data.items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+            obj["data"] = data
     elif rt.key == "namespaces":
         meta = obj.get("metadata")
         if isinstance(meta, dict) and isinstance(meta.get("name"), str):

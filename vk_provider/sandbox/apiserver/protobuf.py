@@ -1,12 +1,14 @@
 """Just enough of the Kubernetes protobuf encoding to read the request bodies kubectl's typed clients send.
 
-``kubectl auth can-i`` (SelfSubjectAccessReview) and ``kubectl create token`` (TokenRequest) POST
-``application/vnd.kubernetes.protobuf`` and read back whatever Content-Type we answer with, so decoding these few
-messages into their JSON shape is all that is needed. Everything else still gets 415.
+kubectl's typed clients (``auth can-i``, ``create token``, ``create namespace|configmap|secret|serviceaccount``)
+send ``application/vnd.kubernetes.protobuf`` and read back whatever Content-Type we answer with, so decoding these
+few messages into their JSON shape is all that is needed. Everything else gets 415 (``kubectl create deployment``
+and other generators of pod templates are not supported; ``kubectl apply``/``create -f`` send JSON).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -74,10 +76,78 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v not in (None, [], {})}
 
 
+def _map(f: Fields, n: int, *, binary: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for entry in f.get(n, []):
+        e = parse(entry)
+        key = _str(e, 1) or ""
+        raw = e.get(2, [b""])[-1]
+        out[key] = base64.b64encode(raw).decode() if binary else raw.decode()
+    return out
+
+
 def _meta(f: Fields | None) -> dict[str, Any]:
     if f is None:
         return {}
-    return _compact({"name": _str(f, 1), "generateName": _str(f, 2), "namespace": _str(f, 3)})
+    return _compact(
+        {
+            "name": _str(f, 1),
+            "generateName": _str(f, 2),
+            "namespace": _str(f, 3),
+            "resourceVersion": _str(f, 6),
+            "labels": _map(f, 11),
+            "annotations": _map(f, 12),
+            "finalizers": _strs(f, 14),
+        }
+    )
+
+
+def _bool(f: Fields, n: int) -> bool | None:
+    v = f.get(n)
+    return bool(v[-1]) if v else None
+
+
+def _refs(f: Fields, n: int) -> list[dict[str, Any]]:
+    return [{"name": _str(parse(v), 1) or ""} for v in f.get(n, [])]
+
+
+def _namespace(obj: Fields) -> dict[str, Any]:
+    spec = _msg(obj, 2)
+    return {"spec": {"finalizers": _strs(spec, 1)}} if spec and spec.get(1) else {}
+
+
+def _configmap(obj: Fields) -> dict[str, Any]:
+    return _compact({"data": _map(obj, 2), "binaryData": _map(obj, 3, binary=True), "immutable": _bool(obj, 4)})
+
+
+def _secret(obj: Fields) -> dict[str, Any]:
+    return _compact(
+        {
+            "data": _map(obj, 2, binary=True),
+            "type": _str(obj, 3),
+            "stringData": _map(obj, 4),
+            "immutable": _bool(obj, 5),
+        }
+    )
+
+
+def _serviceaccount(obj: Fields) -> dict[str, Any]:
+    return _compact(
+        {
+            "secrets": _refs(obj, 2),
+            "imagePullSecrets": _refs(obj, 3),
+            "automountServiceAccountToken": _bool(obj, 4),
+        }
+    )
+
+
+# Kinds whose whole body we read (``kubectl create namespace|configmap|secret|serviceaccount``).
+_OBJECTS: dict[str, Callable[[Fields], dict[str, Any]]] = {
+    "Namespace": _namespace,
+    "ConfigMap": _configmap,
+    "Secret": _secret,
+    "ServiceAccount": _serviceaccount,
+}
 
 
 def _resource_attributes(f: Fields) -> dict[str, Any]:
@@ -141,14 +211,16 @@ def decode(body: bytes) -> dict[str, Any]:
     unknown = parse(body[len(MAGIC) :])
     type_meta = _msg(unknown, 1) or {}
     api_version, kind = _str(type_meta, 1) or "", _str(type_meta, 2) or ""
-    if kind not in _SPECS:
+    if kind not in _SPECS and kind not in _OBJECTS:
         raise ApiError(
             415,
             "UnsupportedMediaType",
-            f"the sandbox reads protobuf only for {', '.join(sorted(_SPECS))}; send application/json",
+            f"the sandbox reads protobuf only for {', '.join(sorted([*_SPECS, *_OBJECTS]))}; send application/json",
         )
     raw = unknown.get(2, [b""])[-1]
     obj = parse(raw)
+    if kind in _OBJECTS:
+        return {"apiVersion": api_version, "kind": kind, "metadata": _meta(_msg(obj, 1)), **_OBJECTS[kind](obj)}
     return {
         "apiVersion": api_version,
         "kind": kind,
