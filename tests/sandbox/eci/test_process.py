@@ -449,3 +449,43 @@ async def test_exec_client_close_kills_the_command_and_stdin_false_gives_eof(sim
     answer = await _exec(sim, gid, ["sh", "-c", "cat; echo eof-seen"], Stdin=False)
     out, _, status = await _ws_session(answer["WebSocketUri"], [])
     assert (out, status) == (b"eof-seen\n", {"exitCode": 0})
+
+
+async def test_lifecycle_hooks_field_ref_and_file_mode(sim: ECISimulator, tmp_path: Path) -> None:
+    """postStart runs after start, preStop before SIGTERM; FieldRef status.podIP resolves to 127.0.0.1;
+    ConfigFileToPath.Mode (sent with add_query_param, as SDK 1.3.3 has no setter) sets the file mode."""
+    mount = f"/etc/vksim-{secrets.token_hex(4)}"
+    req = create_request(
+        f"hooks{secrets.token_hex(2)}",
+        containers=[
+            _sh(
+                f"echo ip=$POD_IP; stat -c %a {mount}/secret.conf; sleep 3600",
+                VolumeMounts=[{"Name": "cfg", "MountPath": mount}],
+                LifecyclePostStartHandlerExecs=["sh", "-c", f"echo post > {tmp_path}/post"],
+                LifecyclePreStopHandlerExecs=["sh", "-c", f"echo pre > {tmp_path}/pre"],
+            )
+        ],
+        TerminationGracePeriodSeconds=2,
+        **{
+            "Container.1.EnvironmentVar.1.Key": "POD_IP",
+            "Container.1.EnvironmentVar.1.FieldRef.FieldPath": "status.podIP",
+            "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Mode": 0o600,
+        },
+    )
+    req.set_Volumes(
+        [{"Name": "cfg", "Type": "ConfigFileVolume", "ConfigFileVolume.ConfigFileToPaths": [
+            {"Path": "secret.conf", "Content": base64.b64encode(b"x").decode()}]}]
+    )  # fmt: skip
+    gid = (await call(sim, req))["ContainerGroupId"]
+    log = await _wait_log(sim, gid, "600")
+    assert "ip=127.0.0.1" in log
+    for _ in range(200):
+        if (tmp_path / "post").exists():
+            break
+        await asyncio.sleep(0.02)
+    assert (tmp_path / "post").read_text() == "post\n"
+    restart = RestartContainerGroupRequest()
+    restart.set_ContainerGroupId(gid)
+    await call(sim, restart)
+    await wait_for(sim, gid, lambda g: g["Status"] == "Running" and g["Containers"][0]["RestartCount"] == 1)
+    assert (tmp_path / "pre").read_text() == "pre\n"

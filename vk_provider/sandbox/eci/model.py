@@ -59,11 +59,14 @@ class ContainerSpec(BaseModel):
     stdin: bool = False
     tty: bool = False
     image_pull_policy: str = "IfNotPresent"
+    post_start: list[str] = []  # lifecycle exec handlers
+    pre_stop: list[str] = []
 
 
 class ConfigFile(BaseModel):
     path: str
     content: str  # base64, as sent
+    mode: int | None = None
 
 
 class Volume(BaseModel):

@@ -131,7 +131,8 @@ class ProcessRuntime:
                     path = target / f.path
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(base64.b64decode(f.content))
-                    path.chmod(vol.default_mode if vol.default_mode is not None else 0o644)
+                    mode = f.mode if f.mode is not None else vol.default_mode
+                    path.chmod(mode if mode is not None else 0o644)
             else:
                 target.mkdir(parents=True, exist_ok=True)
         www = gdir / "www"
@@ -345,6 +346,8 @@ class ProcessRuntime:
             eng.containers_started(group)
         eng.save(group)
         probes = [] if init else self._start_probes(group, run, spec, cs, inst)
+        if spec.post_start and not init:
+            probes.append(asyncio.create_task(self._post_start(group, spec)))
         with logfile.open("ab") as out:
             pumps = [
                 asyncio.create_task(self._pump(proc.stdout, out, b"stdout")),
@@ -391,6 +394,16 @@ class ProcessRuntime:
                 line += b"\n"
             out.write(f"{time.time():.6f} ".encode() + name + b" " + line)
             out.flush()
+
+    async def _post_start(self, group: Group, spec: ContainerSpec) -> None:
+        output, code = await self.exec_sync(group, spec.name, spec.post_start, 30)
+        if code != 0:
+            group.add_event(
+                "FailedPostStartHook",
+                f"PostStart hook of {spec.name} exited {code}: {output.strip()[:200]}",
+                warning=True,
+            )
+            self._eng().save(group)
 
     # ---- probes -------------------------------------------------------------------------------
 
@@ -457,7 +470,7 @@ class ProcessRuntime:
                             "Killing", f"Container {spec.name} failed liveness probe, will be restarted", warning=False
                         )
                         eng.save(group)
-                        await self._terminate(inst, group.grace)
+                        await self._terminate(inst, group.grace, group, spec)
                         return
                     if cs.ready:
                         cs.ready = False
@@ -471,11 +484,20 @@ class ProcessRuntime:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
 
-    async def _terminate(self, inst: _Instance, grace: float) -> None:
-        """SIGTERM the instance's whole process group, then SIGKILL after ``grace`` seconds."""
+    async def _terminate(
+        self, inst: _Instance, grace: float, group: Group | None = None, spec: ContainerSpec | None = None
+    ) -> None:
+        """Run the preStop hook (within the grace period), SIGTERM the instance's whole process group,
+        then SIGKILL when ``grace`` seconds have passed since the start."""
         if inst.exited.is_set():
             return
         inst.killed_by_us = True
+        started = time.monotonic()
+        if group is not None and spec is not None and spec.pre_stop and grace > 0:
+            _, code = await self.exec_sync(group, spec.name, spec.pre_stop, grace)
+            if code != 0:
+                group.add_event("FailedPreStopHook", f"PreStop hook of {spec.name} exited {code}", warning=True)
+            grace = max(0.0, grace - (time.monotonic() - started))
         if grace > 0:
             self._signal(inst.proc.pid, signal.SIGTERM)
             try:
@@ -494,7 +516,9 @@ class ProcessRuntime:
         run.stopping = True
         if grace > 0:
             group.add_event("Killing", f"Stopping containers (grace period {grace:g}s)")
-        await asyncio.gather(*(self._terminate(i, grace) for i in list(run.instances.values())))
+        await asyncio.gather(
+            *(self._terminate(i, grace, group, group.spec_of(name)) for name, i in list(run.instances.items()))
+        )
         if run.task is not None and not run.task.done():
             run.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -106,6 +106,13 @@ def parse_containers(raw: Any, prefix: str, *, init: bool) -> list[ContainerSpec
         for j, e in enumerate(as_list(c.get("EnvironmentVar"), f"{where}.EnvironmentVar"), start=1):
             if not isinstance(e, dict) or not e.get("Key"):
                 raise invalid(f"{where}.EnvironmentVar.{j}.Key", "every variable needs a Key")
+            field_ref = e.get("FieldRef") if isinstance(e.get("FieldRef"), dict) else None
+            if field_ref and field_ref.get("FieldPath"):
+                # ECI resolves only status.podIP; the simulator's pod IP is 127.0.0.1.
+                if field_ref["FieldPath"] != "status.podIP":
+                    raise invalid(f"{where}.EnvironmentVar.{j}.FieldRef.FieldPath", "only status.podIP is supported")
+                env.append((str(e["Key"]), "127.0.0.1"))
+                continue
             env.append((str(e["Key"]), str(e.get("Value", ""))))
         ports = []
         for j, p in enumerate(as_list(c.get("Port"), f"{where}.Port"), start=1):
@@ -143,6 +150,8 @@ def parse_containers(raw: Any, prefix: str, *, init: bool) -> list[ContainerSpec
             stdin=parse_bool(f"{where}.Stdin", str(c.get("Stdin") or "false")),
             tty=parse_bool(f"{where}.Tty", str(c.get("Tty") or "false")),
             image_pull_policy=str(c.get("ImagePullPolicy") or "IfNotPresent"),
+            post_start=_strs(c.get("LifecyclePostStartHandlerExec"), f"{where}.LifecyclePostStartHandlerExec"),
+            pre_stop=_strs(c.get("LifecyclePreStopHandlerExec"), f"{where}.LifecyclePreStopHandlerExec"),
         )
         if spec.image_pull_policy not in ("Always", "IfNotPresent", "Never"):
             raise invalid(f"{where}.ImagePullPolicy", "Always, IfNotPresent or Never")
@@ -177,7 +186,8 @@ def parse_volumes(raw: Any) -> list[Volume]:
                     base64.b64decode(content, validate=True)
                 except (binascii.Error, ValueError):
                     raise invalid(f"{where}.ConfigFileVolume.ConfigFileToPath.{j}.Content", "not base64") from None
-                vol.config_files.append(ConfigFile(path=path, content=content))
+                mode = None if _unset(f.get("Mode")) else _int(f["Mode"], f"{where}.ConfigFileToPath.{j}.Mode")
+                vol.config_files.append(ConfigFile(path=path, content=content, mode=mode))
             # SDK 1.3.3 sends DefaultModel; the newer SDK DefaultMode. Accept both.
             mode = cfg.get("DefaultMode") or cfg.get("DefaultModel")
             if mode not in (None, ""):
