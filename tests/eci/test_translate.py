@@ -495,6 +495,12 @@ ERRORS: list[tuple[str, Mut, type[ProviderError], str]] = [
         InvalidInput,
         "at most 20",
     ),
+    (
+        "sidecar init container",
+        _set("spec.initContainers", [{"name": "side", "image": "x", "restartPolicy": "Always"}]),
+        NotSupported,
+        "sidecar",
+    ),
     ("grpc probe", _set(C + "livenessProbe", {"grpc": {"port": 1}}), NotSupported, "livenessProbe"),
 ]
 

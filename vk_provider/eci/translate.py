@@ -101,6 +101,7 @@ class ContainerSpec(_M):
     run_as_user: int | None = None
     capabilities_add: list[str] = Field(default_factory=list)
     read_only_root_filesystem: bool | None = None
+    gpu: int | None = None
 
 
 class ConfigFile(_M):
@@ -302,6 +303,7 @@ def _container_params(p: dict[str, Any], pre: str, c: ContainerSpec, *, probes: 
         p[pre + "StdinOnce"] = c.stdin_once
     if c.tty:
         p[pre + "Tty"] = True
+    _put(p, pre + "Gpu", c.gpu)
     _put(p, pre + "SecurityContext.RunAsUser", c.run_as_user)
     _put(p, pre + "SecurityContext.ReadOnlyRootFilesystem", c.read_only_root_filesystem)
     for j, cap in enumerate(c.capabilities_add, 1):
@@ -338,6 +340,7 @@ class _Ctx:
         self.node_name = node_name
         self.warnings: list[str] = []
         self.group_size: SizeChoice | None = None
+        self.sizes: list[SizeChoice] = []
 
 
 def translate_pod(pod: Pod, resources: PodResources, settings: ECISettings, node_name: str) -> TranslateResult:
@@ -377,6 +380,7 @@ def translate_pod(pod: Pod, resources: PodResources, settings: ECISettings, node
         )
     sizes = ann.sizes or [size_for_pod(spec)]
     ctx.group_size = sizes[0]
+    ctx.sizes = sizes
     volumes = _volumes(ctx)
     volume_names = {v.name for v in volumes}
     out_containers = [_container(ctx, c, volume_names, init=False) for c in containers]
@@ -485,6 +489,24 @@ def _container(ctx: _Ctx, c: Mapping[str, Any], volume_names: set[str], *, init:
     image = c.get("image")
     if not image:
         raise InvalidInput(f"{what} has no image")
+    if init and c.get("restartPolicy") == "Always":
+        raise NotSupported(
+            f"{what}: sidecar init containers (restartPolicy: Always) are not supported on ECI; "
+            "make it a regular container",
+            reason="SidecarNotSupported",
+        )
+    gpu_raw = ((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu")
+    gpu: int | None = None
+    if gpu_raw is not None:
+        try:
+            gpu = int(str(gpu_raw))
+        except ValueError:
+            raise InvalidInput(f"{what}: nvidia.com/gpu limit {gpu_raw!r} must be a whole number") from None
+        if not any(size.instance_type for size in ctx.sizes):
+            ctx.warnings.append(
+                f"{what}: asks for GPUs but no GPU instance type is set; add k8s.aliyun.com/eci-use-specs "
+                "with an ecs.gn* type"
+            )
     env = _env(ctx, c, what)
     # The kubelet expands $(VAR) in command and args with the container's environment.
     values = {e.key: e.value for e in env if e.value is not None}
@@ -550,6 +572,7 @@ def _container(ctx: _Ctx, c: Mapping[str, Any], volume_names: set[str], *, init:
         run_as_user=None if run_as_user is None else int(run_as_user),
         capabilities_add=[str(x) for x in (sc.get("capabilities") or {}).get("add") or []],
         read_only_root_filesystem=sc.get("readOnlyRootFilesystem"),
+        gpu=gpu or None,
     )
 
 
