@@ -438,6 +438,14 @@ CASES: list[tuple[str, Mut, dict[str, Any]]] = [
             "EphemeralStorage": 40,
         },
     ),
+    (
+        "gpu",
+        _all(
+            _set(C + "resources", {"limits": {"nvidia.com/gpu": "1"}}),
+            _set("metadata.annotations", {"k8s.aliyun.com/eci-use-specs": "ecs.gn6i-c4g1.xlarge"}),
+        ),
+        {"Container.1.Gpu": 1, "InstanceType": "ecs.gn6i-c4g1.xlarge"},
+    ),
 ]
 
 
