@@ -125,3 +125,16 @@ async def test_list_watch_bookmark_and_relist_on_410(server: tuple[FakeServer, K
     assert watch_queries[0]["allowWatchBookmarks"] == "true"
     assert watch_queries[1]["resourceVersion"] == "20"
     assert informer.relists == 2
+
+
+def test_compact_shares_strings_and_keeps_values() -> None:
+    """compact() returns an equal object whose keys and short strings are shared between objects."""
+    from vk_provider.kube.watch import compact
+
+    a = compact(json.loads(json.dumps(pod("a", 1))))
+    b = compact(json.loads(json.dumps(pod("b", 1))))
+    assert a == pod("a", 1)
+    key_a = next(k for k in a["metadata"] if k == "namespace")
+    key_b = next(k for k in b["metadata"] if k == "namespace")
+    assert key_a is key_b
+    assert a["metadata"]["namespace"] is b["metadata"]["namespace"]

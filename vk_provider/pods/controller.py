@@ -28,7 +28,7 @@ from vk_provider.aio import Backoff
 from vk_provider.errors import InvalidInput, NotSupported, PermanentError, ProviderError, TransientError
 from vk_provider.kube.client import MERGE_PATCH, KubeAPI, KubeError, parse_time
 from vk_provider.kube.events import EventRecorder
-from vk_provider.kube.watch import Informer, object_key
+from vk_provider.kube.watch import Informer, compact, object_key
 from vk_provider.metrics import GC_DELETED, POD_CREATED_TO_RUNNING, PODS, RECONCILES, STATUS_PROPAGATION, STATUS_WRITES
 from vk_provider.pods.queue import KeyedQueue, QueueShutDown
 from vk_provider.pods.resources import Missing, MissingReferences, ResourceResolver
@@ -408,6 +408,7 @@ class PodController:
         """A group's status changed on the backend: remember it and requeue its pod."""
         if bp.uid in self._delete_requested and bp.uid not in self.groups:
             return
+        bp.status = compact(bp.status)  # held for every pod: share keys and short strings
         known = self.groups.get(bp.uid)
         if known is None:
             self.groups[bp.uid] = _Known(bp)
