@@ -327,3 +327,14 @@ async def test_spdy_unknown_and_duplicate_streams_are_reset(kubelet: Kubelet) ->
     await c.pump(lambda cl: len(cl.resets) >= 2)
     assert {r.stream_id for r in c.resets} == {bogus, 99}
     await c.close()
+
+
+async def test_spdy_large_output_arrives_complete(kubelet: Kubelet) -> None:
+    """Megabytes of output cross SPDY in order and complete, split into frames of bounded size."""
+    c, ids = await spdy_exec(
+        kubelet, q("head -c 3000000 /dev/zero | tr '\\0' z") + "&stdout=1&stderr=1", "v4.channel.k8s.io"
+    )
+    await c.pump(lambda cl: cl.goaway is not None or cl.eof, timeout=30)
+    assert bytes(c.data[ids["stdout"]]) == b"z" * 3_000_000
+    assert json_of(c.data[ids["error"]])["status"] == "Success"
+    await c.close()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.kubelet.conftest import Kubelet
-from tests.kubelet.doubles import insecure_client_ssl
+from tests.kubelet.conftest import Kubelet, start_kubelet
+from tests.kubelet.doubles import FakeAuthAPI, insecure_client_ssl
 from vk_provider.errors import NotSupported
 
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -229,3 +230,32 @@ async def test_tls_is_1_2_or_newer(kubelet: Kubelet) -> None:
     assert w.get_extra_info("ssl_object").version() == "TLSv1.2"
     w.close()
     await w.wait_closed()
+
+
+async def test_stop_closes_open_streams_and_releases_the_backend(
+    tmp_path: Path, auth_api: FakeAuthAPI, echo_server: int
+) -> None:
+    """stop() ends a follow log stream and a WebSocket exec that are still open, releasing both backend sides."""
+    server, streams, api = await start_kubelet(tmp_path, auth_api, echo_server)
+    streams.follow_queue = asyncio.Queue()
+    try:
+        async with session() as s:
+            logs = await s.get(f"https://127.0.0.1:{server.port}/containerLogs/default/web/app?follow=1", headers=ADMIN)
+            assert logs.status == 200
+            ws = await s.ws_connect(
+                f"https://127.0.0.1:{server.port}/exec/default/web/app?command=sleep&command=30&stdout=1",
+                headers=ADMIN,
+                protocols=["v4.channel.k8s.io"],
+            )
+            async with asyncio.timeout(5):
+                while not streams.sessions:
+                    await asyncio.sleep(0.01)
+            async with asyncio.timeout(10):
+                await server.stop()
+            assert streams.sessions[-1].closed
+            assert streams.log_closed.is_set()
+            await ws.close()
+            logs.close()
+    finally:
+        await server.stop()
+        await api.close()

@@ -34,6 +34,7 @@ log = structlog.get_logger("vk_provider.kubelet")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FIRST_CHUNK_WAIT = 1.0  # logs: how long we hold the headers back hoping to answer an early error properly
+WS_CLOSE_TIMEOUT = 2.0  # how long a closing WebSocket waits for the client's close reply
 
 
 def _route_name(request: web.Request) -> str:
@@ -331,7 +332,7 @@ class KubeletServer:
                 return await remotecommand.serve_spdy(
                     request, session, opts, protocol, timeout=self.settings.stream_creation_timeout_seconds
                 )
-        ws = web.WebSocketResponse(protocols=remotecommand.WS_PROTOCOLS, autoping=True, max_msg_size=0)
+        ws = web.WebSocketResponse(protocols=remotecommand.WS_PROTOCOLS, max_msg_size=0, timeout=WS_CLOSE_TIMEOUT)
         offered = remotecommand.offered_protocols(request.headers, "Sec-WebSocket-Protocol")
         ready = ws.can_prepare(request)
         if not ready.ok:
@@ -365,7 +366,7 @@ class KubeletServer:
                 return await portforward.serve_spdy(request, dial, protocol)
         ports = portforward.parse_ports(request.query)
         offered = remotecommand.offered_protocols(request.headers, "Sec-WebSocket-Protocol")
-        ws = web.WebSocketResponse(protocols=portforward.WS_PROTOCOLS, autoping=True, max_msg_size=0)
+        ws = web.WebSocketResponse(protocols=portforward.WS_PROTOCOLS, max_msg_size=0, timeout=WS_CLOSE_TIMEOUT)
         ready = ws.can_prepare(request)
         if not ready.ok:
             raise InvalidInput("invalid websocket handshake")
