@@ -142,3 +142,20 @@ async def test_closed_client_refuses_calls(fake_eci: FakeECI) -> None:
     with pytest.raises(TransientError):
         await client.call("DescribeRegions", {})
     assert fake_eci.calls == []
+
+
+async def test_no_secret_in_logs_or_errors(fake_eci: FakeECI) -> None:
+    """A create with a registry password that is throttled then refused logs and raises nothing secret."""
+    from structlog.testing import capture_logs
+
+    fake_eci.script("CreateContainerGroup", error("Throttling"), error("InvalidParameter", "bad Cpu"))
+    client = ECIClient(make_settings(fake_eci.endpoint))
+    with capture_logs() as logs:
+        try:
+            with pytest.raises(PermanentError) as info:
+                await client.call("CreateContainerGroup", {"ImageRegistryCredential.1.Password": "hunter2-secret"})
+        finally:
+            await client.close()
+    assert logs, "the retry is logged"
+    text = repr(logs) + info.value.message
+    assert "hunter2-secret" not in text and "test-secret" not in text
