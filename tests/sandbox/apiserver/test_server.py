@@ -481,3 +481,61 @@ async def test_user_kubeconfig_with_token_and_discovery(apiserver: SandboxAPISer
             assert all(s["responseKind"]["kind"] for s in res.get("subresources", []))
     status, out = await _raw(apiserver, "GET", "/apis")
     assert out["kind"] == "APIGroupList"
+
+
+async def test_events_api_groups_share_one_store(apiserver: SandboxAPIServer) -> None:
+    """An events.k8s.io/v1 Event is readable as core/v1 (regarding→involvedObject, note→message) and selectable
+    by the core field selectors."""
+    ev = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": "e1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "vk-eci",
+        "reportingInstance": "vk-1",
+        "action": "Create",
+        "reason": "Created",
+        "type": "Normal",
+        "note": "made it",
+        "regarding": {"kind": "Pod", "name": "p", "namespace": "default", "uid": "u1"},
+    }
+    status, out = await _raw(
+        apiserver, "POST", "/apis/events.k8s.io/v1/namespaces/default/events", body=json.dumps(ev).encode()
+    )
+    assert status == 201 and out["note"] == "made it" and out["regarding"]["name"] == "p"
+    status, out = await _raw(
+        apiserver,
+        "GET",
+        "/api/v1/namespaces/default/events?fieldSelector="
+        "involvedObject.name%3Dp,involvedObject.uid%3Du1,reason%3DCreated",
+    )
+    assert status == 200 and [i["message"] for i in out["items"]] == ["made it"]
+    assert out["items"][0]["source"] == {"component": "vk-eci"}
+
+
+async def test_watch_timeout_and_table_watch_headers(apiserver: SandboxAPIServer) -> None:
+    """timeoutSeconds ends a watch; a Table watch sends column definitions only with its first event."""
+    await apiserver.store.create("pods", {**POD, "metadata": {"name": "a", "namespace": "default"}})
+    await apiserver.store.create("pods", {**POD, "metadata": {"name": "b", "namespace": "default"}})
+    ctx = ssl.create_default_context(cadata=apiserver.ca.cert_pem.decode())
+    cert, key = apiserver.ca.issue("w", ["system:masters"])
+    (apiserver.directory / "w.crt").write_bytes(cert)
+    (apiserver.directory / "w.key").write_bytes(key)
+    ctx.load_cert_chain(apiserver.directory / "w.crt", apiserver.directory / "w.key")
+    headers = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    lines: list[dict[str, Any]] = []
+    async with (
+        asyncio.timeout(10),
+        aiohttp.ClientSession() as s,
+        s.get(
+            apiserver.url + "/api/v1/namespaces/default/pods?watch=true&resourceVersion=0&timeoutSeconds=1",
+            headers=headers,
+            ssl=ctx,
+        ) as r,
+    ):
+        async for line in r.content:
+            lines.append(json.loads(line))
+    assert [e["type"] for e in lines] == ["ADDED", "ADDED"]
+    assert lines[0]["object"]["kind"] == "Table" and lines[0]["object"]["columnDefinitions"]
+    assert lines[1]["object"]["columnDefinitions"] == []
+    assert lines[1]["object"]["rows"][0]["cells"][0] == "b"
