@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from pathlib import Path
 
@@ -259,3 +260,17 @@ async def test_stop_closes_open_streams_and_releases_the_backend(
     finally:
         await server.stop()
         await api.close()
+
+
+async def test_log_client_leaving_before_the_first_chunk_releases_the_iterator(kubelet: Kubelet) -> None:
+    """A follow client that leaves while no line exists yet still gets its backend iterator closed."""
+    kubelet.streams.follow_queue = asyncio.Queue()
+    async with session() as s:
+        request = asyncio.create_task(s.get(f"{kubelet.url}/containerLogs/default/web/app?follow=1", headers=ADMIN))
+        async with asyncio.timeout(5):
+            while not kubelet.streams.log_opts:
+                await asyncio.sleep(0.01)
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+    await asyncio.wait_for(kubelet.streams.log_closed.wait(), 5)

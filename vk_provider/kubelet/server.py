@@ -21,7 +21,7 @@ from aiohttp import web
 from vk_provider.errors import InvalidInput, NotFound, NotSupported, ProviderError
 from vk_provider.kubelet import portforward, remotecommand
 from vk_provider.kubelet.auth import Authenticator, Authorizer, request_attributes
-from vk_provider.kubelet.cleanup import release
+from vk_provider.kubelet.cleanup import cancel_and_wait, release
 from vk_provider.kubelet.logs import parse_log_options
 from vk_provider.kubelet.remotecommand import status_response
 from vk_provider.kubelet.stats import build_summary, render_resource_metrics
@@ -258,9 +258,9 @@ class KubeletServer:
         iterator: AsyncIterator[bytes] = aiter(self.streams.container_logs(pod, container, opts))
         remaining = opts.limit_bytes
         resp: web.StreamResponse | None = None
+        first: asyncio.Task[bytes] = asyncio.ensure_future(anext(iterator))
         with self._track("logs"):
             try:
-                first: asyncio.Task[bytes] = asyncio.ensure_future(anext(iterator))
                 done, _ = await asyncio.wait({first}, timeout=FIRST_CHUNK_WAIT)
                 if done and first.exception() is not None:
                     exc = first.exception()
@@ -299,9 +299,13 @@ class KubeletServer:
                 log.debug("log client went away", path=request.path)
                 raise
             finally:
+                # The first read may still be pending (client left early): stop it before closing the
+                # iterator, which cannot be closed while a read is running.
+                steps: list[Callable[[], Awaitable[object]]] = [lambda: cancel_and_wait(first)]
                 aclose = getattr(iterator, "aclose", None)
                 if aclose is not None:
-                    await release(aclose)
+                    steps.append(aclose)
+                await release(*steps)
 
     async def _exec(self, request: web.Request) -> web.StreamResponse:
         return await self._remote_command(request, attach=False)
