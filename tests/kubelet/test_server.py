@@ -274,3 +274,16 @@ async def test_log_client_leaving_before_the_first_chunk_releases_the_iterator(k
         with contextlib.suppress(asyncio.CancelledError):
             await request
     await asyncio.wait_for(kubelet.streams.log_closed.wait(), 5)
+
+
+async def test_concurrent_requests_share_one_review(kubelet: Kubelet) -> None:
+    """Ten simultaneous requests with a token not yet cached cost one TokenReview and one SAR."""
+    async with session() as s:
+
+        async def one() -> int:
+            async with s.get(kubelet.url + "/pods", headers=ADMIN) as r:
+                return r.status
+
+        assert await asyncio.gather(*(one() for _ in range(10))) == [200] * 10
+    assert kubelet.auth.token_reviews == 1
+    assert len(kubelet.auth.sars) == 1

@@ -8,6 +8,7 @@ server with resource ``nodes``, the node's name and a subresource picked from th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -111,6 +112,7 @@ class Authenticator:
         self._anonymous = anonymous
         self._ttl = cache_ttl
         self._cache: TTLCache[str, tuple[UserInfo | None]] = TTLCache(clock=clock)
+        self._inflight: dict[str, asyncio.Future[UserInfo | None]] = {}
         self.token_reviews = 0  # calls made to the API server (for tests and debugging)
 
     async def authenticate(self, peercert: dict[str, Any] | None, authorization: str | None) -> UserInfo | None:
@@ -132,6 +134,16 @@ class Authenticator:
         hit = self._cache.get(key)
         if hit is not None:
             return hit[0]
+        # Concurrent requests with the same new token share one TokenReview, run as its own task so a
+        # caller that goes away does not cancel it for the others.
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._call_token_review(key, token))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _call_token_review(self, key: str, token: str) -> UserInfo | None:
         self.token_reviews += 1
         try:
             review = await k8s.AuthenticationV1Api(self._api).create_token_review(
@@ -170,6 +182,7 @@ class Authorizer:
         self._allow_ttl = allow_ttl
         self._deny_ttl = deny_ttl
         self._cache: TTLCache[tuple[UserInfo, str, str], bool] = TTLCache(clock=clock)
+        self._inflight: dict[tuple[UserInfo, str, str], asyncio.Future[bool]] = {}
         self.reviews = 0
 
     async def authorize(self, user: UserInfo, verb: str, subresource: str) -> bool:
@@ -177,6 +190,14 @@ class Authorizer:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._review(key, user, verb, subresource))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _review(self, key: tuple[UserInfo, str, str], user: UserInfo, verb: str, subresource: str) -> bool:
         self.reviews += 1
         spec = k8s.V1SubjectAccessReviewSpec(
             user=user.name,

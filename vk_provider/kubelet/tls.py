@@ -228,10 +228,14 @@ class ServingTLS:
             return
         existing = self._read_current()
         if existing is not None:
-            self._load(*existing)
-            self.ready = True
-            log.info("reusing serving certificate", not_after=str(self.current.not_after if self.current else ""))
-        else:
+            try:
+                self._load(*existing)
+                self.ready = True
+                log.info("reusing serving certificate", not_after=str(self.current.not_after if self.current else ""))
+            except (ssl.SSLError, ValueError) as exc:  # e.g. a key that does not match the certificate
+                log.warning("saved serving certificate is unusable; requesting a new one", error=str(exc))
+                existing = None
+        if existing is None:
             self._load(*self_signed(self._node, self._addresses, days=1))
         self._task = create_guarded_task(self._rotate(), name="kubelet-serving-cert")
 
