@@ -152,6 +152,12 @@ class ECISettings(_Section):
     status_poll_interval_seconds: float = Field(
         3.0, gt=0, description="Incremental status poll period (DescribeContainerGroupStatus + SinceSecond)."
     )
+    presence_check_interval_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How often the list of existing group ids is fetched (DescribeContainerGroupStatus, 200 per "
+        "call) to notice groups deleted outside Kubernetes; 50 calls at 10,000 pods.",
+    )
     full_resync_interval_seconds: float = Field(
         1200.0,
         gt=0,

@@ -300,3 +300,20 @@ async def test_ping_raises_when_unreachable() -> None:
             await p.ping()
     finally:
         await p.close()
+
+
+async def test_group_deleted_behind_our_back_leaves_on_presence_check(provider: ECIProvider, sim: ECISimulator) -> None:
+    """A group deleted outside the provider leaves list_pods at the next presence check, without a full resync."""
+    pod = make_pod("ghost2", ["sleep", "30"])
+    await provider.create_pod(pod, PodResources())
+    bp = await until(provider, "uid-ghost2", lambda b: b.status["phase"] == "Running")
+    await provider.resync()
+    await provider.client.call("DeleteContainerGroup", {"ContainerGroupId": bp.group_id})
+    provider._by_uid["uid-ghost2"].created_at -= 60
+    deadline = time.monotonic() + 10
+    before = sim.stats()["calls"]["DescribeContainerGroups"]
+    while any(p.uid == "uid-ghost2" for p in await provider.list_pods()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+        await provider.presence_check()
+    assert sim.stats()["calls"]["DescribeContainerGroups"] == before  # no full resync was needed
