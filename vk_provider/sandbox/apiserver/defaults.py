@@ -198,8 +198,148 @@ def validate_pod_update(old: dict[str, Any], new: dict[str, Any]) -> None:
         )
 
 
+_CONTAINER_SHAPES: list[tuple[str, type]] = [
+    ("[]", dict),
+    ("[].resources", dict),
+    ("[].resources.limits", dict),
+    ("[].resources.requests", dict),
+    ("[].ports", list),
+    ("[].ports[]", dict),
+    ("[].env", list),
+    ("[].env[]", dict),
+    ("[].envFrom", list),
+    ("[].volumeMounts", list),
+    ("[].volumeMounts[]", dict),
+    ("[].command", list),
+    ("[].args", list),
+    ("[].image", str),
+    ("[].name", str),
+]
+
+
+def _pod_spec_shapes(prefix: str) -> list[tuple[str, type]]:
+    out: list[tuple[str, type]] = [(prefix, dict)]
+    for field in ("containers", "initContainers", "ephemeralContainers"):
+        out.append((f"{prefix}.{field}", list))
+        out += [(f"{prefix}.{field}{p}", t) for p, t in _CONTAINER_SHAPES]
+    out += [
+        (f"{prefix}.tolerations", list),
+        (f"{prefix}.tolerations[]", dict),
+        (f"{prefix}.volumes", list),
+        (f"{prefix}.volumes[]", dict),
+        (f"{prefix}.nodeSelector", dict),
+        (f"{prefix}.affinity", dict),
+        (f"{prefix}.imagePullSecrets", list),
+        (f"{prefix}.imagePullSecrets[]", dict),
+        (f"{prefix}.securityContext", dict),
+        (f"{prefix}.readinessGates", list),
+        (f"{prefix}.readinessGates[]", dict),
+        (f"{prefix}.nodeName", str),
+    ]
+    return out
+
+
+_WORKLOAD_SHAPES: list[tuple[str, type]] = [
+    ("spec.selector", dict),
+    ("spec.template", dict),
+    ("spec.template.metadata", dict),
+    ("spec.template.metadata.labels", dict),
+    *_pod_spec_shapes("spec.template.spec"),
+]
+# Structural shapes checked before anything else looks at an object: a wrong type is a 422, never a crash.
+SHAPES: dict[str, list[tuple[str, type]]] = {
+    "*": [
+        ("metadata", dict),
+        ("metadata.labels", dict),
+        ("metadata.annotations", dict),
+        ("metadata.finalizers", list),
+        ("metadata.finalizers[]", str),
+        ("metadata.ownerReferences", list),
+        ("metadata.ownerReferences[]", dict),
+        ("spec", dict),
+        ("status", dict),
+        ("status.conditions", list),
+        ("status.conditions[]", dict),
+    ],
+    "pods": [
+        *_pod_spec_shapes("spec"),
+        ("status.containerStatuses", list),
+        ("status.containerStatuses[]", dict),
+        ("status.initContainerStatuses", list),
+        ("status.initContainerStatuses[]", dict),
+        ("status.phase", str),
+    ],
+    "nodes": [
+        ("spec.taints", list),
+        ("spec.taints[]", dict),
+        ("status.addresses", list),
+        ("status.addresses[]", dict),
+        ("status.nodeInfo", dict),
+        ("status.daemonEndpoints", dict),
+        ("status.capacity", dict),
+        ("status.allocatable", dict),
+    ],
+    "configmaps": [("data", dict), ("binaryData", dict)],
+    "secrets": [("data", dict), ("stringData", dict), ("type", str)],
+    "services": [("spec.ports", list), ("spec.ports[]", dict), ("spec.selector", dict)],
+    "serviceaccounts": [("secrets", list), ("secrets[]", dict), ("imagePullSecrets", list)],
+    "events": [("involvedObject", dict), ("source", dict), ("series", dict)],
+    "namespaces": [("spec.finalizers", list)],
+    "deployments.apps": [*_WORKLOAD_SHAPES, ("spec.strategy", dict)],
+    "replicasets.apps": _WORKLOAD_SHAPES,
+    "jobs.batch": _WORKLOAD_SHAPES,
+    "certificatesigningrequests.certificates.k8s.io": [
+        ("spec.request", str),
+        ("spec.usages", list),
+        ("spec.signerName", str),
+        ("status.certificate", str),
+    ],
+    "roles.rbac.authorization.k8s.io": [("rules", list), ("rules[]", dict)],
+    "clusterroles.rbac.authorization.k8s.io": [("rules", list), ("rules[]", dict), ("aggregationRule", dict)],
+    "rolebindings.rbac.authorization.k8s.io": [("subjects", list), ("subjects[]", dict), ("roleRef", dict)],
+    "clusterrolebindings.rbac.authorization.k8s.io": [("subjects", list), ("subjects[]", dict), ("roleRef", dict)],
+    "leases.coordination.k8s.io": [("spec.holderIdentity", str)],
+}
+_TYPE_NAMES: dict[type, str] = {dict: "object", list: "array", str: "string"}
+
+
+def _walk(value: Any, parts: list[str], typ: type, path: str, causes: list[tuple[str, str]]) -> None:
+    if not parts:
+        if value is not None and not isinstance(value, typ):
+            causes.append((path, f"Invalid value: must be of type {_TYPE_NAMES.get(typ, typ.__name__)}"))
+        return
+    head, rest = parts[0], parts[1:]
+    if head.endswith("[]"):
+        field = head[:-2]
+        items = value.get(field) if isinstance(value, dict) and field else value
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                _walk(item, rest, typ, f"{path}{'.' if path and field else ''}{field}[{i}]", causes)
+        return
+    if isinstance(value, dict) and head in value:
+        _walk(value[head], rest, typ, f"{path}.{head}" if path else head, causes)
+
+
+def check_shapes(rt: ResourceType, obj: dict[str, Any]) -> None:
+    """422 Invalid when a known field has the wrong JSON type (say, ``spec.containers: "x"``)."""
+    causes: list[tuple[str, str]] = []
+    for shape_path, typ in SHAPES["*"] + SHAPES.get(rt.storage_key, []):
+        parts = [p for p in shape_path.replace("[]", "[].").split(".") if p]
+        _walk(obj, parts, typ, "", causes)
+    raw_meta = obj.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+    for field in ("labels", "annotations"):
+        value = meta.get(field)
+        if isinstance(value, dict) and not all(isinstance(v, str) for v in value.values()):
+            causes.append((f"metadata.{field}", "Invalid value: values must be strings"))
+    if causes:
+        name = meta.get("name") if isinstance(meta.get("name"), str) else ""
+        raise invalid(rt.kind, rt.group, str(name or ""), causes[:10])
+
+
 def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
-    """Apply the defaults the real server applies on create and update."""
+    """Apply the defaults the real server applies on create and update (after checking the shapes)."""
+    check_shapes(rt, obj)
     if rt.key == "pods":
         default_pod(obj)
     elif rt.key == "services":
@@ -217,7 +357,8 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
         string_data = obj.pop("stringData", None)
         if isinstance(string_data, dict):
             # The real server folds stringData into data (base64) on every write.
-            data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+            raw_data = obj.get("data")
+            data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
             for k, v in string_data.items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
             obj["data"] = data

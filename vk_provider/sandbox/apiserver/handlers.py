@@ -745,7 +745,9 @@ class Handlers:
         body, _ = await read_body(request)
         if not isinstance(body, dict):
             raise bad_request("the body must be a JSON object")
-        name = t.name or str((body.get("metadata") or {}).get("name") or "")
+        raw_meta = body.get("metadata")
+        body_meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        name = t.name or str(body_meta.get("name") or "")
         if not name:
             raise bad_request("metadata.name is required in a Binding")
         if t.subresource == "eviction":
@@ -776,7 +778,7 @@ class Handlers:
             current = (pod.get("spec") or {}).get("nodeName")
             if current:
                 raise conflict("pods", "", name, f'pod {name} is already assigned to node "{current}"')
-            want_uid = (body.get("metadata") or {}).get("uid")
+            want_uid = body_meta.get("uid")
             if want_uid and want_uid != pod["metadata"]["uid"]:
                 raise conflict("pods", "", name, "Precondition failed: UID in precondition does not match")
             pod.setdefault("spec", {})["nodeName"] = node

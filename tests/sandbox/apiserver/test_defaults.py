@@ -1,0 +1,86 @@
+"""Defaults, shape checks and validation: any JSON body gives a stored object or an ApiError, never a crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vk_provider.sandbox.apiserver.errors import ApiError
+from vk_provider.sandbox.apiserver.patch import strategic_merge
+from vk_provider.sandbox.apiserver.resources import RESOURCES
+from vk_provider.sandbox.apiserver.store import Store
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["", "x", "Bad_Name", "c"]))
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "name",
+                    "image",
+                    "containers",
+                    "spec",
+                    "labels",
+                    "template",
+                    "selector",
+                    "resources",
+                    "limits",
+                    "ports",
+                    "env",
+                    "rules",
+                    "subjects",
+                    "data",
+                    "status",
+                    "conditions",
+                    "finalizers",
+                    "metadata",
+                ]
+            ),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)
+_FIELDS = ["spec", "status", "data", "rules", "subjects", "roleRef", "involvedObject", "type", "secrets"]
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    key = draw(st.sampled_from(sorted(k for k, r in RESOURCES.items() if "create" in r.verbs and "update" in r.verbs)))
+    body: dict[str, Any] = {
+        "metadata": {"name": draw(st.sampled_from(["ok", "a.b", "Bad_Name"])), "namespace": "default"}
+    }
+    for field in draw(st.lists(st.sampled_from(_FIELDS), max_size=3)):
+        body[field] = draw(_JSON)
+    if draw(st.booleans()):
+        body["metadata"][draw(st.sampled_from(["labels", "annotations", "finalizers", "ownerReferences"]))] = draw(
+            _JSON
+        )
+    return key, body
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_bodies(), _JSON)
+def test_random_bodies_never_crash_the_store(case: tuple[str, dict[str, Any]], patch_body: Any) -> None:
+    """Create, then strategic-merge-patch, with arbitrary JSON: each step either works or raises ApiError."""
+    key, body = case
+    store = Store()
+    store.create_now("namespaces", {"metadata": {"name": "default"}})
+    try:
+        created = store.create_now(key, body)
+    except ApiError as err:
+        assert 400 <= err.code < 500
+        return
+    name = created["metadata"]["name"]
+    ns = created["metadata"].get("namespace")
+    try:
+        store.mutate_now(key, ns, name, lambda cur: strategic_merge(cur, patch_body))
+        store.mutate_now(key, ns, name, lambda cur: strategic_merge(cur, patch_body), subresource="status")
+        store.delete_now(key, ns, name)
+    except ApiError as err:
+        assert 400 <= err.code < 500
