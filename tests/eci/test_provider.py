@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from vk_provider.eci.provider import ECIProvider
-from vk_provider.errors import NotFound, NotSupported, TransientError
+from vk_provider.errors import InvalidInput, NotFound, NotSupported, TransientError
 from vk_provider.provider import BackendPod, LogOptions, PodResources
 from vk_provider.sandbox.eci.server import ECISimulator
 from vk_provider.settings import ECISettings
@@ -317,3 +317,29 @@ async def test_group_deleted_behind_our_back_leaves_on_presence_check(provider: 
         await asyncio.sleep(0.1)
         await provider.presence_check()
     assert sim.stats()["calls"]["DescribeContainerGroups"] == before  # no full resync was needed
+
+
+async def test_port_forward_dials_the_pod_ip(provider: ECIProvider) -> None:
+    """port_forward connects straight to podIP:port (the simulator's pods live on 127.0.0.1)."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readexactly(4))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        pod = make_pod("pf", ["sleep", "30"])
+        await provider.create_pod(pod, PodResources())
+        await until(provider, "uid-pf", lambda b: b.status["phase"] == "Running")
+        reader, writer = await provider.port_forward(pod, port)
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+        writer.close()
+        await writer.wait_closed()
+        with pytest.raises(InvalidInput):
+            await provider.port_forward(pod, 70000)
+    finally:
+        server.close()
+        await server.wait_closed()
