@@ -159,3 +159,15 @@ async def test_no_secret_in_logs_or_errors(fake_eci: FakeECI) -> None:
     assert logs, "the retry is logged"
     text = repr(logs) + info.value.message
     assert "hunter2-secret" not in text and "test-secret" not in text
+
+
+@pytest.mark.parametrize("code", ["InvalidAccessKeyId.NotFound", "InvalidAction.NotFound"])
+async def test_other_not_found_codes_are_permanent(fake_eci: FakeECI, code: str) -> None:
+    """A bad AccessKey or unknown action (404 too) is a PermanentError, never NotFound ("group gone")."""
+    fake_eci.script("DeleteContainerGroup", error(code, "nope", 404))
+    client = ECIClient(make_settings(fake_eci.endpoint))
+    try:
+        with pytest.raises(PermanentError):
+            await client.call("DeleteContainerGroup", {"ContainerGroupId": "eci-1"})
+    finally:
+        await client.close()

@@ -91,7 +91,9 @@ def map_sdk_error(action: str, exc: BaseException) -> ProviderError:
         text = f"ECI {action} failed: {code}: {msg}"
         if code.startswith("Throttling") or status == 429:
             return _with_code(TransientError(text, reason="ECIThrottled"), code)
-        if code in _NOT_FOUND_CODES or code.endswith(".NotFound") or status == 404:
+        # Only a missing container group is NotFound: InvalidAccessKeyId.NotFound or an unknown action
+        # (also 404) must never read as "the group is gone".
+        if code in _NOT_FOUND_CODES or (code.endswith(".NotFound") and "ContainerGroup" in code):
             return _with_code(NotFound(text), code)
         if code in _TRANSIENT_CODES or status >= 500:
             return _with_code(TransientError(text, reason="ECIUnavailable"), code)
