@@ -339,6 +339,13 @@ def check_shapes(rt: ResourceType, obj: dict[str, Any]) -> None:
 
 def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
     """Apply the defaults the real server applies on create and update (after checking the shapes)."""
+    # A JSON null at the top level or in metadata means "absent", as when the real server decodes into Go structs.
+    for k in [k for k, v in obj.items() if v is None]:
+        del obj[k]
+    if isinstance(obj.get("metadata"), dict):
+        meta = obj["metadata"]
+        for k in [k for k, v in meta.items() if v is None]:
+            del meta[k]
     check_shapes(rt, obj)
     if rt.key == "pods":
         default_pod(obj)

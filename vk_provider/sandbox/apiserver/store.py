@@ -616,7 +616,7 @@ class Store:
         new = deep_copy(old)
         new["metadata"]["deletionTimestamp"] = now_rfc3339()
         new["metadata"]["deletionGracePeriodSeconds"] = 0
-        new.setdefault("status", {})["phase"] = "Terminating"
+        new["status"] = {**(new.get("status") or {}), "phase": "Terminating"}
         new["metadata"]["resourceVersion"] = self._next_rv()
         self._bucket(RESOURCES["namespaces"])[("", ns)] = new
         self._emit(RESOURCES["namespaces"], "MODIFIED", new, old)
