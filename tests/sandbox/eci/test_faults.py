@@ -92,7 +92,7 @@ async def test_spot_reclamation(vsim: ECISimulator) -> None:
     """A spot group gets a SpotToBeReleased warning, then is released (Expired)."""
     gid = (await call(vsim, create_request(SpotStrategy="SpotAsPriceGo")))["ContainerGroupId"]
     await wait_for(vsim, gid, status_is("Running"))
-    await vsim.set_faults({"spot_reclaim": {"notice_seconds": 0.3}})
+    await vsim.set_faults({"spot_reclaim": {"notice_seconds": 1.5}})
     group = await describe(vsim, gid)
     assert any(e["Reason"] == "SpotToBeReleased" for e in group["Events"])
     assert group["Status"] == "Running"

@@ -200,6 +200,7 @@ async def test_grace_period_sigterm_then_sigkill(sim: ECISimulator) -> None:
     req.set_ContainerGroupId(gid)
     started = time.monotonic()
     await call(sim, req)
+    assert (await describe(sim, gid))["Status"] == "Restarting"  # held there by the stubborn container
     group = await wait_for(sim, gid, lambda g: g["Status"] == "Running" and g["Containers"][1]["PreviousState"])
     assert time.monotonic() - started >= 0.9  # the stubborn one held the stop for the grace period
     assert "got-TERM" in await _log(sim, gid, LastTime=True)
@@ -246,13 +247,14 @@ async def test_liveness_failure_restarts_and_readiness_failure_unreadies(sim: EC
 
 async def test_logs_tail_since_limit_timestamps_and_previous(sim: ECISimulator) -> None:
     """DescribeContainerLog honours Tail, StartTime/SinceSeconds, LimitBytes, Timestamps and LastTime."""
-    gid = await _create(sim, [_sh("for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2; sleep 3600")])
-    full = await _wait_log(sim, gid, "oops")
-    assert full == "line1\nline2\nline3\nline4\nline5\noops\n"
-    assert await _log(sim, gid, Tail=2) == "line5\noops\n"
-    assert await _log(sim, gid, LimitBytes=6) == "line1\n"
+    # stderr first, then a pause: the two pipes are read independently, so only a pause orders them.
+    gid = await _create(sim, [_sh("echo oops >&2; sleep 0.3; for i in 1 2 3 4 5; do echo line$i; done; sleep 3600")])
+    full = await _wait_log(sim, gid, "line5")
+    assert full == "oops\nline1\nline2\nline3\nline4\nline5\n"
+    assert await _log(sim, gid, Tail=2) == "line4\nline5\n"
+    assert await _log(sim, gid, LimitBytes=7) == "oops\nli"
     stamped = await _log(sim, gid, Timestamps=True, Tail=1)
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z oops\n", stamped), stamped
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z line5\n", stamped), stamped
     assert await _log(sim, gid, StartTime="2099-01-01T00:00:00Z") == ""
     assert await _log(sim, gid, SinceSeconds=60) == full
     assert await _log(sim, gid, LastTime=True) == ""
@@ -489,3 +491,23 @@ async def test_lifecycle_hooks_field_ref_and_file_mode(sim: ECISimulator, tmp_pa
     await call(sim, restart)
     await wait_for(sim, gid, lambda g: g["Status"] == "Running" and g["Containers"][0]["RestartCount"] == 1)
     assert (tmp_path / "pre").read_text() == "pre\n"
+
+
+async def test_delete_waits_for_the_grace_period(sim: ECISimulator) -> None:
+    """DeleteContainerGroup answers at once; the group stays Terminating while a process ignoring SIGTERM
+    gets its grace period, then it is gone."""
+    gid = await _create(sim, [_sh('trap "" TERM; while true; do sleep 0.05; done')], TerminationGracePeriodSeconds=1)
+    await wait_for(sim, gid, status_is("Running"))
+    req = DeleteContainerGroupRequest()
+    req.set_ContainerGroupId(gid)
+    started = time.monotonic()
+    await call(sim, req)
+    group = await describe(sim, gid)
+    assert group["Status"] == "Terminating"
+    assert any(e["Reason"] == "Killing" for e in group["Events"])
+    for _ in range(300):
+        if gid not in sim.engine.groups:
+            break
+        await asyncio.sleep(0.02)
+    assert gid not in sim.engine.groups
+    assert time.monotonic() - started >= 0.9
