@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from tests.eci.conftest import FakeECI, error, make_settings
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.errors import InvalidInput, NotFound, NotSupported, TransientError
 from vk_provider.provider import BackendPod, LogOptions, PodResources
@@ -343,3 +344,32 @@ async def test_port_forward_dials_the_pod_ip(provider: ECIProvider) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_synchronous_no_stock_tries_next_spec_with_a_new_token(fake_eci: FakeECI) -> None:
+    """A NoStock error from CreateContainerGroup moves to the next spec with its own ClientToken."""
+    fake_eci.script("DescribeContainerGroups", (200, {"ContainerGroups": [], "NextToken": ""}))
+    fake_eci.script(
+        "CreateContainerGroup",
+        error("RecommendEmpty.InstanceTypeNoStock", "no stock"),
+        (200, {"ContainerGroupId": "eci-2"}),
+    )
+    provider = ECIProvider(make_settings(fake_eci.endpoint), node_name="vk")
+    pod = {
+        "metadata": {
+            "name": "p",
+            "namespace": "d",
+            "uid": "u-1",
+            "annotations": {"k8s.aliyun.com/eci-use-specs": "1-2Gi,2-4Gi"},
+        },
+        "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+    }
+    try:
+        await provider.create_pod(pod, PodResources())
+    finally:
+        await provider.close()
+    creates = [p for a, p in fake_eci.calls if a == "CreateContainerGroup"]
+    assert [(c["Cpu"], c["Memory"]) for c in creates] == [("1.0", "2.0"), ("2.0", "4.0")]
+    assert creates[0]["ClientToken"] != creates[1]["ClientToken"]
+    entry = provider._by_uid["u-1"]
+    assert entry.group_id == "eci-2" and [e.reason for e in entry.warnings] == ["NoStock"]
