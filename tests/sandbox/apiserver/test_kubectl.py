@@ -315,3 +315,25 @@ async def test_typed_create_commands_and_server_side_apply(
     await kubectl.ok("delete", "namespace", "t1")
     assert apiserver.store.get("namespaces", None, "t1") is None
     assert apiserver.store.get("configmaps", "t1", "x") is None
+
+
+async def test_impersonation_checks_a_service_accounts_rbac(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """kubectl --as=system:serviceaccount:NS:NAME is judged by that account's RBAC (and needs impersonate rights)."""
+    sa = "system:serviceaccount:kube-system:vk"
+    await apiserver.store.create(
+        "clusterroles.rbac.authorization.k8s.io",
+        {"metadata": {"name": "vk"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]},
+    )
+    await apiserver.store.create(
+        "clusterrolebindings.rbac.authorization.k8s.io",
+        {
+            "metadata": {"name": "vk"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "vk"},
+            "subjects": [{"kind": "ServiceAccount", "name": "vk", "namespace": "kube-system"}],
+        },
+    )
+    assert (await kubectl.ok("auth", "can-i", "watch", "pods", "-A", f"--as={sa}")).strip() == "yes"
+    rc, out, _ = await kubectl.run("auth", "can-i", "delete", "pods", f"--as={sa}")
+    assert rc == 1 and out.strip() == "no"
+    rc, _, err = await kubectl.run("get", "nodes", f"--as={sa}")
+    assert rc == 1 and f'User "{sa}" cannot list resource "nodes"' in err

@@ -152,7 +152,7 @@ class Handlers:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         try:
-            ident = self.authenticate(request)
+            ident = self.impersonate(request, self.authenticate(request))
             return await self._route(request, ident)
         except ApiError as err:
             return error_response(err)
@@ -177,6 +177,26 @@ class Handlers:
         peer = request.transport.get_extra_info("peercert") if request.transport else None
         ident = identity_from_peercert(peer)
         return ident or ANONYMOUS_IDENTITY
+
+    def impersonate(self, request: web.Request, ident: Identity) -> Identity:
+        """Honour Impersonate-User/-Group (kubectl --as/--as-group) when RBAC allows the impersonate verb."""
+        user = request.headers.get("Impersonate-User")
+        groups = request.headers.getall("Impersonate-Group", [])
+        if not user:
+            if groups:
+                raise bad_request("impersonating groups requires impersonating a user")
+            return ident
+        if user.startswith("system:serviceaccount:") and user.count(":") == 3:
+            _, _, ns, name = user.split(":")
+            self.authorize(ident, Attributes("impersonate", resource="serviceaccounts", namespace=ns, name=name))
+        else:
+            self.authorize(ident, Attributes("impersonate", resource="users", name=user))
+        for g in groups:
+            self.authorize(ident, Attributes("impersonate", resource="groups", name=g))
+        if user.startswith("system:serviceaccount:") and not groups:
+            ns = user.split(":")[2] if user.count(":") == 3 else ""
+            groups = ["system:serviceaccounts", f"system:serviceaccounts:{ns}"]
+        return Identity(user, (*groups, "system:authenticated"))
 
     def authorize(self, ident: Identity, attrs: Attributes) -> None:
         allowed, _ = self.server.authorizer.authorize(ident, attrs)
