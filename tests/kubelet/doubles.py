@@ -62,10 +62,10 @@ class ProcessExecSession:
 
     async def write_stdin(self, data: bytes) -> None:
         assert self.proc.stdin is not None
-        if not self.proc.stdin.is_closing():
-            self.proc.stdin.write(data)
-            with contextlib.suppress(ConnectionError):
-                await self.proc.stdin.drain()
+        if self.proc.stdin.is_closing():
+            raise BrokenPipeError("the process closed its stdin")  # as a backend would report it
+        self.proc.stdin.write(data)
+        await self.proc.stdin.drain()
 
     async def close_stdin(self) -> None:
         assert self.proc.stdin is not None
@@ -123,6 +123,7 @@ class FakeStreams:
     log_opts: list[LogOptions] = field(default_factory=list)
     log_closed: asyncio.Event = field(default_factory=asyncio.Event)
     logs_error: Exception | None = None
+    attach_command: list[str] | None = None  # when set, attach "attaches" to a process running this
 
     async def container_logs(self, pod: Pod, container: str, opts: LogOptions) -> AsyncIterator[bytes]:
         self.log_opts.append(opts)
@@ -145,7 +146,11 @@ class FakeStreams:
         return session
 
     async def attach(self, pod: Pod, container: str, *, stdin: bool, tty: bool) -> ProcessExecSession:
-        raise NotSupported("attach is not supported: ECI has no attach API")
+        if self.attach_command is None:
+            raise NotSupported("attach is not supported: ECI has no attach API")
+        session = await ProcessExecSession.start(self.attach_command)
+        self.sessions.append(session)
+        return session
 
     async def port_forward(self, pod: Pod, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if port == 1:

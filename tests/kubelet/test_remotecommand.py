@@ -338,3 +338,62 @@ async def test_spdy_large_output_arrives_complete(kubelet: Kubelet) -> None:
     assert bytes(c.data[ids["stdout"]]) == b"z" * 3_000_000
     assert json_of(c.data[ids["error"]])["status"] == "Success"
     await c.close()
+
+
+async def test_attach_when_the_backend_supports_it(kubelet: Kubelet) -> None:
+    """attach (no command) streams the attached process over SPDY, stdin included, with its exit status."""
+    kubelet.streams.attach_command = ["sh", "-c", "read x; echo attached $x; exit 6"]
+    c = await SpdyClient.connect(
+        kubelet.server.port,
+        "/attach/default/web/app?stdin=1&stdout=1&stderr=1",
+        protocols=["v4.channel.k8s.io"],
+        token="admin-token",
+    )
+    assert c.status == 101
+    ids = {k: c.open({"streamtype": k}) for k in ("error", "stdin", "stdout", "stderr")}
+    await c.pump(lambda cl: set(ids.values()) <= cl.replied)
+    c.send(ids["stdin"], b"yes\n", fin=True)
+    await c.pump(lambda cl: cl.goaway is not None or cl.eof)
+    assert bytes(c.data[ids["stdout"]]) == b"attached yes\n"
+    assert json_of(c.data[ids["error"]])["details"]["causes"][0]["message"] == "6"
+    await c.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "spdy"])
+async def test_stdin_to_a_closed_input_still_yields_output_and_status(kubelet: Kubelet, transport: str) -> None:
+    """Input the process no longer accepts (it closed stdin) fails quietly: output and exit status still arrive."""
+    script = q("exec 0<&-; sleep 0.5; echo done; exit 7")
+    chunk = b"y" * 65536
+    if transport == "websocket":
+        out: dict[int, bytes] = {}
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=insecure_client_ssl())) as s,
+            s.ws_connect(
+                f"{kubelet.url}/exec/default/web/app?{script}&stdin=1&stdout=1",
+                headers=ADMIN,
+                protocols=["v4.channel.k8s.io"],
+            ) as ws,
+        ):
+            for _ in range(16):
+                await ws.send_bytes(b"\x00" + chunk)
+            async with asyncio.timeout(10):
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.BINARY:
+                        break
+                    out[msg.data[0]] = out.get(msg.data[0], b"") + msg.data[1:]
+        assert out[1] == b"done\n"
+        assert json_of(out[3])["details"]["causes"][0]["message"] == "7"
+        return
+    c = await SpdyClient.connect(
+        kubelet.server.port,
+        f"/exec/default/web/app?{script}&stdin=1&stdout=1&stderr=1",
+        protocols=["v4.channel.k8s.io"],
+        token="admin-token",
+    )
+    ids = {k: c.open({"streamtype": k}) for k in ("error", "stdin", "stdout", "stderr")}
+    for _ in range(16):
+        c.send(ids["stdin"], chunk)
+    await c.pump(lambda cl: cl.goaway is not None or cl.eof)
+    assert bytes(c.data[ids["stdout"]]) == b"done\n"
+    assert json_of(c.data[ids["error"]])["details"]["causes"][0]["message"] == "7"
+    await c.close()

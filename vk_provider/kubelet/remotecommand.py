@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
-from vk_provider.errors import InvalidInput
+from vk_provider.errors import InvalidInput, ProviderError
 from vk_provider.kubelet import spdy
 from vk_provider.kubelet.cleanup import cancel_and_wait, release
 from vk_provider.kubelet.spdy_session import SpdySession, SpdyStream, attach_session
@@ -204,12 +204,21 @@ async def _accept_streams(
 
 
 async def _pump_stdin(stream: SpdyStream, exec_session: ExecSession) -> None:
+    delivering = True
     while True:
         data = await stream.read()
         if not data:
             break
-        await exec_session.write_stdin(data)
-    await exec_session.close_stdin()
+        if not delivering:
+            continue  # keep draining so the connection is not paused for unread input
+        try:
+            await exec_session.write_stdin(data)
+        except (OSError, ProviderError) as exc:
+            # The process may have exited and closed its stdin; its output and status still matter.
+            log.debug("spdy exec: input not delivered", error=repr(exc))
+            delivering = False
+    if delivering:
+        await exec_session.close_stdin()
 
 
 async def _pump_resize_spdy(stream: SpdyStream, exec_session: ExecSession) -> None:
@@ -341,16 +350,21 @@ async def serve_websocket(
             if decoded is None:
                 continue
             channel, data = decoded
-            if channel == STDIN and opts.stdin and not stdin_closed:
-                if data:
-                    await exec_session.write_stdin(data)
-            elif channel == RESIZE:
-                resize_buf.extend(data)
-                for w, h in _resize_messages(resize_buf):
-                    await exec_session.resize(w, h)
-            elif channel == WS_CLOSE_SIGNAL and ch.v5 and data[:1] == bytes([STDIN]) and not stdin_closed:
+            try:
+                if channel == STDIN and opts.stdin and not stdin_closed:
+                    if data:
+                        await exec_session.write_stdin(data)
+                elif channel == RESIZE:
+                    resize_buf.extend(data)
+                    for w, h in _resize_messages(resize_buf):
+                        await exec_session.resize(w, h)
+                elif channel == WS_CLOSE_SIGNAL and ch.v5 and data[:1] == bytes([STDIN]) and not stdin_closed:
+                    stdin_closed = True
+                    await exec_session.close_stdin()
+            except (OSError, ProviderError) as exc:
+                # The process may have exited and closed its stdin; its output and status still matter.
+                log.debug("websocket exec: input not delivered", error=repr(exc))
                 stdin_closed = True
-                await exec_session.close_stdin()
 
     async def writer() -> None:
         async for channel, data in exec_session.output():
