@@ -305,3 +305,56 @@ async def test_official_python_client_exec(env: Env, subprotocol: str) -> None:
     assert out == "from python\n"
     if subprotocol.startswith("v5"):
         assert code == 0
+
+
+AUTH_ROUTES = [
+    ("GET", "/healthz", 200),
+    ("GET", "/pods", 200),
+    ("GET", "/runningpods/", 200),
+    ("GET", "/containerLogs/default/web/app", 200),
+    ("POST", "/exec/default/web/app?command=true&stdout=1", 400),
+    ("GET", "/attach/default/web/app?stdout=1", 400),
+    ("POST", "/portForward/default/web", 400),
+    ("GET", "/stats/summary", 200),
+    ("GET", "/metrics/resource", 200),
+]
+
+
+RBAC = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: kubelet-reader}
+rules:
+- apiGroups: [""]
+  resources: [nodes/proxy, nodes/stats, nodes/metrics]
+  verbs: [get, create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: kubelet-reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubelet-reader}
+subjects:
+- {kind: ServiceAccount, name: scraper, namespace: default}
+"""
+
+
+async def test_auth_table_against_the_sandbox(env: Env) -> None:
+    """With the sandbox's real TokenReview and RBAC-backed SAR: no credentials 401, a service account
+    without RBAC 403 on every route, a service account bound to nodes/proxy|stats|metrics gets through."""
+    import aiohttp
+
+    from tests.kubelet.doubles import insecure_client_ssl
+
+    rc, _, err = await env.kubectl("apply", "-f", "-", stdin=RBAC.encode())
+    assert rc == 0, err
+    url = f"https://127.0.0.1:{env.kubelet.port}"
+    unbound = {"Authorization": f"Bearer {env.apiserver.mint_token('default', 'nobody')}"}
+    bound = {"Authorization": f"Bearer {env.apiserver.mint_token('default', 'scraper')}"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=insecure_client_ssl())) as s:
+        for method, path, code in AUTH_ROUTES:
+            async with s.request(method, url + path) as r:
+                assert r.status == 401, path
+            async with s.request(method, url + path, headers=unbound) as r:
+                assert r.status == 403, path
+            async with s.request(method, url + path, headers=bound) as r:
+                assert r.status == code, (path, await r.text())
