@@ -358,3 +358,28 @@ async def test_auth_table_against_the_sandbox(env: Env) -> None:
                 assert r.status == 403, path
             async with s.request(method, url + path, headers=bound) as r:
                 assert r.status == code, (path, await r.text())
+
+
+async def test_kubectl_logs_follow_shows_lines_as_written(env: Env) -> None:
+    """kubectl logs -f prints each new line as soon as the backend yields it, through the API server proxy."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    env.streams.follow_queue = queue
+    env.streams.log_lines = [b"before\n"]
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL, "logs", "-f", "web", "-c", "app", stdout=asyncio.subprocess.PIPE, env=env.env
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            assert await proc.stdout.readline() == b"before\n"
+            for i in range(3):
+                await queue.put(f"new {i}\n".encode())
+                assert await proc.stdout.readline() == f"new {i}\n".encode()
+            await queue.put(None)  # the container terminates: the stream and kubectl end
+            assert await proc.stdout.read() == b""
+            assert await proc.wait() == 0
+        assert env.streams.log_opts[-1].follow
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
