@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -377,6 +378,8 @@ class RawKubelet:
             pass
         finally:
             writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), timeout=5)
             self.closed.set()
 
 
@@ -410,6 +413,13 @@ async def open_upgrade(server: SandboxAPIServer) -> tuple[asyncio.StreamReader, 
     return reader, writer, head
 
 
+async def close_client(writer: asyncio.StreamWriter) -> None:
+    """Close a TLS client socket and wait (bounded) for the TLS shutdown, so no transport outlives the test."""
+    writer.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(writer.wait_closed(), timeout=5)
+
+
 async def test_spdy_upgrade_is_relayed_byte_for_byte(server: SandboxAPIServer, tmp_path: Path) -> None:
     """An SPDY/3.1 upgrade: the 101 and its headers come back, then raw bytes flow both ways unchanged."""
     raw = RawKubelet(
@@ -430,7 +440,7 @@ async def test_spdy_upgrade_is_relayed_byte_for_byte(server: SandboxAPIServer, t
         await writer.drain()
         echoed = await asyncio.wait_for(reader.readexactly(len(payload)), timeout=10)
         assert echoed == payload.upper()
-        writer.close()
+        await close_client(writer)
         await asyncio.wait_for(raw.closed.wait(), timeout=10)  # closing the client ends the kubelet side too
     finally:
         await stop()
@@ -458,7 +468,7 @@ async def test_refused_upgrade_is_passed_on(server: SandboxAPIServer, tmp_path: 
         assert b"X-Accepted-Stream-Protocol-Versions: v5.channel.k8s.io" in head
         length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
         assert await reader.readexactly(length) == body
-        writer.close()
+        await close_client(writer)
     finally:
         await stop()
 
