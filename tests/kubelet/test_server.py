@@ -287,3 +287,15 @@ async def test_concurrent_requests_share_one_review(kubelet: Kubelet) -> None:
         assert await asyncio.gather(*(one() for _ in range(10))) == [200] * 10
     assert kubelet.auth.token_reviews == 1
     assert len(kubelet.auth.sars) == 1
+
+
+async def test_unexpected_backend_errors_are_500_status_and_the_server_keeps_serving(kubelet: Kubelet) -> None:
+    """A non-provider exception from the backend becomes a 500 Status without details; later requests work."""
+    kubelet.streams.logs_error = RuntimeError("secret-looking detail")
+    async with session() as s:
+        async with s.get(f"{kubelet.url}/containerLogs/default/web/app", headers=ADMIN) as r:
+            assert r.status == 500
+            body = await r.json()
+            assert body["reason"] == "InternalError" and "secret-looking" not in body["message"]
+        async with s.get(kubelet.url + "/healthz", headers=ADMIN) as r:
+            assert r.status == 200

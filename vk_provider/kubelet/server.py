@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import structlog
@@ -144,7 +144,7 @@ class KubeletServer:
         for task in list(self._active):
             task.cancel()
         if self._active:
-            await asyncio.wait(list(self._active), timeout=5)
+            await asyncio.wait(list(self._active), timeout=max(1.0, self.settings.shutdown_timeout_seconds))
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -190,6 +190,12 @@ class KubeletServer:
         except ProviderError as exc:
             log.warning("kubelet request failed", path=request.path, error=exc.message)
             return status_response(500, "InternalError", exc.message)
+        except (web.HTTPException, ConnectionError):
+            raise
+        except Exception as exc:
+            # A bug or an unexpected client library error: answer like the kubelet (500 Status), keep serving.
+            log.error("kubelet request crashed", path=request.path, error=repr(exc), exc_info=exc)
+            return status_response(500, "InternalError", f"internal error: {type(exc).__name__}")
 
     # -- helpers ---------------------------------------------------------------------------------
     def _pod(self, request: web.Request, *, container: bool = True) -> tuple[Pod, str]:
@@ -204,23 +210,19 @@ class KubeletServer:
             raise NotFound(f'container "{cname}" not found in pod "{ns}/{name}"')
         return pod, cname
 
-    def _track(self, kind: str) -> contextlib.AbstractContextManager[None]:
-        server = self
-
-        @contextlib.contextmanager
-        def cm() -> Any:
-            task = asyncio.current_task()
+    @contextlib.contextmanager
+    def _track(self, kind: str) -> Iterator[None]:
+        """Count an open stream and let stop() find (and cancel) the handler serving it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.add(task)
+        KUBELET_STREAMS.labels(kind).inc()
+        try:
+            yield
+        finally:
+            KUBELET_STREAMS.labels(kind).dec()
             if task is not None:
-                server._active.add(task)
-            KUBELET_STREAMS.labels(kind).inc()
-            try:
-                yield
-            finally:
-                KUBELET_STREAMS.labels(kind).dec()
-                if task is not None:
-                    server._active.discard(task)
-
-        return cm()
+                self._active.discard(task)
 
     # -- routes ----------------------------------------------------------------------------------
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
