@@ -132,3 +132,22 @@ def test_fuzz_session_never_raises_and_tears_down(chunks: list[bytes]) -> None:
         assert session.closed.is_set()
 
     asyncio.run(run())
+
+
+async def test_finished_streams_are_forgotten_so_long_sessions_keep_working() -> None:
+    """Streams closed on both sides (or reset) leave the table: 1500 sequential streams exceed no limit."""
+    session, t = new_session()
+    z = spdy.HeaderCompressor()
+    for i in range(1500):
+        sid = 2 * i + 1
+        session.feed_data(spdy.encode_syn_stream(z, sid, {"streamtype": "data"}))
+        stream = await session.accept(1)
+        assert stream is not None and stream.id == sid
+        stream.reply()
+        if i % 2:
+            session.feed_data(spdy.encode_data(sid, b"", fin=True))
+            await stream.close()
+        else:
+            session.feed_data(spdy.encode_rst_stream(sid, spdy.CANCEL))
+    assert session.streams == {}
+    assert not any(isinstance(f, spdy.RstStream) and f.status == spdy.REFUSED_STREAM for f in t.frames())

@@ -52,11 +52,18 @@ class SpdyStream:
             self.session._buffered += len(data)
         if fin:
             self.remote_closed = True
+            self._forget_if_done()
         self._ready.set()
 
     def _abort(self) -> None:
         self.reset = True
         self._ready.set()
+        self._forget_if_done()
+
+    def _forget_if_done(self) -> None:
+        # A long port-forward session opens a pair of streams per connection: drop finished ones.
+        if self.reset or (self.remote_closed and self.local_closed):
+            self.session.streams.pop(self.id, None)
 
     async def read(self) -> bytes:
         """The next inbound chunk; b"" once the client has finished (FIN), reset it, or left."""
@@ -87,6 +94,7 @@ class SpdyStream:
             await self.session.drain()
         if fin:
             self.local_closed = True
+            self._forget_if_done()
 
     async def close(self) -> None:
         """Half-close our side with an empty FIN data frame."""
@@ -98,6 +106,7 @@ class SpdyStream:
             self.reset = True
             self.session._send(spdy.encode_rst_stream(self.id, status))
             self._ready.set()
+            self._forget_if_done()
 
 
 class SpdySession:
