@@ -152,3 +152,21 @@ async def test_spreads_pods_over_fitting_nodes(server: SandboxAPIServer) -> None
         node = pod_of(server, f"p{i}")["spec"]["nodeName"]
         counts[node] = counts.get(node, 0) + 1
     assert counts == {"a": 3, "b": 3}
+
+
+async def test_adding_a_toleration_retries_an_unschedulable_pod(server: SandboxAPIServer) -> None:
+    """A pod blocked by a taint is bound once a matching toleration is added to its spec."""
+    store = server.store
+    store.create_now(
+        "nodes",
+        make_node("vk", taints=[{"key": "virtual-kubelet.io/provider", "value": "eci", "effect": "NoSchedule"}]),
+    )
+    store.create_now("pods", make_pod("p"))
+    await until(lambda: scheduled_condition(pod_of(server, "p")))
+
+    def tolerate(pod: dict[str, Any]) -> dict[str, Any]:
+        pod["spec"]["tolerations"] = [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}]
+        return pod
+
+    await store.mutate("pods", "default", "p", tolerate)
+    await until(lambda: pod_of(server, "p")["spec"].get("nodeName") == "vk")

@@ -57,6 +57,14 @@ def _node_fingerprint(node: JSON) -> str:
     )
 
 
+def _pod_fingerprint(pod: JSON) -> str:
+    """What decides where a pod may go (tolerations may be added to a pending pod, for instance)."""
+    spec = pod.get("spec") or {}
+    return json.dumps(
+        [spec.get("nodeSelector"), spec.get("affinity"), spec.get("tolerations")], sort_keys=True, default=str
+    )
+
+
 def bind_pod(ctx: Context, namespace: str, name: str, node_name: str) -> JSON:
     """The binding subresource's effect: set spec.nodeName (409 if bound or deleting), then PodScheduled=True."""
 
@@ -100,17 +108,17 @@ def mark_unschedulable(ctx: Context, pod: JSON, message: str) -> bool:
 async def scheduler(ctx: Context) -> None:
     """Bind pending pods as they appear; retry unschedulable ones when nodes change."""
     queue: KeyQueue[tuple[str, str]] = KeyQueue()
-    unschedulable: set[tuple[str, str]] = set()
+    # Pods that fit nowhere, with the scheduling-relevant part of their spec when they were tried.
+    unschedulable: dict[tuple[str, str], str] = {}
     fingerprints: dict[str, str] = {}
 
     def on_pod(etype: str, pod: JSON) -> None:
         key = key_of(pod)
         if etype == "DELETED" or not needs_scheduling(pod):
-            unschedulable.discard(key)
+            unschedulable.pop(key, None)
             return
-        cond = get_condition(pod, "PodScheduled")
-        if cond is not None and cond.get("reason") == "Unschedulable" and key in unschedulable:
-            return  # our own status write; it waits for a node change
+        if unschedulable.get(key) == _pod_fingerprint(pod):
+            return  # e.g. our own status write: it waits for a node change or a spec change
         queue.add(key)
 
     def on_node(etype: str, node: JSON) -> None:
@@ -136,7 +144,7 @@ async def scheduler(ctx: Context) -> None:
             for namespace, name in batch:
                 pod = ctx.store.get("pods", namespace, name)
                 if pod is None or not needs_scheduling(pod):
-                    unschedulable.discard((namespace, name))
+                    unschedulable.pop((namespace, name), None)
                     continue
                 schedule_one(pod, nodes, load)
             await asyncio.sleep(0)
@@ -146,7 +154,7 @@ async def scheduler(ctx: Context) -> None:
         node, message = pick_node(nodes, pod, load)
         try:
             if node is None:
-                unschedulable.add((namespace, name))
+                unschedulable[(namespace, name)] = _pod_fingerprint(pod)
                 if mark_unschedulable(ctx, pod, message):
                     record_event(
                         ctx.store,
@@ -159,7 +167,7 @@ async def scheduler(ctx: Context) -> None:
                 return
             node_name = str(meta(node).get("name"))
             bound = bind_pod(ctx, namespace, name, node_name)
-            unschedulable.discard((namespace, name))
+            unschedulable.pop((namespace, name), None)
             load[node_name] += 1
             record_event(
                 ctx.store,
