@@ -176,6 +176,10 @@ async def test_kubectl_exec_exit_code_and_stdin(env: Env, websockets: str, tmp_p
     )
     assert rc == 0, err
     assert out == b"piped input\n"
+    big = bytes(range(256)) * 2048  # 512 KiB: well past SPDY's 64 KiB initial window
+    rc, out, err = await env.kubectl("exec", "-i", "web", "-c", "app", "--", "wc", "-c", stdin=big, extra_env=flags)
+    assert rc == 0, err
+    assert out.strip() == str(len(big)).encode()
 
 
 async def test_kubectl_logs_and_raw_stats(env: Env) -> None:

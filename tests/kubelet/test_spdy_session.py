@@ -151,3 +151,24 @@ async def test_finished_streams_are_forgotten_so_long_sessions_keep_working() ->
             session.feed_data(spdy.encode_rst_stream(sid, spdy.CANCEL))
     assert session.streams == {}
     assert not any(isinstance(f, spdy.RstStream) and f.status == spdy.REFUSED_STREAM for f in t.frames())
+
+
+async def test_window_is_given_back_as_data_is_read() -> None:
+    """Read data is given back in >= 32 KiB WINDOW_UPDATEs, per stream and for the session (stream 0)."""
+    session, t = new_session()
+    session._parser = spdy.FrameParser(max_frame_size=1 << 20)
+    z = spdy.HeaderCompressor()
+    session.feed_data(spdy.encode_syn_stream(z, 1, {"streamtype": "stdin"}))
+    stream = await session.accept(1)
+    assert stream is not None
+    session.feed_data(spdy.encode_data(1, b"a" * 40_000) + spdy.encode_data(1, b"b" * 30_000))
+    assert not [f for f in t.frames() if isinstance(f, spdy.WindowUpdate)]  # nothing read yet
+    await stream.read()
+    await stream.read()
+    updates = [f for f in t.frames() if isinstance(f, spdy.WindowUpdate)]
+    assert spdy.WindowUpdate(1, 40_000) in updates and spdy.WindowUpdate(0, 40_000) in updates
+    assert sum(u.delta for u in updates if u.stream_id == 1) == 40_000  # 30 000 not yet worth an update
+    session.feed_data(spdy.encode_data(1, b"c" * 10_000))
+    await stream.read()
+    updates = [f for f in t.frames() if isinstance(f, spdy.WindowUpdate)]
+    assert sum(u.delta for u in updates if u.stream_id == 1) == 80_000

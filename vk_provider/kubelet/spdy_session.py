@@ -6,8 +6,9 @@ synchronously, and write frames straight to the transport. Nothing here knows ab
 ``remotecommand`` and ``portforward`` sit on top.
 
 Flow control: Go's spdystream (kubectl, kube-apiserver) neither sends WINDOW_UPDATE nor honours
-windows, so we do not enforce send windows (we would stall after 64 KiB). Inbound data is bounded
-instead by pausing the socket while too much unread data is buffered.
+windows, so we do not enforce send windows (we would stall after 64 KiB). We do give window back
+(stream and session WINDOW_UPDATE) as data is read, for clients that honour it; inbound data is
+bounded by pausing the socket while too much unread data is buffered.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _CHUNK = 32 * 1024
 _READ_PAUSE = 4 * 1024 * 1024
 _READ_RESUME = 1024 * 1024
 _WRITE_HIGH = 256 * 1024
+_WINDOW_ACK = 32 * 1024  # give window back in steps, for clients that honour SPDY/3.1 flow control
 MAX_STREAMS = 1000
 
 
@@ -43,6 +45,7 @@ class SpdyStream:
         self.reset = False  # either side reset it
         self.local_closed = False  # we sent FIN
         self.replied = False
+        self._unacked = 0  # bytes read since our last WINDOW_UPDATE for this stream
         if fin:
             self._ready.set()
 
@@ -74,6 +77,10 @@ class SpdyStream:
             await self._ready.wait()
         data = self._chunks.popleft()
         self.session._consumed(len(data))
+        self._unacked += len(data)
+        if self._unacked >= _WINDOW_ACK and not (self.remote_closed or self.reset):
+            self.session._send(spdy.encode_window_update(self.id, self._unacked))
+            self._unacked = 0
         return data
 
     def reply(self, headers: spdy.Headers | None = None) -> None:
@@ -127,6 +134,7 @@ class SpdySession:
         self._incoming: asyncio.Queue[SpdyStream | None] = asyncio.Queue()
         self._last_good = 0
         self._buffered = 0
+        self._session_unacked = 0
         self._paused = False
         self._goaway_sent = False
         self.closed = asyncio.Event()
@@ -211,6 +219,10 @@ class SpdySession:
 
     def _consumed(self, n: int) -> None:
         self._buffered -= n
+        self._session_unacked += n
+        if self._session_unacked >= _WINDOW_ACK:
+            self._send(spdy.encode_window_update(0, self._session_unacked))  # SPDY/3.1 session window
+            self._session_unacked = 0
         if self._paused and self._buffered < _READ_RESUME:
             self._paused = False
             if not self._transport.is_closing():
