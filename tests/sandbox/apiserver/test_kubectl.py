@@ -337,3 +337,45 @@ async def test_impersonation_checks_a_service_accounts_rbac(apiserver: SandboxAP
     assert rc == 1 and out.strip() == "no"
     rc, _, err = await kubectl.run("get", "nodes", f"--as={sa}")
     assert rc == 1 and f'User "{sa}" cannot list resource "nodes"' in err
+
+
+async def test_apply_removes_list_items_through_strategic_patch(
+    apiserver: SandboxAPIServer, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """A second client-side apply that drops a container and an env var removes them (the $patch: delete and
+    $setElementOrder directives kubectl computes are honoured) and bumps the Deployment's generation."""
+    dep: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "nginx:1.27",
+                            "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                        },
+                        {"name": "side", "image": "busybox"},
+                    ]
+                },
+            },
+        },
+    }
+    path = tmp_path / "dep.yaml"
+    path.write_text(yaml.safe_dump(dep))
+    await kubectl.ok("apply", "-f", str(path))
+    containers = dep["spec"]["template"]["spec"]["containers"]
+    dep["spec"]["template"]["spec"]["containers"] = [
+        {"name": "c", "image": "nginx:1.28", "env": [containers[0]["env"][1]]}
+    ]
+    path.write_text(yaml.safe_dump(dep))
+    await kubectl.ok("apply", "-f", str(path))
+    got = apiserver.store.get("deployments.apps", "default", "web")
+    assert got is not None and got["metadata"]["generation"] == 2
+    (c,) = got["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == "nginx:1.28" and c["env"] == [{"name": "B", "value": "2"}]
