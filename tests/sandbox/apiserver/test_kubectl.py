@@ -254,7 +254,8 @@ async def test_get_watch_streams_new_rows(apiserver: SandboxAPIServer, kubectl: 
 async def test_auth_can_i(
     apiserver: SandboxAPIServer, kubectl: Kubectl, kubectl_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """`auth can-i` answers yes for the admin and follows RBAC for a user bound to a narrow Role."""
+    """`auth can-i` answers yes for the admin and follows RBAC for a user bound to a narrow Role; `--list` shows
+    the Role's rules."""
     assert (await kubectl.ok("auth", "can-i", "create", "pods")).strip() == "yes"
     await apiserver.store.create(
         "roles.rbac.authorization.k8s.io",
@@ -278,6 +279,8 @@ async def test_auth_can_i(
     assert rc == 1 and out.strip() == "no"
     rc, out, _ = await alice.run("auth", "can-i", "list", "pods", "-n", "kube-system")
     assert rc == 1 and out.strip() == "no"
+    listing = await alice.ok("auth", "can-i", "--list")
+    assert any(line.split()[:1] == ["pods"] and "[get list watch]" in line for line in listing.splitlines())
     await alice.ok("get", "pods")
     rc, _, err = await alice.run("get", "secrets")
     assert rc == 1 and 'User "alice" cannot list resource "secrets"' in err

@@ -199,6 +199,31 @@ class Authorizer:
                             return True, f'RBAC: allowed by RoleBinding "{name}/{attrs.namespace}"'
         return False, ""
 
+    def rules_for(self, ident: Identity, namespace: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(resourceRules, nonResourceRules) that apply to ``ident`` in ``namespace`` (SelfSubjectRulesReview)."""
+        rules: list[dict[str, Any]] = []
+        for crb in self.store.all_objects("clusterrolebindings.rbac.authorization.k8s.io"):
+            if any(_subject_matches(s, ident, "") for s in crb.get("subjects") or [] if isinstance(s, dict)):
+                rules += self._role_rules(crb.get("roleRef") or {}, "")
+        for rb in self.store.all_objects("rolebindings.rbac.authorization.k8s.io"):
+            if (
+                namespace
+                and rb["metadata"].get("namespace") == namespace
+                and any(_subject_matches(s, ident, namespace) for s in rb.get("subjects") or [] if isinstance(s, dict))
+            ):
+                rules += self._role_rules(rb.get("roleRef") or {}, namespace)
+        resource_rules = [
+            {k: r[k] for k in ("verbs", "apiGroups", "resources", "resourceNames") if r.get(k)}
+            for r in rules
+            if r.get("resources")
+        ]
+        non_resource = [
+            {"verbs": r.get("verbs") or [], "nonResourceURLs": r["nonResourceURLs"]}
+            for r in rules
+            if r.get("nonResourceURLs")
+        ]
+        return resource_rules, non_resource
+
     def forbidden_message(self, ident: Identity, attrs: Attributes) -> str:
         return f'User "{ident.user}" {attrs.describe()}'
 

@@ -319,6 +319,7 @@ class Handlers:
             "tokenreviews.authentication.k8s.io",
             "subjectaccessreviews.authorization.k8s.io",
             "selfsubjectaccessreviews.authorization.k8s.io",
+            "selfsubjectrulesreviews.authorization.k8s.io",
         ):
             return await self.review(request, ident, t)
         if t.rt.plural == "bindings" and t.name is None and m == "POST":
@@ -968,6 +969,9 @@ class Handlers:
         }
         if t.rt.plural == "tokenreviews":
             out["status"] = self.server.token_review(spec)
+        elif t.rt.plural == "selfsubjectrulesreviews":
+            res, non_res = self.server.authorizer.rules_for(ident, str(spec.get("namespace") or ""))
+            out["status"] = {"resourceRules": res, "nonResourceRules": non_res, "incomplete": False}
         else:
             if t.rt.plural == "selfsubjectaccessreviews":
                 subject = ident

@@ -200,6 +200,7 @@ _SPECS: dict[str, Callable[[Fields | None], dict[str, Any]]] = {
     "SelfSubjectAccessReview": lambda f: _access_spec(f, self_review=True),
     "SubjectAccessReview": lambda f: _access_spec(f, self_review=False),
     "TokenReview": _token_review_spec,
+    "SelfSubjectRulesReview": lambda f: {} if f is None else _compact({"namespace": _str(f, 1)}),
     "TokenRequest": _token_request_spec,
 }
 

@@ -157,6 +157,17 @@ _ALL: tuple[ResourceType, ...] = (
         verbs=_CREATE_ONLY,
         name_rule="path",
     ),
+    ResourceType(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        False,
+        (),
+        "selfsubjectrulesreview",
+        verbs=_CREATE_ONLY,
+        name_rule="path",
+    ),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True, (), "role", name_rule="path"),
     ResourceType(
         "rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, (), "clusterrole", name_rule="path"
