@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ._common import Context
+from ._common import Context, restarting
 from .csr import csr_signer
 from .deployment import deployment_controller
 from .gc import garbage_collector
@@ -20,15 +20,19 @@ from .replicaset import replicaset_controller
 from .scheduler import scheduler
 from .serviceaccounts import service_accounts
 
+# Each restarts after a crash (logged), so one bad object or bug never switches a control loop off for good.
 CONTROLLERS: list[Callable[[Any], Coroutine[Any, Any, None]]] = [
-    service_accounts,
-    scheduler,
-    node_lifecycle,
-    replicaset_controller,
-    deployment_controller,
-    job_controller,
-    garbage_collector,
-    csr_signer,
+    restarting(c)
+    for c in (
+        service_accounts,
+        scheduler,
+        node_lifecycle,
+        replicaset_controller,
+        deployment_controller,
+        job_controller,
+        garbage_collector,
+        csr_signer,
+    )
 ]
 
 __all__ = [

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import structlog
+
+from vk_provider.aio import Backoff
 
 from ..errors import ApiError
 from .matching import requirement_matches
@@ -354,3 +356,44 @@ class Informer:
         self.forget_tombstones()
         self.synced.set()
         return False
+
+
+R = TypeVar("R")
+
+
+def guarded(controller: str, key: object, fn: Callable[[], R]) -> R | None:
+    """Run one reconcile; an error is logged with the object's key and never stops the controller."""
+    try:
+        return fn()
+    except ApiError as exc:
+        log.debug("reconcile skipped", controller=controller, key=str(key), code=exc.code, error=exc.message)
+    except Exception:
+        log.exception("reconcile failed", controller=controller, key=str(key))
+    return None
+
+
+ControllerFn = Callable[[Context], Coroutine[Any, Any, None]]
+
+
+RESTART_BACKOFF = Backoff(base=0.5, cap=10.0)
+
+
+def restarting(fn: ControllerFn, *, backoff: Backoff = RESTART_BACKOFF) -> ControllerFn:
+    """Wrap a controller so an unexpected crash is logged and the controller starts again after a backoff."""
+
+    async def run(ctx: Context) -> None:
+        attempt = 0
+        while True:
+            try:
+                await fn(ctx)
+                return
+            except Exception:
+                delay = backoff.delay(attempt)
+                log.exception("controller crashed; restarting", controller=fn.__name__, delay=round(delay, 2))
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    run.__name__ = fn.__name__
+    run.__qualname__ = fn.__qualname__
+    run.__doc__ = fn.__doc__
+    return run

@@ -21,7 +21,18 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ..errors import ApiError
-from ._common import JSON, Context, KeyQueue, get_condition, log, meta, now_rfc3339, run_supervised, watch_forever
+from ._common import (
+    JSON,
+    Context,
+    KeyQueue,
+    get_condition,
+    guarded,
+    log,
+    meta,
+    now_rfc3339,
+    run_supervised,
+    watch_forever,
+)
 
 SIGNER = "kubernetes.io/kubelet-serving"
 ALLOWED_USAGES = frozenset({"digital signature", "key encipherment", "server auth"})
@@ -171,10 +182,7 @@ async def csr_signer(ctx: Context) -> None:
                 csr = ctx.store.get("certificatesigningrequests.certificates.k8s.io", None, name)
                 if csr is None:
                     continue
-                try:
-                    reconcile_csr(ctx, csr)
-                except ApiError as exc:
-                    log.debug("CSR not handled", csr=name, error=exc.message)
+                guarded("csr-signer", name, lambda: reconcile_csr(ctx, csr))  # noqa: B023 (called at once)
 
     await run_supervised(
         "csr-signer",

@@ -20,6 +20,7 @@ from ._common import (
     Context,
     Informer,
     KeyQueue,
+    guarded,
     key_of,
     log,
     meta,
@@ -317,7 +318,7 @@ async def deployment_controller(ctx: Context) -> None:
         await replicasets.synced.wait()
         while True:
             for key in await queue.take():
-                reconcile(key)
+                guarded("deployment", key, lambda: reconcile(key))  # noqa: B023 (called at once)
             await asyncio.sleep(0)
 
     await run_supervised("deployment-controller", deployments.run, replicasets.run, worker)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ApiError
 from ..resources import RESOURCES, by_kind
-from ._common import JSON, Context, KeyQueue, log, meta, run_supervised, watch_forever
+from ._common import JSON, Context, KeyQueue, guarded, log, meta, run_supervised, watch_forever
 
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
@@ -200,7 +200,7 @@ async def garbage_collector(ctx: Context) -> None:
                     dep = ctx.store.get(dkey, dns or None, dname)
                     if dep is not None:
                         deps.append((dkey, dep))
-                collect_object(ctx, key, obj, deps)
+                guarded("garbage-collector", (key, namespace, name), lambda: collect_object(ctx, key, obj, deps))  # noqa: B023
             await asyncio.sleep(0)
 
     def watcher(key: str) -> Callable[[], Coroutine[Any, Any, None]]:

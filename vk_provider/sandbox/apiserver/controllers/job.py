@@ -19,6 +19,7 @@ from ._common import (
     Informer,
     KeyQueue,
     get_condition,
+    guarded,
     key_of,
     log,
     meta,
@@ -190,7 +191,7 @@ async def job_controller(ctx: Context) -> None:
         await pods.synced.wait()
         while True:
             for key in await queue.take():
-                if reconcile(key):
+                if guarded("job", key, lambda: reconcile(key)):  # noqa: B023 (called at once)
                     queue.add(key)
             await asyncio.sleep(0)
 

@@ -13,7 +13,7 @@ import asyncio
 import time
 
 from ..errors import ApiError
-from ._common import JSON, Context, log, meta, now_rfc3339, parse_time
+from ._common import JSON, Context, guarded, log, meta, now_rfc3339, parse_time
 
 LEASE_NAMESPACE = "kube-node-lease"
 NODE_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
@@ -98,5 +98,5 @@ async def node_lifecycle(ctx: Context) -> None:
     """Check every node a few times per grace period (at least once a second for short test graces)."""
     period = max(0.1, min(5.0, ctx.node_lease_grace_seconds / 4))
     while True:
-        check_nodes(ctx)
+        guarded("node-lifecycle", "nodes", lambda: check_nodes(ctx))
         await asyncio.sleep(period)

@@ -17,6 +17,7 @@ from ._common import (
     Context,
     Informer,
     KeyQueue,
+    guarded,
     key_of,
     log,
     meta,
@@ -154,7 +155,7 @@ async def replicaset_controller(ctx: Context) -> None:
         await pods.synced.wait()
         while True:
             for key in await queue.take():
-                if reconcile(key):
+                if guarded("replicaset", key, lambda: reconcile(key)):  # noqa: B023 (called at once)
                     queue.add(key)
             await asyncio.sleep(0)
 

@@ -19,6 +19,7 @@ from ._common import (
     Context,
     KeyQueue,
     get_condition,
+    guarded,
     key_of,
     log,
     meta,
@@ -146,7 +147,7 @@ async def scheduler(ctx: Context) -> None:
                 if pod is None or not needs_scheduling(pod):
                     unschedulable.pop((namespace, name), None)
                     continue
-                schedule_one(pod, nodes, load)
+                guarded("scheduler", (namespace, name), lambda: schedule_one(pod, nodes, load))  # noqa: B023
             await asyncio.sleep(0)
 
     def schedule_one(pod: JSON, nodes: list[JSON], load: Counter[str]) -> None:

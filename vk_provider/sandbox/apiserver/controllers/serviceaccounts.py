@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ApiError
-from ._common import JSON, Context, KeyQueue, log, meta, run_supervised, watch_forever
+from ._common import JSON, Context, KeyQueue, guarded, log, meta, run_supervised, watch_forever
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -54,7 +54,7 @@ async def service_accounts(ctx: Context) -> None:
     async def worker() -> None:
         while True:
             for namespace in await queue.take():
-                ensure_default_service_account(ctx, namespace)
+                guarded("service-accounts", namespace, lambda: ensure_default_service_account(ctx, namespace))  # noqa: B023
 
     await run_supervised(
         "service-accounts",
