@@ -701,7 +701,7 @@ class Handlers:
         still_there = self.store.get(t.rt.key, t.namespace, t.name) is not None
         out = self._out(t.rt, result)
         if still_there:
-            return json_response(out, status=202 if t.rt.key != "pods" else 200)
+            return json_response(out)  # 200 even while grace or finalizers hold it, as the real server
         if t.rt.key in (
             "pods",
             "namespaces",
