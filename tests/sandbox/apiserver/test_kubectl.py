@@ -382,3 +382,16 @@ async def test_apply_removes_list_items_through_strategic_patch(
     assert got is not None and got["metadata"]["generation"] == 2
     (c,) = got["spec"]["template"]["spec"]["containers"]
     assert c["image"] == "nginx:1.28" and c["env"] == [{"name": "B", "value": "2"}]
+
+
+async def test_server_dry_run_changes_nothing(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """--dry-run=server on create, label and delete answers as if done but stores nothing."""
+    await kubectl.ok("create", "configmap", "x", "--from-literal=a=b")
+    rv = apiserver.store.resource_version
+    assert "server dry run" in await kubectl.ok("create", "configmap", "y", "--from-literal=a=b", "--dry-run=server")
+    await kubectl.ok("label", "configmap", "x", "l=1", "--dry-run=server")
+    await kubectl.ok("delete", "configmap", "x", "--dry-run=server")
+    got = apiserver.store.get("configmaps", "default", "x")
+    assert got is not None and "labels" not in got["metadata"]
+    assert apiserver.store.get("configmaps", "default", "y") is None
+    assert apiserver.store.resource_version == rv

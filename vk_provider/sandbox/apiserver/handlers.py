@@ -51,6 +51,22 @@ def error_response(err: ApiError) -> web.Response:
     return json_response(err.status(), status=err.code)
 
 
+def dry_run(request: web.Request) -> bool:
+    """``dryRun=All`` validates and answers without persisting; any other value is a 400, as the real server."""
+    values = request.query.getall("dryRun", [])
+    if any(v != "All" for v in values):
+        raise bad_request(f"Invalid dry run value: {values}")
+    return bool(values)
+
+
+def _dry_in_options(opts: dict[str, Any]) -> bool:
+    """kubectl puts a delete's dry run in the DeleteOptions body."""
+    values = opts.get("dryRun") or []
+    if not isinstance(values, list) or any(v != "All" for v in values):
+        raise bad_request(f"Invalid dry run value: {values}")
+    return bool(values)
+
+
 def truthy(value: str | None) -> bool:
     """Query booleans are false only for "0" and (case-insensitive) "false", as the real server parses them."""
     return value is not None and value.lower() not in ("0", "false")
@@ -570,8 +586,8 @@ class Handlers:
                     spec.pop("uid", None)
                 if ident.extra:
                     spec["extra"] = ident.extra
-        if truthy(request.query.get("dryRun")) and request.query.get("dryRun") == "All":
-            return json_response(self._out(t.rt, obj), status=201)
+        if dry_run(request):
+            return self._obj_response(request, t.rt, self.store.create_now(t.rt.key, obj, dry_run=True), status=201)
         created = await self.store.create(t.rt.key, obj)
         return self._obj_response(request, t.rt, created, status=201)
 
@@ -584,7 +600,7 @@ class Handlers:
         meta["name"] = t.name
         if not t.rt.namespaced:
             meta.pop("namespace", None)
-        updated = await self.store.update(t.rt.key, obj, subresource=t.subresource)
+        updated = self.store.update_now(t.rt.key, obj, subresource=t.subresource, dry_run=dry_run(request))
         return self._obj_response(request, t.rt, updated)
 
     async def patch(self, request: web.Request, t: Target, ident: Identity) -> web.Response:
@@ -607,7 +623,7 @@ class Handlers:
                     raise not_found(t.rt.plural, t.rt.group, t.name)
                 if t.rt.namespaced:
                     meta["namespace"] = t.namespace
-                created = await self.store.create(t.rt.key, self._in(t.rt, body))
+                created = self.store.create_now(t.rt.key, self._in(t.rt, body), dry_run=dry_run(request))
                 return self._obj_response(request, t.rt, created, status=201)
         if existing is None:
             raise not_found(t.rt.plural, t.rt.group, t.name)
@@ -640,7 +656,7 @@ class Handlers:
             new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             return new
 
-        updated = await self.store.mutate(t.rt.key, t.namespace, t.name, fn, subresource=sub)
+        updated = self.store.mutate_now(t.rt.key, t.namespace, t.name, fn, subresource=sub, dry_run=dry_run(request))
         return self._obj_response(request, t.rt, updated)
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
@@ -673,7 +689,7 @@ class Handlers:
         return opts
 
     async def _delete_one(
-        self, rt: ResourceType, ns: str | None, name: str, opts: dict[str, Any]
+        self, rt: ResourceType, ns: str | None, name: str, opts: dict[str, Any], *, dry: bool = False
     ) -> dict[str, Any] | None:
         pre = opts.get("preconditions") or {}
         if not isinstance(pre, dict):
@@ -681,7 +697,7 @@ class Handlers:
         policy = opts.get("propagationPolicy")
         if opts.get("orphanDependents") is True:
             policy = "Orphan"
-        return await self.store.delete(
+        return self.store.delete_now(
             rt.key,
             ns,
             name,
@@ -689,6 +705,7 @@ class Handlers:
             uid_precondition=pre.get("uid"),
             resource_version_precondition=pre.get("resourceVersion"),
             propagation_policy=policy,
+            dry_run=dry,
         )
 
     async def delete(self, request: web.Request, t: Target) -> web.Response:
@@ -696,9 +713,10 @@ class Handlers:
         if t.subresource:
             raise method_not_allowed()
         opts = await self._delete_options(request)
-        result = await self._delete_one(t.rt, t.namespace, t.name, opts)
+        dry = dry_run(request) or _dry_in_options(opts)
+        result = await self._delete_one(t.rt, t.namespace, t.name, opts, dry=dry)
         assert result is not None
-        still_there = self.store.get(t.rt.key, t.namespace, t.name) is not None
+        still_there = not dry and self.store.get(t.rt.key, t.namespace, t.name) is not None
         out = self._out(t.rt, result)
         if still_there:
             return json_response(out)  # 200 even while grace or finalizers hold it, as the real server
@@ -744,7 +762,9 @@ class Handlers:
         for item in items:
             meta = item["metadata"]
             try:
-                res = await self._delete_one(t.rt, meta.get("namespace"), meta["name"], opts)
+                res = await self._delete_one(
+                    t.rt, meta.get("namespace"), meta["name"], opts, dry=dry_run(request) or _dry_in_options(opts)
+                )
             except ApiError as err:
                 if err.code == 404:
                     continue

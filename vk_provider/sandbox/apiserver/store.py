@@ -317,7 +317,7 @@ class Store:
     async def create(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
         return self.create_now(key, obj)
 
-    def create_now(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def create_now(self, key: str, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         rt = self.resource(key)
         if not isinstance(obj, dict):
             raise bad_request("the object must be a JSON object")
@@ -356,6 +356,8 @@ class Store:
             raise already_exists(rt.plural, rt.group, name)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
+        if dry_run:
+            return obj
         if rt.key in _HAS_GENERATION:
             meta["generation"] = 1
         meta["resourceVersion"] = self._next_rv()
@@ -366,7 +368,9 @@ class Store:
     async def update(self, key: str, obj: dict[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
         return self.update_now(key, obj, subresource=subresource)
 
-    def update_now(self, key: str, obj: dict[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
+    def update_now(
+        self, key: str, obj: dict[str, Any], *, subresource: str | None = None, dry_run: bool = False
+    ) -> dict[str, Any]:
         rt = self.resource(key)
         if not isinstance(obj, dict):
             raise bad_request("the object must be a JSON object")
@@ -394,7 +398,7 @@ class Store:
                 name,
                 f"Precondition failed: UID in precondition: {uid}, UID in object meta: {old['metadata']['uid']}",
             )
-        return self._write(rt, old, deep_copy(obj), subresource)
+        return self._write(rt, old, deep_copy(obj), subresource, dry_run=dry_run)
 
     async def mutate(
         self,
@@ -415,6 +419,7 @@ class Store:
         fn: Callable[[dict[str, Any]], dict[str, Any] | None],
         *,
         subresource: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         rt = self.resource(key)
         ns = (namespace or "default") if rt.namespaced else ""
@@ -426,10 +431,16 @@ class Store:
             return deep_copy(old)
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
             raise bad_request("the patched object must be a JSON object with metadata")
-        return self._write(rt, old, new, subresource)
+        return self._write(rt, old, new, subresource, dry_run=dry_run)
 
     def _write(
-        self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None
+        self,
+        rt: ResourceType,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        subresource: str | None,
+        *,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         old_meta = old["metadata"]
         if subresource in ("status", "approval"):
@@ -471,6 +482,8 @@ class Store:
         validate_object(rt, new)
         if rt.key == "pods" and subresource is None:
             validate_pod_update(old, new)
+        if dry_run:
+            return deep_copy(new)
         if new == old:
             return deep_copy(old)  # a no-op write does not bump the resourceVersion, as the real server
         if "generation" in old_meta and new.get("spec") != old.get("spec"):
@@ -522,6 +535,7 @@ class Store:
         uid_precondition: str | None = None,
         propagation_policy: str | None = None,
         resource_version_precondition: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any] | None:
         """Delete as the real server: graceful for bound, non-terminal pods; finalizers hold an object."""
         rt = self.resource(key)
@@ -548,6 +562,8 @@ class Store:
             )
         if propagation_policy not in (None, "Background", "Foreground", "Orphan"):
             raise bad_request(f'propagationPolicy "{propagation_policy}" is not supported')
+        if dry_run:
+            return deep_copy(old)
         if propagation_policy == "Orphan":
             # The real garbage collector strips the owner reference from dependents; we do it right away, and never
             # park the owner on an "orphan" finalizer, so nothing can get stuck on one.
