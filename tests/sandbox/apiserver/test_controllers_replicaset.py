@@ -202,3 +202,34 @@ async def test_replicaset_to_zero_and_back(server: SandboxAPIServer) -> None:
         await until(lambda: store.get("replicasets.apps", "default", "web")["status"].get("replicas") == 0)  # type: ignore[index]
         await store.mutate("replicasets.apps", "default", "web", lambda o: {**o, "spec": {**o["spec"], "replicas": 1}})
         await until(lambda: len(owned_pods(store, uid)) == 1)
+
+
+async def test_replicaset_adopts_matching_orphans_and_releases_relabelled_pods(server: SandboxAPIServer) -> None:
+    """An orphan pod matching the selector is adopted (one fewer created); a relabelled pod is released and replaced."""
+    store = server.store
+    async with StandInKubelet(store):
+        orphan = {
+            "metadata": {"name": "orphan", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1"}]},
+        }
+        store.create_now("pods", orphan)
+        rs = store.create_now("replicasets.apps", replicaset("web", 2))
+        uid = rs["metadata"]["uid"]
+        await until(lambda: len(owned_pods(store, uid)) == 2)
+        names = {p["metadata"]["name"] for p in owned_pods(store, uid)}
+        assert "orphan" in names
+        assert len(store.list("pods", "default")[0]) == 2
+
+        def relabel(p: dict[str, Any]) -> dict[str, Any]:
+            p["metadata"]["labels"] = {"app": "debugging"}
+            return p
+
+        await store.mutate("pods", "default", "orphan", relabel)
+        await until(
+            lambda: (
+                len(owned_pods(store, uid)) == 2
+                and "orphan" not in {p["metadata"]["name"] for p in owned_pods(store, uid)}
+            )
+        )
+        released = store.get("pods", "default", "orphan")
+        assert released is not None and "ownerReferences" not in released["metadata"]

@@ -1,8 +1,9 @@
 """The ReplicaSet controller: keep ``spec.replicas`` active pods, report them in status.
 
 Pods are created from the template with ``generateName: <rs>-`` and a controller owner reference, and found
-again by that reference (the sandbox does not adopt orphans that merely match the selector). Extra pods are
-deleted in the real controller's order: unscheduled first, then pending, then not ready, then the newest.
+again by that reference. As the real controller, a ReplicaSet adopts active pods without a controller that match
+its (non-empty) selector, and releases owned pods whose labels stopped matching. Extra pods are deleted in the
+real controller's order: unscheduled first, then pending, then not ready, then the newest.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ._common import (
     Context,
     Informer,
     KeyQueue,
+    controller_uid,
     guarded,
     key_of,
     log,
@@ -48,6 +50,14 @@ def pod_from_template(owner: JSON, template: JSON, *, extra_labels: dict[str, st
     if tmeta.get("annotations"):
         metadata["annotations"] = dict(tmeta["annotations"])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": copy.deepcopy(template.get("spec") or {})}
+
+
+def _adopts(rs: JSON, labels: dict[str, str]) -> bool:
+    """Would this ReplicaSet adopt a pod with these labels? Never with an empty selector, never while deleting."""
+    selector = (rs.get("spec") or {}).get("selector") or {}
+    if not (selector.get("matchLabels") or selector.get("matchExpressions")) or meta(rs).get("deletionTimestamp"):
+        return False
+    return selector_matches(selector, labels)
 
 
 def deletion_order(pod: JSON) -> tuple[int, int, int, str]:
@@ -92,7 +102,19 @@ async def replicaset_controller(ctx: Context) -> None:
         uid_to_key[uid] = key_of(rs)
         queue.add(key_of(rs))
 
+    orphans: set[tuple[str, str]] = set()
+
     def on_pod(etype: str, pod: JSON) -> None:
+        pod_key = key_of(pod)
+        if etype != "DELETED" and controller_uid(pod) is None and pod_is_active(pod):
+            orphans.add(pod_key)
+            # A ReplicaSet whose selector matches may adopt it.
+            labels = meta(pod).get("labels") or {}
+            for rs_key, rs in replicasets.objects.items():
+                if rs_key[0] == pod_key[0] and _adopts(rs, labels):
+                    queue.add(rs_key)
+            return
+        orphans.discard(pod_key)
         for ref in meta(pod).get("ownerReferences") or []:
             if ref.get("controller") and ref.get("kind") == "ReplicaSet":
                 key = uid_to_key.get(str(ref.get("uid")))
@@ -109,9 +131,18 @@ async def replicaset_controller(ctx: Context) -> None:
             return False
         namespace, name = key
         uid = str(meta(rs).get("uid"))
+        spec = rs.get("spec") or {}
+        selector = spec.get("selector")
+        # As the real controller: release owned pods whose labels no longer match, adopt matching orphans.
+        for pod in pods.owned(uid):
+            if not selector_matches(selector, meta(pod).get("labels") or {}):
+                set_controller(pod, rs, adopt=False)
+        for pod_key in sorted(k for k in orphans if k[0] == namespace):
+            orphan = pods.objects.get(pod_key)
+            if orphan is not None and controller_uid(orphan) is None and _adopts(rs, meta(orphan).get("labels") or {}):
+                set_controller(orphan, rs, adopt=True)
         owned = pods.owned(uid)
         active = [p for p in owned if pod_is_active(p)]
-        spec = rs.get("spec") or {}
         want = int(spec.get("replicas", 1) or 0)
         more = False
         diff = want - len(active)
@@ -149,6 +180,30 @@ async def replicaset_controller(ctx: Context) -> None:
             except ApiError as exc:
                 log.debug("replicaset status not written", replicaset=f"{namespace}/{name}", error=exc.message)
         return more
+
+    def set_controller(pod: JSON, rs: JSON, *, adopt: bool) -> None:
+        pns, pname = key_of(pod)
+        rs_uid = meta(rs).get("uid")
+
+        def fn(p: JSON) -> JSON | None:
+            refs = [r for r in p["metadata"].get("ownerReferences") or [] if r.get("uid") != rs_uid]
+            if adopt:
+                if any(r.get("controller") for r in refs):
+                    return None  # somebody else adopted it meanwhile
+                refs.append(owner_reference(rs))
+            if refs:
+                p["metadata"]["ownerReferences"] = refs
+            else:
+                p["metadata"].pop("ownerReferences", None)
+            return p
+
+        try:
+            pods.apply("MODIFIED", ctx.store.mutate_now("pods", pns, pname, fn))
+        except ApiError as exc:
+            log.debug("pod not adopted/released", pod=f"{pns}/{pname}", error=exc.message)
+            return
+        if adopt:
+            orphans.discard((pns, pname))
 
     async def worker() -> None:
         await replicasets.synced.wait()
