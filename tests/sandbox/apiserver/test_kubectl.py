@@ -395,3 +395,40 @@ async def test_server_dry_run_changes_nothing(apiserver: SandboxAPIServer, kubec
     assert got is not None and "labels" not in got["metadata"]
     assert apiserver.store.get("configmaps", "default", "y") is None
     assert apiserver.store.resource_version == rv
+
+
+async def test_certificate_approve(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """`kubectl certificate approve` (a protobuf PUT to /approval) marks a CSR Approved and nothing else."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "system:node:vk")]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    await apiserver.store.create(
+        "certificatesigningrequests.certificates.k8s.io",
+        {
+            "metadata": {"name": "c1"},
+            "spec": {
+                "request": base64.b64encode(csr).decode(),
+                "signerName": "example.com/none",
+                "usages": ["server auth"],
+            },
+        },
+    )
+    await kubectl.ok("certificate", "approve", "c1")
+    got = apiserver.store.get("certificatesigningrequests.certificates.k8s.io", None, "c1")
+    assert got is not None
+    assert [(c["type"], c["status"], c["reason"]) for c in got["status"]["conditions"]] == [
+        ("Approved", "True", "KubectlApprove")
+    ]
+    assert got["spec"]["request"] == base64.b64encode(csr).decode()
+    assert "Approved" in await kubectl.ok("get", "csr")

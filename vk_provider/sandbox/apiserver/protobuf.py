@@ -1,6 +1,7 @@
 """Just enough of the Kubernetes protobuf encoding to read the request bodies kubectl's typed clients send.
 
-kubectl's typed clients (``auth can-i``, ``create token``, ``create namespace|configmap|secret|serviceaccount``)
+kubectl's typed clients (``auth can-i``, ``create token``, ``create namespace|configmap|secret|serviceaccount``,
+``certificate approve|deny``)
 send ``application/vnd.kubernetes.protobuf`` and read back whatever Content-Type we answer with, so decoding these
 few messages into their JSON shape is all that is needed. Everything else gets 415 (``kubectl create deployment``
 and other generators of pod templates are not supported; ``kubectl apply``/``create -f`` send JSON).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from vk_provider.sandbox.apiserver.errors import ApiError, bad_request
@@ -141,12 +143,59 @@ def _serviceaccount(obj: Fields) -> dict[str, Any]:
     )
 
 
+def _time(f: Fields, n: int) -> str | None:
+    t = _msg(f, n)
+    if t is None or not t.get(1):
+        return None
+    return datetime.fromtimestamp(int(t[1][-1]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _csr(obj: Fields) -> dict[str, Any]:
+    # Only what an /approval or /status write keeps: the conditions and the certificate.
+    out: dict[str, Any] = {}
+    spec = _msg(obj, 2)
+    if spec is not None:
+        out["spec"] = _compact(
+            {
+                "request": base64.b64encode(spec[1][-1]).decode() if spec.get(1) else None,
+                "signerName": _str(spec, 7),
+                "usages": _strs(spec, 5),
+                "expirationSeconds": int(spec[8][-1]) if spec.get(8) else None,
+            }
+        )
+    status = _msg(obj, 3)
+    if status is not None:
+        conditions = []
+        for raw in status.get(1, []):
+            c = parse(raw)
+            conditions.append(
+                _compact(
+                    {
+                        "type": _str(c, 1),
+                        "status": _str(c, 6),
+                        "reason": _str(c, 2),
+                        "message": _str(c, 3),
+                        "lastUpdateTime": _time(c, 4),
+                        "lastTransitionTime": _time(c, 5),
+                    }
+                )
+            )
+        out["status"] = _compact(
+            {
+                "conditions": conditions,
+                "certificate": base64.b64encode(status[2][-1]).decode() if status.get(2) else None,
+            }
+        )
+    return out
+
+
 # Kinds whose whole body we read (``kubectl create namespace|configmap|secret|serviceaccount``).
 _OBJECTS: dict[str, Callable[[Fields], dict[str, Any]]] = {
     "Namespace": _namespace,
     "ConfigMap": _configmap,
     "Secret": _secret,
     "ServiceAccount": _serviceaccount,
+    "CertificateSigningRequest": _csr,
 }
 
 
