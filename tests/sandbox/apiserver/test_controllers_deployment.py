@@ -195,3 +195,40 @@ async def test_kubectl_scale_and_rollout_status(server: SandboxAPIServer, kubect
         assert 'deployment "web" successfully rolled out' in out
         assert len(live_pods(store, "web")) == 4
         assert dep_status(store, "web")["availableReplicas"] == 4
+
+
+@pytest.mark.kubectl
+async def test_kubectl_set_image_and_rollout_undo(server: SandboxAPIServer, kubectl_env: dict[str, str]) -> None:
+    """`kubectl set image` rolls out revision 2; `kubectl rollout undo` brings revision 1's template back as 3."""
+    store = server.store
+
+    async def kubectl(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            KUBECTL,
+            f"--kubeconfig={server.kubeconfig_path}",
+            *args,
+            env=kubectl_env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
+
+    def images() -> set[str]:
+        return {p["spec"]["containers"][0]["image"] for p in live_pods(store, "web")}
+
+    async with StandInKubelet(store):
+        first = store.create_now("deployments.apps", deployment("web", 2))
+        await kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+        await kubectl("set", "image", "deployment/web", "c=nginx:2")
+        await kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+        await until(lambda: images() == {"nginx:2"} and len(live_pods(store, "web")) == 2)
+        await kubectl("rollout", "undo", "deployment/web")
+        await kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+        await until(lambda: images() == {"nginx:1"} and len(live_pods(store, "web")) == 2)
+        old_rs = store.get("replicasets.apps", "default", f"web-{template_hash(first['spec']['template'])}")
+        assert old_rs is not None
+        assert old_rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+        assert old_rs["spec"]["replicas"] == 2
+        assert len(store.list("replicasets.apps", "default")[0]) == 2  # no third ReplicaSet for the same template

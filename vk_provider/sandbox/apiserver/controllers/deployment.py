@@ -35,9 +35,27 @@ REVISION = "deployment.kubernetes.io/revision"
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
 
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def comparable_template(template: JSON) -> JSON:
+    """A pod template as the controller compares it: nulls dropped (kubectl sends creationTimestamp: null), and
+    without the pod-template-hash label (the real EqualIgnoreHash)."""
+    out: JSON = _without_nulls(template)
+    labels = (out.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict) and HASH_LABEL in labels:
+        out["metadata"]["labels"] = {k: v for k, v in labels.items() if k != HASH_LABEL}
+    return out
+
+
 def template_hash(template: JSON, collision_count: int = 0) -> str:
     """A short, stable name-safe hash of a pod template (FNV-32a, the real controller's alphabet)."""
-    text = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(comparable_template(template), sort_keys=True, separators=(",", ":"))
     if collision_count:
         text += str(collision_count)
     h = 0x811C9DC5
@@ -190,6 +208,14 @@ def deployment_status(deployment: JSON, new: JSON | None, rss: list[JSON], *, cr
     return status
 
 
+def find_new(owned: list[JSON], template: JSON) -> JSON | None:
+    """The ReplicaSet whose template equals the Deployment's, ignoring the hash label (oldest if several)."""
+    wanted = comparable_template(template)
+    same = [rs for rs in owned if comparable_template((rs.get("spec") or {}).get("template") or {}) == wanted]
+    same.sort(key=lambda rs: str(meta(rs).get("creationTimestamp")))
+    return same[0] if same else None
+
+
 def new_replicaset(deployment: JSON, pod_hash: str, revision: int, replicas: int) -> JSON:
     spec = deployment.get("spec") or {}
     template = copy.deepcopy(spec.get("template") or {})
@@ -261,7 +287,7 @@ async def deployment_controller(ctx: Context) -> None:
         desired = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
         owned = replicasets.owned(str(meta(d).get("uid")))
         pod_hash = template_hash(spec.get("template") or {}, int((d.get("status") or {}).get("collisionCount") or 0))
-        new = next((rs for rs in owned if (meta(rs).get("labels") or {}).get(HASH_LABEL) == pod_hash), None)
+        new = find_new(owned, spec.get("template") or {})
         olds = [rs for rs in owned if rs is not new]
         created = False
         if spec.get("paused"):
@@ -279,6 +305,11 @@ async def deployment_controller(ctx: Context) -> None:
                 )
                 return
         if new is not None and not spec.get("paused"):
+            newest = max((_revision(rs) for rs in olds), default=0)
+            if _revision(new) <= newest:
+                # An old template came back (rollout undo): its ReplicaSet becomes the newest revision again.
+                new = bump_revision(new, newest + 1)
+            annotate_revision(d, _revision(new))
             targets = rolling_targets(d, new, olds)
             for rs in [new, *olds]:
                 target = targets[str(meta(rs).get("name"))]
@@ -289,7 +320,7 @@ async def deployment_controller(ctx: Context) -> None:
                         log.debug("replicaset not scaled", replicaset=meta(rs).get("name"), error=exc.message)
             clean_history(d, [rs for rs in olds if rs is not new])
         owned = replicasets.owned(str(meta(d).get("uid")))
-        new = next((rs for rs in owned if (meta(rs).get("labels") or {}).get(HASH_LABEL) == pod_hash), None)
+        new = find_new(owned, spec.get("template") or {})
         status = deployment_status(d, new, owned, created=created)
         if _comparable(status) != _comparable(d.get("status") or {}):
             try:
@@ -301,6 +332,35 @@ async def deployment_controller(ctx: Context) -> None:
                 )
             except ApiError as exc:
                 log.debug("deployment status not written", deployment=f"{namespace}/{name}", error=exc.message)
+
+    def annotate_revision(d: JSON, revision: int) -> None:
+        """The Deployment carries its current revision too (kubectl rollout history/undo rely on it)."""
+        if (meta(d).get("annotations") or {}).get(REVISION) == str(revision):
+            return
+
+        def fn(o: JSON) -> JSON:
+            o["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
+            return o
+
+        namespace, name = key_of(d)
+        try:
+            deployments.apply("MODIFIED", ctx.store.mutate_now("deployments.apps", namespace, name, fn))
+        except ApiError as exc:
+            log.debug("deployment revision not annotated", deployment=name, error=exc.message)
+
+    def bump_revision(rs: JSON, revision: int) -> JSON:
+        def fn(o: JSON) -> JSON:
+            o["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
+            return o
+
+        namespace, name = key_of(rs)
+        try:
+            updated = ctx.store.mutate_now("replicasets.apps", namespace, name, fn)
+        except ApiError as exc:
+            log.debug("replicaset revision not bumped", replicaset=name, error=exc.message)
+            return rs
+        replicasets.apply("MODIFIED", updated)
+        return updated
 
     def clean_history(d: JSON, olds: list[JSON]) -> None:
         limit = int((d.get("spec") or {}).get("revisionHistoryLimit", 10) or 0)
