@@ -114,10 +114,10 @@ class PodController:
         self._token_refresh_at: dict[str, float] = {}
         self._vanished: dict[str, str] = {}  # uid -> group id
         self._failed: set[str] = set()  # uids failed for good by us (no recreate)
-        self._announced: set[tuple[str, str]] = set()  # (uid, what) one-off events already sent
+        self._announced: dict[str, set[str]] = {}  # uid -> one-off events already sent
         self._seen_at: dict[str, float] = {}  # uid -> monotonic time a backend change was seen
         self._pending_events: dict[str, list[BackendEvent]] = {}
-        self._mirrored: dict[tuple[str, str, str, str], int] = {}
+        self._mirrored: dict[str, dict[tuple[str, str, str], int]] = {}  # uid -> event -> count mirrored
         self._phases: dict[str, str] = {}
         self._phase_counts: Counter[str] = Counter()
         self._stopping = False
@@ -259,10 +259,10 @@ class PodController:
 
     # ---- create / update -------------------------------------------------------------------------
     async def _announce(self, pod: Pod, what: str, type_: str, reason: str, message: str) -> None:
-        mark = (_uid(pod), what)
-        if mark in self._announced:
+        done = self._announced.setdefault(_uid(pod), set())
+        if what in done:
             return
-        self._announced.add(mark)
+        done.add(what)
         await self.recorder.record(pod, type_, reason, message)
 
     async def _missing_events(self, pod: Pod, missing: list[Missing]) -> None:
@@ -419,6 +419,7 @@ class PodController:
         self._seen_at.setdefault(bp.uid, time.monotonic())
         if bp.events:
             self._pending_events.setdefault(bp.uid, []).extend(bp.events)
+            bp.events = []  # mirrored once from _pending_events; not kept for every pod
         key = f"{bp.namespace}/{bp.name}"
         pod = self.informer.cache.get(key)
         if pod is not None and _uid(pod) == bp.uid:
@@ -426,11 +427,15 @@ class PodController:
 
     async def _flush_backend_events(self, pod: Pod) -> None:
         uid = _uid(pod)
-        for ev in self._pending_events.pop(uid, []):
-            mark = (uid, ev.type, ev.reason, ev.message)
-            if self._mirrored.get(mark, 0) >= ev.count:
+        pending = self._pending_events.pop(uid, [])
+        if not pending:
+            return
+        mirrored = self._mirrored.setdefault(uid, {})
+        for ev in pending:
+            mark = (ev.type, ev.reason, ev.message)
+            if mirrored.get(mark, 0) >= ev.count:
                 continue
-            self._mirrored[mark] = ev.count
+            mirrored[mark] = ev.count
             await self.recorder.record(pod, ev.type or "Normal", ev.reason or "Backend", ev.message)
 
     async def run_status_sync(self) -> None:
@@ -471,7 +476,8 @@ class PodController:
         self._seen_at.pop(uid, None)
         self._pending_events.pop(uid, None)
         self._delete_polls.pop(uid, None)
-        self._announced = {a for a in self._announced if a[0] != uid} if len(self._announced) < 50000 else set()
+        self._mirrored.pop(uid, None)
+        self._announced.pop(uid, None)
 
     async def _reconcile_delete(self, key: str, pod: Pod) -> None:
         uid = _uid(pod)
