@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from vk_provider.sandbox.apiserver.errors import invalid
@@ -303,38 +305,66 @@ SHAPES: dict[str, list[tuple[str, type]]] = {
 _TYPE_NAMES: dict[type, str] = {dict: "object", list: "array", str: "string"}
 
 
-def _walk(value: Any, parts: list[str], typ: type, path: str, causes: list[tuple[str, str]]) -> None:
-    if not parts:
-        if value is not None and not isinstance(value, typ):
-            causes.append((path, f"Invalid value: must be of type {_TYPE_NAMES.get(typ, typ.__name__)}"))
+@dataclass
+class _Shape:
+    """A node of the shape tree: the expected type here, the known fields below, and the shape of list items."""
+
+    typ: type | None = None
+    fields: dict[str, _Shape] = dataclasses.field(default_factory=dict)
+    items: _Shape | None = None
+
+
+def _shape_tree(paths: list[tuple[str, type]]) -> _Shape:
+    root = _Shape()
+    for dotted, typ in paths:
+        node = root
+        for part in dotted.split("."):
+            is_item = part.endswith("[]")
+            name = part[:-2] if is_item else part
+            if name:
+                node = node.fields.setdefault(name, _Shape())
+            if is_item:
+                if node.items is None:
+                    node.items = _Shape()
+                node = node.items
+        node.typ = typ
+    return root
+
+
+_TREES: dict[str, _Shape] = {}
+
+
+def _walk(value: Any, node: _Shape, path: str, causes: list[tuple[str, str]]) -> None:
+    if value is None:
         return
-    head, rest = parts[0], parts[1:]
-    if head.endswith("[]"):
-        field = head[:-2]
-        items = value.get(field) if isinstance(value, dict) and field else value
-        if isinstance(items, list):
-            for i, item in enumerate(items):
-                _walk(item, rest, typ, f"{path}{'.' if path and field else ''}{field}[{i}]", causes)
+    if node.typ is not None and not isinstance(value, node.typ):
+        causes.append((path, f"Invalid value: must be of type {_TYPE_NAMES.get(node.typ, node.typ.__name__)}"))
         return
-    if isinstance(value, dict) and head in value:
-        _walk(value[head], rest, typ, f"{path}.{head}" if path else head, causes)
+    if node.fields and isinstance(value, dict):
+        for name, child in node.fields.items():
+            if name in value:
+                _walk(value[name], child, f"{path}.{name}" if path else name, causes)
+    if node.items is not None and isinstance(value, list):
+        for i, item in enumerate(value):
+            _walk(item, node.items, f"{path}[{i}]", causes)
 
 
 def check_shapes(rt: ResourceType, obj: dict[str, Any]) -> None:
     """422 Invalid when a known field has the wrong JSON type (say, ``spec.containers: "x"``)."""
+    tree = _TREES.get(rt.storage_key)
+    if tree is None:
+        tree = _TREES[rt.storage_key] = _shape_tree(SHAPES["*"] + SHAPES.get(rt.storage_key, []))
     causes: list[tuple[str, str]] = []
-    for shape_path, typ in SHAPES["*"] + SHAPES.get(rt.storage_key, []):
-        parts = [p for p in shape_path.replace("[]", "[].").split(".") if p]
-        _walk(obj, parts, typ, "", causes)
+    _walk(obj, tree, "", causes)
     raw_meta = obj.get("metadata")
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
-    for field in ("labels", "annotations"):
-        value = meta.get(field)
+    for part in ("labels", "annotations"):
+        value = meta.get(part)
         if isinstance(value, dict) and not all(isinstance(v, str) for v in value.values()):
-            causes.append((f"metadata.{field}", "Invalid value: values must be strings"))
+            causes.append((f"metadata.{part}", "Invalid value: values must be strings"))
     if causes:
-        name = meta.get("name") if isinstance(meta.get("name"), str) else ""
-        raise invalid(rt.kind, rt.group, str(name or ""), causes[:10])
+        name = meta.get("name")
+        raise invalid(rt.kind, rt.group, name if isinstance(name, str) else "", causes[:10])
 
 
 def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
