@@ -210,7 +210,10 @@ async def test_wait_sees_condition_change(apiserver: SandboxAPIServer, kubectl: 
     await apiserver.store.create("pods", POD)
 
     async def later() -> None:
-        await asyncio.sleep(0.5)
+        # Change the pod only once kubectl is watching, so the condition arrives through the watch.
+        async with asyncio.timeout(15):
+            while not any(w.key == "pods" for w in apiserver.store._watchers):
+                await asyncio.sleep(0.02)
 
         def ready(p: dict[str, Any]) -> dict[str, Any]:
             p["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
