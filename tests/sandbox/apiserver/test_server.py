@@ -200,6 +200,13 @@ async def test_async_client_watch_selectors_bookmarks_and_410(apiserver: Sandbox
         status, body = await _raw(apiserver, "GET", "/api/v1/namespaces/default/pods?watch=1&resourceVersion=2")
         assert status == 200 and body["type"] == "ERROR" and body["object"]["code"] == 410
         with pytest.raises(AsyncApiException) as exc:
+            async with asyncio.timeout(10):
+                async for _ in kubernetes_asyncio.watch.Watch().stream(
+                    v1.list_namespaced_pod, "default", resource_version="2", timeout_seconds=5
+                ):
+                    pass
+        assert exc.value.status == 410
+        with pytest.raises(AsyncApiException) as exc:
             await v1.list_namespaced_pod("default", resource_version="2", resource_version_match="Exact")
         assert exc.value.status == 410
 
