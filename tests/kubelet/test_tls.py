@@ -107,6 +107,7 @@ async def test_csr_flow_swaps_the_certificate_live_and_reuses_it(
         csrs.approve(name)
         await wait_for(lambda: server.ready)
         assert await peer_common_name(server.port) == "system:node:vk-node"
+        assert server.tls.current is not None and {"vk-node", "127.0.0.1"} <= server.tls.current.sans
         assert (tmp_path / "certs" / tls.CURRENT).exists()
         assert (tmp_path / "certs" / tls.CURRENT).stat().st_mode & 0o077 == 0
     finally:

@@ -253,7 +253,7 @@ class ServingTLS:
             info = cert_info(cert_pem)
         except (OSError, ValueError, IndexError):
             return None
-        wanted = {a for a in self._addresses}
+        wanted = {self._node, *self._addresses}
         if info.not_after <= self._now() or info.common_name != f"system:node:{self._node}" or not wanted <= info.sans:
             return None
         return cert_pem, key_pem
@@ -297,7 +297,9 @@ class ServingTLS:
             )
 
     async def _request_certificate(self) -> tuple[bytes, bytes]:
-        csr_pem, key_pem = make_csr(self._node, self._addresses)
+        # Like a kubelet's, the certificate also names the node (the API server dials a Hostname address
+        # first when the node reports one).
+        csr_pem, key_pem = make_csr(self._node, [self._node, *self._addresses])
         certs = k8s.CertificatesV1Api(self._api)
         body = k8s.V1CertificateSigningRequest(
             metadata=k8s.V1ObjectMeta(generate_name=f"csr-{self._node}-"),
