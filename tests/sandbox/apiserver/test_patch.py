@@ -90,6 +90,13 @@ def test_strategic_merge_by_patch_merge_keys() -> None:
     ]
 
 
+def test_status_pod_ips_merge_by_ip() -> None:
+    """status.podIPs merges by ip (its patch merge key); containerStatuses, which has none, is replaced."""
+    status = {"podIPs": [{"ip": "10.0.0.1"}], "containerStatuses": [{"name": "a"}, {"name": "b"}]}
+    out = strategic_merge(status, {"podIPs": [{"ip": "fd00::1"}], "containerStatuses": [{"name": "b"}]})
+    assert out == {"podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}], "containerStatuses": [{"name": "b"}]}
+
+
 def test_strategic_merge_directives() -> None:
     """$patch delete removes a list item, $patch replace replaces a map or list, $setElementOrder reorders,
     $deleteFromPrimitiveList removes scalars, and null deletes a key."""

@@ -34,6 +34,9 @@ MERGE_KEYS: dict[str, str] = {
     "addresses": "type",
     "resourceClaims": "name",
     "readinessGates": "conditionType",
+    "schedulingGates": "name",
+    "podIPs": "ip",
+    "hostIPs": "ip",
 }
 # Lists of scalars merged as sets (patchStrategy merge without a key).
 PRIMITIVE_MERGE = {"finalizers"}
