@@ -397,3 +397,12 @@ async def test_stdin_to_a_closed_input_still_yields_output_and_status(kubelet: K
     assert bytes(c.data[ids["stdout"]]) == b"done\n"
     assert json_of(c.data[ids["error"]])["details"]["causes"][0]["message"] == "7"
     await c.close()
+
+
+async def test_spdy_streams_opened_after_the_set_is_complete_are_refused(kubelet: Kubelet) -> None:
+    """A stream opened once exec is running is refused with RST_STREAM instead of left unanswered."""
+    c, _ = await spdy_exec(kubelet, q("sleep 30") + "&stdout=1&stderr=1", "v4.channel.k8s.io")
+    late = c.open({"streamtype": "stdout"})
+    await c.pump(lambda cl: any(r.stream_id == late for r in cl.resets))
+    assert [r.status for r in c.resets if r.stream_id == late] == [spdy.REFUSED_STREAM]
+    await c.close()

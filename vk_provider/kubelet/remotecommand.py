@@ -203,6 +203,12 @@ async def _accept_streams(
     return got
 
 
+async def _refuse_late_streams(session: SpdySession) -> None:
+    """Streams opened after the set is complete are refused at once, so no client waits for a reply."""
+    while (stream := await session.accept()) is not None:
+        stream.rst(spdy.REFUSED_STREAM)
+
+
 async def _pump_stdin(stream: SpdyStream, exec_session: ExecSession) -> None:
     delivering = True
     while True:
@@ -263,6 +269,7 @@ async def serve_spdy(
         if streams is None:
             log.info("spdy exec: client did not open the expected streams")
             return resp
+        tasks.append(asyncio.create_task(_refuse_late_streams(session), name="spdy-late-streams"))
         if STDIN in streams:
             tasks.append(asyncio.create_task(_pump_stdin(streams[STDIN], exec_session), name="spdy-stdin"))
         if RESIZE in streams:
