@@ -81,7 +81,8 @@ class Daemon:
             self._kube = kube = KubeAPI(api_client, timeout=s.kube.request_timeout_seconds)
             if self._provider is None:
                 self._provider = _build_provider(s)
-            await _maybe_call(self._provider, "start")
+            if self._owns_provider:
+                await _maybe_call(self._provider, "start")
             recorder = EventRecorder(kube, host=self.node_name)
             self.pods = pods = PodController(kube, self._provider, recorder, s.pods, node_name=self.node_name)
             set_lookup = getattr(self._provider, "set_pod_lookup", None)
@@ -187,6 +188,7 @@ class Daemon:
         if self._provider is not None and self._owns_provider:
             with contextlib.suppress(Exception):
                 await _maybe_call(self._provider, "close")
+            self._provider = None
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
             self._metrics_runner = None
