@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.kubelet.conftest import Kubelet, start_kubelet
-from tests.kubelet.doubles import FakeAuthAPI, insecure_client_ssl
+from tests.kubelet.doubles import FakeAuthAPI, SpdyClient, insecure_client_ssl
 from vk_provider.errors import NotSupported
 
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -236,7 +236,7 @@ async def test_tls_is_1_2_or_newer(kubelet: Kubelet) -> None:
 async def test_stop_closes_open_streams_and_releases_the_backend(
     tmp_path: Path, auth_api: FakeAuthAPI, echo_server: int
 ) -> None:
-    """stop() ends a follow log stream and a WebSocket exec that are still open, releasing both backend sides."""
+    """stop() ends open follow-log, WebSocket and SPDY exec streams, releasing every backend side."""
     server, streams, api = await start_kubelet(tmp_path, auth_api, echo_server)
     streams.follow_queue = asyncio.Queue()
     try:
@@ -248,12 +248,22 @@ async def test_stop_closes_open_streams_and_releases_the_backend(
                 headers=ADMIN,
                 protocols=["v4.channel.k8s.io"],
             )
+            spdy_client = await SpdyClient.connect(
+                server.port,
+                "/exec/default/web/app?command=sleep&command=30&stdout=1&stderr=1",
+                protocols=["v4.channel.k8s.io"],
+                token="admin-token",
+            )
+            ids = [spdy_client.open({"streamtype": k}) for k in ("error", "stdout", "stderr")]
+            await spdy_client.pump(lambda cl: set(ids) <= cl.replied)
             async with asyncio.timeout(5):
-                while not streams.sessions:
+                while len(streams.sessions) < 2:
                     await asyncio.sleep(0.01)
             async with asyncio.timeout(10):
                 await server.stop()
-            assert streams.sessions[-1].closed
+            assert all(session.closed for session in streams.sessions)
+            await spdy_client.pump(lambda cl: cl.eof)
+            await spdy_client.close()
             assert streams.log_closed.is_set()
             await ws.close()
             logs.close()

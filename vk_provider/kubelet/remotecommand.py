@@ -203,6 +203,10 @@ async def _accept_streams(
     return got
 
 
+async def _wait_closed(session: SpdySession) -> None:
+    await session.closed.wait()
+
+
 async def _refuse_late_streams(session: SpdySession) -> None:
     """Streams opened after the set is complete are refused at once, so no client waits for a reply."""
     while (stream := await session.accept()) is not None:
@@ -275,13 +279,10 @@ async def serve_spdy(
         if RESIZE in streams:
             tasks.append(asyncio.create_task(_pump_resize_spdy(streams[RESIZE], exec_session), name="spdy-resize"))
         output = asyncio.create_task(_pump_output_spdy(exec_session, streams, opts.tty), name="spdy-output")
-        gone = asyncio.create_task(session.closed.wait(), name="spdy-closed")
-        try:
-            await asyncio.wait({output, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
+        gone: asyncio.Task[None] = asyncio.create_task(_wait_closed(session), name="spdy-closed")
+        tasks += [output, gone]  # cancelled in the finally below, however we leave
+        await asyncio.wait({output, gone}, return_when=asyncio.FIRST_COMPLETED)
         if not output.done():  # the client went away first
-            tasks.append(output)
             return resp
         output.result()
         code = await exec_session.exit_code()
