@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vk_provider.sandbox.apiserver.errors import ApiError
-from vk_provider.sandbox.apiserver.handlers import default_container, parse_resource_path, truthy
+from vk_provider.sandbox.apiserver.handlers import default_container, discovery_version, parse_resource_path, truthy
 
 
 def test_parse_resource_paths() -> None:
@@ -41,3 +41,13 @@ def test_query_booleans_and_default_container() -> None:
     assert default_container(pod) == "a"
     pod["metadata"] = {"annotations": {"kubectl.kubernetes.io/default-container": "b"}}
     assert default_container(pod) == "b"
+
+
+def test_discovery_version_follows_the_accept_header() -> None:
+    """Aggregated discovery is chosen by the first acceptable APIGroupDiscoveryList range; plain JSON is legacy."""
+    v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    beta = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+    assert discovery_version(f"{v2},{beta},application/json") == "v2"
+    assert discovery_version(f"{beta},application/json") == "v2beta1"
+    assert discovery_version("application/json, */*") is None
+    assert discovery_version("application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList") is None

@@ -112,6 +112,35 @@ def parse_resource_path(parts: list[str]) -> Target:
     return Target(rt, namespace, name, sub, tail)
 
 
+def _media_ranges(accept: str) -> list[dict[str, str]]:
+    """Each media range of an Accept header as {"type": ..., param: value}, in the client's order."""
+    out = []
+    for part in accept.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        params = {"type": fields[0].lower()}
+        for f in fields[1:]:
+            k, _, v = f.partition("=")
+            params[k.strip().lower()] = v.strip()
+        out.append(params)
+    return out
+
+
+def discovery_version(accept: str) -> str | None:
+    """The aggregated discovery version the client prefers (v2 or v2beta1), or None for legacy discovery."""
+    for r in _media_ranges(accept):
+        if (
+            r.get("as") == "APIGroupDiscoveryList"
+            and r.get("g") == "apidiscovery.k8s.io"
+            and r.get("v")
+            in (
+                "v2",
+                "v2beta1",
+            )
+        ):
+            return r["v"]
+    return None
+
+
 def wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
@@ -254,8 +283,8 @@ class Handlers:
             return web.Response(text="ok", content_type="text/plain")
         accept = request.headers.get("Accept", "")
         if path in ("/api", "/apis"):
-            if "as=APIGroupDiscoveryList" in accept:
-                version = "v2" if "v=v2;" in accept.replace(" ", "") + ";" or "v=v2," in accept else "v2beta1"
+            version = discovery_version(accept)
+            if version:
                 body = discovery.aggregated(core=path == "/api", version=version)
                 ctype = f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
                 return json_response(body, content_type=ctype)
