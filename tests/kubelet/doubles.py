@@ -123,11 +123,14 @@ class FakeStreams:
     log_opts: list[LogOptions] = field(default_factory=list)
     log_closed: asyncio.Event = field(default_factory=asyncio.Event)
     logs_error: Exception | None = None
+    logs_error_after_yields: int = 0
     attach_command: list[str] | None = None  # when set, attach "attaches" to a process running this
 
     async def container_logs(self, pod: Pod, container: str, opts: LogOptions) -> AsyncIterator[bytes]:
         self.log_opts.append(opts)
         if self.logs_error is not None:
+            for _ in range(self.logs_error_after_yields):
+                await asyncio.sleep(0)  # let the server run first, as a slow backend call would
             raise self.logs_error
         try:
             for line in self.log_lines:

@@ -309,3 +309,21 @@ async def test_unexpected_backend_errors_are_500_status_and_the_server_keeps_ser
             assert body["reason"] == "InternalError" and "secret-looking" not in body["message"]
         async with s.get(kubelet.url + "/healthz", headers=ADMIN) as r:
             assert r.status == 200
+
+
+async def test_slow_backend_error_keeps_its_code_without_follow(
+    kubelet: Kubelet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without follow, headers wait for the backend, so a late NotFound is still a 404 (with follow it would be 200)."""
+    from vk_provider.errors import NotFound
+    from vk_provider.kubelet import server as server_module
+
+    monkeypatch.setattr(server_module, "FIRST_CHUNK_WAIT", 0)
+    kubelet.streams.logs_error = NotFound("container has no logs yet")
+    kubelet.streams.logs_error_after_yields = 5
+    async with session() as s:
+        async with s.get(f"{kubelet.url}/containerLogs/default/web/app", headers=ADMIN) as r:
+            assert r.status == 404
+        async with s.get(f"{kubelet.url}/containerLogs/default/web/app?follow=1", headers=ADMIN) as r:
+            assert r.status == 200
+            assert await r.read() == b""

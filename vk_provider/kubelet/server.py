@@ -33,7 +33,7 @@ from vk_provider.settings import KubeletSettings
 log = structlog.get_logger("vk_provider.kubelet")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-FIRST_CHUNK_WAIT = 1.0  # logs: how long we hold the headers back hoping to answer an early error properly
+FIRST_CHUNK_WAIT = 1.0  # logs -f: how long headers wait for a first chunk (to answer early errors properly)
 WS_CLOSE_TIMEOUT = 2.0  # how long a closing WebSocket waits for the client's close reply
 
 
@@ -263,7 +263,8 @@ class KubeletServer:
         first: asyncio.Task[bytes] = asyncio.ensure_future(anext(iterator))
         with self._track("logs"):
             try:
-                done, _ = await asyncio.wait({first}, timeout=FIRST_CHUNK_WAIT)
+                # Without follow there is no reason to answer before the backend has: errors keep their code.
+                done, _ = await asyncio.wait({first}, timeout=FIRST_CHUNK_WAIT if opts.follow else None)
                 if done and first.exception() is not None:
                     exc = first.exception()
                     if isinstance(exc, StopAsyncIteration):
