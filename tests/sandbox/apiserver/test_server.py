@@ -546,3 +546,17 @@ async def test_watch_timeout_and_table_watch_headers(apiserver: SandboxAPIServer
     assert lines[0]["object"]["kind"] == "Table" and lines[0]["object"]["columnDefinitions"]
     assert lines[1]["object"]["columnDefinitions"] == []
     assert lines[1]["object"]["rows"][0]["cells"][0] == "b"
+
+
+async def test_accept_header_picks_table_metadata_or_objects(apiserver: SandboxAPIServer) -> None:
+    """The first servable media range decides: a Table, PartialObjectMetadataList, or the full objects."""
+    await apiserver.store.create("configmaps", {"metadata": {"name": "c", "namespace": "default"}, "data": {"k": "v"}})
+    path = "/api/v1/namespaces/default/configmaps"
+    table = "application/json;as=Table;v=v1;g=meta.k8s.io"
+    meta = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+    _, out = await _raw(apiserver, "GET", path, headers={"Accept": f"{table},application/json"})
+    assert out["kind"] == "Table" and out["rows"][0]["cells"][:2] == ["c", 1]
+    _, out = await _raw(apiserver, "GET", path, headers={"Accept": f"{meta},application/json"})
+    assert out["kind"] == "PartialObjectMetadataList" and "data" not in out["items"][0]
+    _, out = await _raw(apiserver, "GET", path, headers={"Accept": f"application/json,{table}"})
+    assert out["kind"] == "ConfigMapList" and out["items"][0]["data"] == {"k": "v"}

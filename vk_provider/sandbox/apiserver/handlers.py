@@ -141,13 +141,25 @@ def discovery_version(accept: str) -> str | None:
     return None
 
 
+def _preferred_form(request: web.Request) -> str:
+    """What the client asks for first among what we serve: "Table", "PartialObjectMetadata(List)" or "" (objects)."""
+    for r in _media_ranges(request.headers.get("Accept", "")):
+        if r["type"] not in ("application/json", "application/*", "*/*"):
+            continue
+        form = r.get("as", "")
+        if not form:
+            return ""
+        if r.get("g") == "meta.k8s.io" and form in ("Table", "PartialObjectMetadata", "PartialObjectMetadataList"):
+            return form
+    return ""
+
+
 def wants_table(request: web.Request) -> bool:
-    return "as=Table" in request.headers.get("Accept", "")
+    return _preferred_form(request) == "Table"
 
 
 def wants_partial(request: web.Request) -> bool:
-    accept = request.headers.get("Accept", "")
-    return "as=PartialObjectMetadata" in accept and "as=Table" not in accept.split(",")[0]
+    return _preferred_form(request).startswith("PartialObjectMetadata")
 
 
 async def read_body(request: web.Request, *, allow_patch: bool = False) -> tuple[Any, str]:
