@@ -84,7 +84,7 @@ async def test_create_validation_and_defaults() -> None:
 
 async def test_graceful_deletion_rules() -> None:
     """Unbound pods go at once; bound pods wait with deletionTimestamp; grace may only shrink; grace 0 with the
-    right UID removes; a wrong UID is 409."""
+    right UID removes; a wrong UID is 409; a negative grace becomes 1."""
     s = _store()
     await s.create("pods", _pod("unbound"))
     gone = await s.delete("pods", "default", "unbound")
@@ -102,6 +102,10 @@ async def test_graceful_deletion_rules() -> None:
     assert exc.value.code == 409
     await s.delete("pods", "default", "bound", grace_period_seconds=0, uid_precondition=p["metadata"]["uid"])
     assert s.get("pods", "default", "bound") is None
+    await s.create("pods", _pod("negative"))
+    await _bind(s, "negative")
+    held = await s.delete("pods", "default", "negative", grace_period_seconds=-5)
+    assert held is not None and held["metadata"]["deletionGracePeriodSeconds"] == 1  # negative means 1
 
 
 async def test_terminal_pod_goes_at_once_and_finalizers_hold() -> None:

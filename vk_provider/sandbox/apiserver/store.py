@@ -580,30 +580,24 @@ class Store:
             phase = (old.get("status") or {}).get("phase")
             if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
                 grace = 0
-            grace = max(grace, 0)
+            if grace < 0:
+                grace = 1  # as the real server: a negative grace period means "as soon as possible", not "now"
         if rt.key == "namespaces":
             return self._delete_namespace(old)
         finalizers = old_meta.get("finalizers") or []
-        if grace > 0 or finalizers:
-            existing = old_meta.get("deletionTimestamp")
-            old_grace = old_meta.get("deletionGracePeriodSeconds")
-            if existing is not None and old_grace is not None and grace >= int(old_grace):
-                return deep_copy(old)  # a later delete may only shorten the grace period
-            if existing is not None and not finalizers and grace == 0:
-                pass  # fall through to removal
-            else:
-                new = deep_copy(old)
-                meta = new["metadata"]
-                meta["deletionTimestamp"] = now_rfc3339(grace)
-                meta["deletionGracePeriodSeconds"] = grace
-                if grace == 0 and not finalizers:
-                    pass
-                else:
-                    meta["resourceVersion"] = self._next_rv()
-                    bucket[(ns, name)] = new
-                    self._emit(rt, "MODIFIED", new, old)
-                    return deep_copy(new)
-        return self._remove(rt, old)
+        if grace == 0 and not finalizers:
+            return self._remove(rt, old)
+        old_grace = old_meta.get("deletionGracePeriodSeconds")
+        if old_meta.get("deletionTimestamp") is not None and old_grace is not None and grace >= int(old_grace):
+            return deep_copy(old)  # a later delete may only shorten the grace period
+        new = deep_copy(old)
+        meta = new["metadata"]
+        meta["deletionTimestamp"] = now_rfc3339(grace)
+        meta["deletionGracePeriodSeconds"] = grace
+        meta["resourceVersion"] = self._next_rv()
+        bucket[(ns, name)] = new
+        self._emit(rt, "MODIFIED", new, old)
+        return deep_copy(new)
 
     def _remove(self, rt: ResourceType, old: dict[str, Any]) -> dict[str, Any]:
         meta = old["metadata"]
