@@ -147,7 +147,7 @@ class SandboxAPIServer:
         self._write_kubeconfig(self.kubeconfig_path, user=ADMIN_USER, cert=cert, key=key)
         if self.controllers:
             self._start_controllers()
-        self.log.info("sandbox apiserver ready", url=self.url, kubeconfig=str(self.kubeconfig_path))
+        self.log.debug("sandbox apiserver ready", url=self.url, kubeconfig=str(self.kubeconfig_path))
         return self
 
     def _start_controllers(self) -> None:
