@@ -31,11 +31,8 @@ async def test_cli_serves_until_sigterm(tmp_path: Path, kubectl_env: dict[str, s
     )
     try:
         assert proc.stdout is not None
-        line = ""
-        async with asyncio.timeout(30):
-            while not line.startswith("sandbox API server at"):
-                line = (await proc.stdout.readline()).decode()
-                assert line, "the CLI exited before it was ready"
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert line.startswith("sandbox API server at"), line  # the first and only line on stdout
         info = json.loads(ready.read_text())
         assert info["url"].startswith("https://127.0.0.1:") and info["kubeconfig"] in line
         out = await Kubectl(kubectl_env, Path(info["kubeconfig"])).ok("get", "namespaces", "-o", "name")

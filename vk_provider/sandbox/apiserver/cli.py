@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vk_provider.log import configure_logging
 from vk_provider.sandbox.apiserver.server import SandboxAPIServer
 
 
@@ -54,6 +55,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    # Logs go to stderr, so stdout carries only the one ready line.
+    configure_logging(getattr(args, "log_level", "info"))
     try:
         return asyncio.run(_serve(args))
     except OSError as exc:
