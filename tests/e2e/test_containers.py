@@ -104,3 +104,19 @@ async def test_probes_drive_readiness(make_stack: StackFactory) -> None:
     ready = {c["type"]: c["status"] for c in bad["status"].get("conditions") or []}
     assert ready.get("Ready") != "True"
     assert bad["status"]["containerStatuses"][0]["ready"] is False
+
+
+async def test_failing_liveness_probe_restarts_the_container(make_stack: StackFactory) -> None:
+    """A liveness probe that fails makes the container restart (restartCount grows, pod stays Running)."""
+    stack = await make_stack(runtime="process")
+    probe = {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1}
+    await stack.create_pod(
+        {"metadata": {"name": "live"}, "spec": {"containers": [container("main", "sleep 3600", livenessProbe=probe)]}}
+    )
+
+    def restarted(p: dict[str, Any] | None) -> bool:
+        statuses = ((p or {}).get("status") or {}).get("containerStatuses") or []
+        return bool(statuses) and statuses[0].get("restartCount", 0) >= 1
+
+    pod = await stack.wait_pod("live", restarted, timeout=40)
+    assert pod is not None and pod["status"]["phase"] == "Running"

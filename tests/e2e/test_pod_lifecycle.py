@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import NODE, Stack, StackFactory, running_ready
+from tests.e2e.conftest import NODE, Stack, StackFactory, phase_is, running_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -92,3 +92,15 @@ async def test_metrics_and_health_endpoints(make_stack: StackFactory) -> None:
         for path in ("/healthz", "/readyz"):
             async with http.get(base + path) as r:
                 assert r.status == 200, path
+
+
+async def test_unsupported_volume_fails_fast_with_an_event(make_stack: StackFactory) -> None:
+    """A hostPath volume cannot run on ECI: the pod goes Failed at once and the event names the volume."""
+    stack = await make_stack()
+    pod = sleeper("host", volumes=[{"name": "hostdir", "hostPath": {"path": "/var/log"}}])
+    await stack.create_pod(pod)
+    failed = await stack.wait_pod("host", phase_is("Failed"), timeout=20)
+    assert failed is not None and "hostdir" in failed["status"]["message"]
+    ev = await stack.wait_event("host", "ProviderCreateFailed")
+    assert ev["type"] == "Warning" and "hostdir" in ev["message"]
+    assert stack.daemon is not None and await stack.daemon.provider.list_pods() == []
