@@ -335,3 +335,23 @@ async def test_backend_events_are_mirrored_once() -> None:
         env.ctl.ingest(BackendPod("default", "web", "uid-web", "eci-1", "Running", {"phase": "Running"}, events=[ev]))
         await env.ctl.reconcile(key)
     assert env.kube.reasons().count("Pulled") == 1
+
+
+async def test_projected_token_is_renewed_before_expiry() -> None:
+    """When a pod's token refresh time passes, the group is updated with a fresh token and a new refresh is set."""
+    env = Env()
+    await env.ready()
+    vols = [{"name": "tok", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}]
+    key = env.add(make_pod("web", volumes=vols))
+    await env.ctl.reconcile(key)
+    env.provider.groups["uid-web"].group_status = "Running"
+    env.ctl.groups["uid-web"].group.group_status = "Running"
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("update") == []
+    env.ctl._token_refresh_at["uid-web"] = 0.0  # due now
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("update") == ["uid-web"]
+    assert env.ctl._token_refresh_at["uid-web"] > 0.0
+    posts = [c for c in env.kube.calls if c[0] == "POST" and c[1].endswith("/serviceaccounts/default/token")]
+    assert len(posts) == 2
+    assert posts[-1][2]["spec"]["boundObjectRef"]["uid"] == "uid-web"
