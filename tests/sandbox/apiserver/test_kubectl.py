@@ -435,3 +435,23 @@ async def test_certificate_approve(apiserver: SandboxAPIServer, kubectl: Kubectl
     ]
     assert got["spec"]["request"] == base64.b64encode(csr).decode()
     assert "Approved" in await kubectl.ok("get", "csr")
+
+
+async def test_create_deployment_and_job_generators(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """`kubectl create deployment|job` (protobuf bodies) store the spec kubectl generated, then defaults apply;
+    `kubectl scale` changes replicas through the scale subresource."""
+    await kubectl.ok("create", "deployment", "web", "--image=nginx:1.27", "--replicas=3", "--port=80")
+    dep = apiserver.store.get("deployments.apps", "default", "web")
+    assert dep is not None and dep["spec"]["replicas"] == 3
+    assert dep["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert (c["name"], c["image"], c["ports"]) == ("nginx", "nginx:1.27", [{"containerPort": 80, "protocol": "TCP"}])
+    assert dep["spec"]["template"]["metadata"] == {"labels": {"app": "web"}}
+    await kubectl.ok("scale", "deployment", "web", "--replicas=5")
+    dep = apiserver.store.get("deployments.apps", "default", "web")
+    assert dep is not None and dep["spec"]["replicas"] == 5
+    await kubectl.ok("create", "job", "j", "--image=busybox", "--", "echo", "hi")
+    job = apiserver.store.get("jobs.batch", "default", "j")
+    assert job is not None
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["echo", "hi"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"

@@ -51,7 +51,7 @@ def test_decodes_a_configmap_with_metadata_maps() -> None:
 def test_other_kinds_and_garbage_are_client_errors() -> None:
     """Unsupported kinds are 415; a missing magic or truncated message is 400."""
     with pytest.raises(ApiError) as exc:
-        decode(_unknown("apps/v1", "Deployment", b""))
+        decode(_unknown("apps/v1", "StatefulSet", b""))
     assert exc.value.code == 415
     with pytest.raises(ApiError) as exc:
         decode(b"\x0a\x05abc")

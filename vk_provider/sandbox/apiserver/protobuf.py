@@ -1,10 +1,10 @@
 """Just enough of the Kubernetes protobuf encoding to read the request bodies kubectl's typed clients send.
 
-kubectl's typed clients (``auth can-i``, ``create token``, ``create namespace|configmap|secret|serviceaccount``,
-``certificate approve|deny``)
-send ``application/vnd.kubernetes.protobuf`` and read back whatever Content-Type we answer with, so decoding these
-few messages into their JSON shape is all that is needed. Everything else gets 415 (``kubectl create deployment``
-and other generators of pod templates are not supported; ``kubectl apply``/``create -f`` send JSON).
+kubectl's typed clients (``auth can-i``, ``create token``, ``certificate approve|deny``,
+``create namespace|configmap|secret|serviceaccount|deployment|job``) send ``application/vnd.kubernetes.protobuf``
+and read back whatever Content-Type we answer with, so decoding these few messages into their JSON shape is all that
+is needed (for pod templates, only the fields kubectl's generators set). Everything else gets 415; ``kubectl apply``
+and ``create -f`` send JSON.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def _msg(f: Fields, n: int) -> Fields | None:
 
 
 def _compact(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v not in (None, [], {})}
+    # Go's protobuf encoding writes empty strings for unset string fields; JSON would omit them.
+    return {k: v for k, v in d.items() if v not in (None, [], {}, "")}
 
 
 def _map(f: Fields, n: int, *, binary: bool = False) -> dict[str, Any]:
@@ -189,6 +190,111 @@ def _csr(obj: Fields) -> dict[str, Any]:
     return out
 
 
+def _int(f: Fields, n: int) -> int | None:
+    v = f.get(n)
+    if not v:
+        return None
+    raw = int(v[-1])
+    return raw - (1 << 64) if raw >= 1 << 63 else raw  # varints of negative int32/int64 are 64-bit two's complement
+
+
+def _quantities(f: Fields, n: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in f.get(n, []):
+        e = parse(entry)
+        q = _msg(e, 2)
+        out[_str(e, 1) or ""] = (_str(q, 1) or "") if q is not None else ""
+    return out
+
+
+def _container(f: Fields) -> dict[str, Any]:
+    # The fields kubectl's generators set (create deployment/job: name, image, command, args, ports, env).
+    ports = [
+        _compact({"name": _str(p, 1), "containerPort": _int(p, 3), "protocol": _str(p, 4)})
+        for p in (parse(raw) for raw in f.get(6, []))
+    ]
+    env = [_compact({"name": _str(e, 1), "value": _str(e, 2)}) for e in (parse(raw) for raw in f.get(7, []))]
+    res = _msg(f, 8)
+    resources = {} if res is None else _compact({"limits": _quantities(res, 1), "requests": _quantities(res, 2)})
+    return _compact(
+        {
+            "name": _str(f, 1),
+            "image": _str(f, 2),
+            "command": _strs(f, 3),
+            "args": _strs(f, 4),
+            "workingDir": _str(f, 5),
+            "ports": ports,
+            "env": env,
+            "resources": resources,
+            "terminationMessagePath": _str(f, 13),
+            "imagePullPolicy": _str(f, 14),
+            "terminationMessagePolicy": _str(f, 20),
+        }
+    ) | {"resources": resources}
+
+
+def _pod_spec(f: Fields) -> dict[str, Any]:
+    return _compact(
+        {
+            "containers": [_container(parse(raw)) for raw in f.get(2, [])],
+            "restartPolicy": _str(f, 3),
+            "terminationGracePeriodSeconds": _int(f, 4),
+            "dnsPolicy": _str(f, 6),
+            "nodeSelector": _map(f, 7),
+            "serviceAccountName": _str(f, 8),
+            "schedulerName": _str(f, 19),
+        }
+    )
+
+
+def _template(f: Fields | None) -> dict[str, Any]:
+    if f is None:
+        return {}
+    spec = _msg(f, 2)
+    return {"metadata": _meta(_msg(f, 1)), "spec": _pod_spec(spec) if spec is not None else {}}
+
+
+def _selector(f: Fields | None) -> dict[str, Any] | None:
+    return None if f is None else _compact({"matchLabels": _map(f, 1)})
+
+
+def _deployment(obj: Fields) -> dict[str, Any]:
+    spec = _msg(obj, 2)
+    if spec is None:
+        return {}
+    return {
+        "spec": _compact(
+            {
+                "replicas": _int(spec, 1),
+                "selector": _selector(_msg(spec, 2)),
+                "template": _template(_msg(spec, 3)),
+                "minReadySeconds": _int(spec, 5),
+                "revisionHistoryLimit": _int(spec, 6),
+                "progressDeadlineSeconds": _int(spec, 9),
+            }
+        )
+    }
+
+
+def _job(obj: Fields) -> dict[str, Any]:
+    spec = _msg(obj, 2)
+    if spec is None:
+        return {}
+    return {
+        "spec": _compact(
+            {
+                "parallelism": _int(spec, 1),
+                "completions": _int(spec, 2),
+                "activeDeadlineSeconds": _int(spec, 3),
+                "selector": _selector(_msg(spec, 4)),
+                "template": _template(_msg(spec, 6)),
+                "backoffLimit": _int(spec, 7),
+                "ttlSecondsAfterFinished": _int(spec, 8),
+            }
+        )
+    }
+
+
 # Kinds whose whole body we read (``kubectl create namespace|configmap|secret|serviceaccount``).
 _OBJECTS: dict[str, Callable[[Fields], dict[str, Any]]] = {
     "Namespace": _namespace,
@@ -196,6 +302,8 @@ _OBJECTS: dict[str, Callable[[Fields], dict[str, Any]]] = {
     "Secret": _secret,
     "ServiceAccount": _serviceaccount,
     "CertificateSigningRequest": _csr,
+    "Deployment": _deployment,
+    "Job": _job,
 }
 
 
