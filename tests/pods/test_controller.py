@@ -355,3 +355,26 @@ async def test_projected_token_is_renewed_before_expiry() -> None:
     posts = [c for c in env.kube.calls if c[0] == "POST" and c[1].endswith("/serviceaccounts/default/token")]
     assert len(posts) == 2
     assert posts[-1][2]["spec"]["boundObjectRef"]["uid"] == "uid-web"
+
+
+async def test_one_worker_survives_many_failures() -> None:
+    """A single worker keeps going through repeated Requeue and plain errors (missing ConfigMap, then a crash)."""
+    env = Env(workers=1)
+    await env.ready()
+    env_ref = [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}}]
+    env.add(make_pod("a", containers=[{"name": "main", "image": "busybox", "env": env_ref}]))
+    env.provider.fail["create"] = [RuntimeError("unexpected"), RuntimeError("unexpected")]
+    env.add(make_pod("b"))
+    worker = asyncio.create_task(env.ctl.run_worker())
+    try:
+        async with asyncio.timeout(5):
+            while env.kube.reasons().count("MandatoryConfigMapNotFound") < 1 or "uid-b" not in env.provider.groups:
+                assert not worker.done(), worker
+                await asyncio.sleep(0.01)
+            env.kube.put("/api/v1/namespaces/default/configmaps/cfg", {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
+            while "uid-a" not in env.provider.groups:
+                assert not worker.done(), worker
+                await asyncio.sleep(0.01)
+    finally:
+        await env.ctl.drain()
+        await worker

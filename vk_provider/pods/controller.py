@@ -207,7 +207,7 @@ class PodController:
                 self.queue.done(key)
 
     def _on_failure(self, key: str, exc: Exception) -> None:
-        min_delay = exc.retry_after or 0.0 if isinstance(exc, TransientError) else 0.0
+        min_delay = (exc.retry_after or 0.0) if isinstance(exc, TransientError) else 0.0
         delay = self.queue.retry(key, min_delay=min_delay)
         failures = self.queue.failures(key)
         if not isinstance(exc, Requeue):
