@@ -19,7 +19,7 @@ from vk_provider.settings import PodsSettings
 
 
 class Env:
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, vanish_grace: float = 0.0, **settings: Any) -> None:
         self.kube = FakeKube()
         self.provider = FakeProvider()
         self.recorder = EventRecorder(self.kube, host="vk")  # type: ignore[arg-type]
@@ -32,6 +32,7 @@ class Env:
             PodsSettings(**opts),
             node_name="vk",
             delete_poll_max_seconds=0.01,
+            vanish_grace_seconds=vanish_grace,
         )
 
     def path(self, pod: dict[str, Any]) -> str:
@@ -378,3 +379,16 @@ async def test_one_worker_survives_many_failures() -> None:
     finally:
         await env.ctl.drain()
         await worker
+
+
+async def test_a_just_created_group_missing_from_a_listing_is_not_vanished() -> None:
+    """GC does not fail a pod whose group was created moments ago and is not in the listing yet."""
+    env = Env(vanish_grace=60.0)
+    await env.ready()
+    key = env.add(make_pod("web"))
+    await env.ctl.reconcile(key)
+    del env.provider.groups["uid-web"]  # the listing does not show it yet
+    await env.ctl.gc_once()
+    await env.ctl.reconcile(key)
+    assert env.kube.objects[env.path(make_pod("web"))]["status"]["phase"] == "Pending"
+    assert "ContainerGroupVanished" not in env.kube.reasons()

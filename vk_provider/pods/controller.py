@@ -93,6 +93,7 @@ class PodController:
         node_name: str,
         resolver: ResourceResolver | None = None,
         delete_poll_max_seconds: float = 5.0,
+        vanish_grace_seconds: float = 60.0,
     ) -> None:
         self.api = api
         self.provider = provider
@@ -101,6 +102,9 @@ class PodController:
         self.node_name = node_name
         self.resolver = resolver or ResourceResolver(api, token_refresh_fraction=settings.token_refresh_fraction)
         self.delete_poll_max_seconds = delete_poll_max_seconds
+        # A group created moments ago may be missing from a listing (not described yet): only groups
+        # known for longer than this can be declared vanished.
+        self.vanish_grace_seconds = vanish_grace_seconds
         self.informer = Informer(
             api, "/api/v1/pods", handler=self._on_pod_event, field_selector=f"spec.nodeName={node_name}"
         )
@@ -523,7 +527,7 @@ class PodController:
         if not self.ready:
             return 0
         started = time.monotonic()
-        known_before = {uid: k for uid, k in self.groups.items() if k.group.group_id or k.first_seen < started}
+        known_before = {uid: k for uid, k in self.groups.items() if k.first_seen <= started - self.vanish_grace_seconds}
         listed = await self.provider.list_pods()
         alive = {_uid(p): p for p in self.informer.cache.values()}
         listed_uids = set()
