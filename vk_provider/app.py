@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import gc
 import signal
+import time
 from typing import Any
 
 import structlog
@@ -169,6 +170,16 @@ class Daemon:
             raise RuntimeError(f"daemon failed: {', '.join(self.supervisor.failures)}")
         if not self.node.ready_written.is_set():
             raise TimeoutError("node did not become Ready")
+
+    async def wait_serving(self, timeout: float = 30.0) -> None:
+        """Until the kubelet API serves with its certificate (tls_mode=csr waits for the CSR to be signed)."""
+        if self._kubelet is None:
+            return
+        deadline = time.monotonic() + timeout
+        while not self._kubelet.ready:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the kubelet serving certificate was never issued (is the CSR approved?)")
+            await asyncio.sleep(0.05)
 
     async def _start_metrics(self) -> None:
         app = web.Application()

@@ -139,16 +139,6 @@ async def admin_api(apiserver: SandboxAPIServer) -> KubeAPI:
     return KubeAPI(k8s_client.ApiClient(configuration=cfg), timeout=30)
 
 
-async def wait_serving_certificate(daemon: Daemon, timeout: float = 20) -> None:
-    """The sandbox approves and signs a node's kubelet-serving CSR; wait until the kubelet serves with it."""
-    kubelet = daemon._kubelet
-    assert kubelet is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not kubelet.ready:
-        await asyncio.sleep(0.05)
-    assert kubelet.ready, "the kubelet serving certificate was never issued"
-
-
 StackFactory = Callable[..., Awaitable[Stack]]
 
 
@@ -178,7 +168,7 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
             await d.start()
             cleanups.append(d.stop)
             await d.wait_ready(timeout=30)
-            await wait_serving_certificate(d)
+            await d.wait_serving(timeout=20)
         return Stack(apiserver, sim, d, kube, settings)
 
     try:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import yaml
 from aiohttp import web
@@ -1103,8 +1103,8 @@ class Handlers:
             if node is None:
                 raise not_found("nodes", "", t.name)
             path_qs = "/" + t.rest
-            if request.query_string:
-                path_qs += "?" + request.query_string
+            if request.query:
+                path_qs += "?" + _encoded_query(request)
             return await self._proxy(request, node, path_qs)
         pod = self.store.get("pods", t.namespace, t.name)
         if pod is None:
@@ -1116,7 +1116,7 @@ class Handlers:
         if node is None:
             raise not_found("nodes", "", node_name)
         ns, name = quote(t.namespace or "", safe=""), quote(t.name, safe="")
-        qs = request.query_string
+        qs = _encoded_query(request)
         if t.subresource == "portforward":
             path_qs = f"/portForward/{ns}/{name}" + (f"?{qs}" if qs else "")
             return await self._proxy(request, node, path_qs)
@@ -1137,6 +1137,11 @@ class Handlers:
             raise ApiError(503, "ServiceUnavailable", "the kubelet proxy is not available in this build") from exc
         fn: Callable[..., Awaitable[web.StreamResponse]] = proxy.proxy_to_kubelet
         return await fn(request, node=node, path_qs=path_qs, ssl_context=self.server.kubelet_client_ssl)
+
+
+def _encoded_query(request: web.Request) -> str:
+    """The query string, re-encoded from its parsed pairs as the real server does (exec args may hold spaces)."""
+    return urlencode(list(request.query.items()), quote_via=quote)
 
 
 def default_container(pod: dict[str, Any]) -> str:
