@@ -420,10 +420,12 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
     elif rt.key == "jobs.batch":
         spec = obj.setdefault("spec", {})
         if isinstance(spec, dict):
+            if spec.get("completions") is None and spec.get("parallelism") is None:
+                spec["completions"] = 1  # only then: parallelism alone means a work queue
             spec.setdefault("parallelism", 1)
-            spec.setdefault("completions", 1)
             spec.setdefault("backoffLimit", 6)
             spec.setdefault("completionMode", "NonIndexed")
+            _default_job_selector(obj, spec)
     if rt.key in ("deployments.apps", "replicasets.apps", "jobs.batch"):
         tmpl = (obj.get("spec") or {}).get("template")
         if isinstance(tmpl, dict) and isinstance(tmpl.get("spec"), dict):
@@ -437,6 +439,31 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
                 for c in t_spec.get(field) or []:
                     if isinstance(c, dict):
                         _default_container(c)
+
+
+def job_labels(job: dict[str, Any]) -> dict[str, str]:
+    """The labels the API server gives a Job's pod template (and so its pods), keyed by the Job's UID."""
+    meta = job.get("metadata") or {}
+    uid, name = str(meta.get("uid")), str(meta.get("name"))
+    return {
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    }
+
+
+def _default_job_selector(job: dict[str, Any], spec: dict[str, Any]) -> None:
+    """Unless manualSelector, select on the Job's UID and label the template to match (as the real server)."""
+    if spec.get("manualSelector") or spec.get("selector") or not (job.get("metadata") or {}).get("uid"):
+        return
+    labels = job_labels(job)
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": labels["controller-uid"]}}
+    tmpl = spec.get("template")
+    if isinstance(tmpl, dict):
+        tmeta = tmpl.setdefault("metadata", {})
+        if isinstance(tmeta, dict):
+            tmeta["labels"] = {**(tmeta.get("labels") or {}), **labels}
 
 
 def validate_object(rt: ResourceType, obj: dict[str, Any]) -> None:

@@ -350,12 +350,12 @@ class Store:
             obj["status"] = {}
         if rt.key == "pods":
             obj["status"] = {}
+        meta["uid"] = str(uuid.uuid4())  # before defaulting: a Job's selector is keyed by it
         default_object(rt, obj)
         validate_object(rt, obj)
         name = meta["name"]
         if (ns, name) in bucket:
             raise already_exists(rt.plural, rt.group, name)
-        meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         if dry_run:
             return obj

@@ -189,6 +189,7 @@ class Actions:
             cpu=cpu,
             memory=mem,
             instance_type=p.get_str("InstanceType"),
+            host_name=p.get_str("HostName"),
             restart_policy=restart_policy,
             spot_strategy=spot,
             spot_price_limit=price,

@@ -122,6 +122,7 @@ class Group(BaseModel):
     cpu: float
     memory: float
     instance_type: str = ""
+    host_name: str = ""
     restart_policy: str = "Always"
     spot_strategy: str = "NoSpot"
     spot_price_limit: float | None = None

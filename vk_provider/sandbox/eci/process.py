@@ -38,6 +38,14 @@ log = structlog.get_logger("vk_provider.sandbox.eci.process")
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LINE_LIMIT = 1 << 20
+_SETPRIV = shutil.which("setpriv")
+
+
+def _die_with_simulator(argv: list[str]) -> list[str]:
+    """Have the kernel kill the process if the simulator dies (even by SIGKILL), so none is left behind."""
+    if _SETPRIV is None or sys.platform != "linux":
+        return argv
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
 
 
 def image_entrypoint(spec: ContainerSpec, www: Path) -> tuple[list[str], list[str]] | None:
@@ -210,7 +218,7 @@ class ProcessRuntime:
         env = {
             "PATH": f"{os.path.dirname(sys.executable)}:{BASE_PATH}",
             "HOME": "/root",
-            "HOSTNAME": group.name,
+            "HOSTNAME": group.host_name or group.name,
         }
         env.update(dict(spec.env))
         return env
@@ -319,7 +327,7 @@ class ProcessRuntime:
             eng.save(group)
             return 128
         cwd = await asyncio.to_thread(self._workdir, group, run, spec)
-        argv = await self._wrap_mounts(group, run, spec, argv)
+        argv = _die_with_simulator(await self._wrap_mounts(group, run, spec, argv))
         logfile = self._log_path(group, spec.name, len(self._instances(group, spec.name)))
         logfile.parent.mkdir(parents=True, exist_ok=True)
         proc = await asyncio.create_subprocess_exec(
@@ -648,7 +656,7 @@ class ProcessRuntime:
         wd = spec.working_dir
         is_dir: bool = bool(wd) and await asyncio.to_thread(Path(wd).is_dir)
         cwd = wd if is_dir else str(self.group_dir(group))
-        return argv, env, cwd
+        return _die_with_simulator(argv), env, cwd
 
     async def exec_sync(self, group: Group, container: str, command: list[str], timeout: float) -> tuple[str, int]:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..defaults import job_labels
 from ..errors import ApiError
 from ._common import (
     JSON,
@@ -42,16 +43,6 @@ def _int(value: Any, default: int) -> int:
 
 def job_finished(job: JSON) -> bool:
     return any((get_condition(job, t) or {}).get("status") == "True" for t in ("Complete", "Failed"))
-
-
-def job_labels(job: JSON) -> dict[str, str]:
-    uid, name = str(meta(job).get("uid")), str(meta(job).get("name"))
-    return {
-        "batch.kubernetes.io/controller-uid": uid,
-        "batch.kubernetes.io/job-name": name,
-        "controller-uid": uid,
-        "job-name": name,
-    }
 
 
 def plan_job(job: JSON, pods: list[JSON]) -> tuple[int, str | None]:
