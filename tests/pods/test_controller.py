@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,6 +18,7 @@ from vk_provider.errors import PermanentError, TransientError
 from vk_provider.kube.client import KubeError
 from vk_provider.kube.events import EventRecorder
 from vk_provider.pods.controller import PodController, Requeue
+from vk_provider.pods.resources import jwt_expiry
 from vk_provider.provider import BackendEvent, BackendPod
 from vk_provider.settings import PodsSettings
 
@@ -180,7 +185,7 @@ async def test_service_links_and_tokens_are_resolved() -> None:
     assert res.service_env["MY_DB_SERVICE_HOST"] == "10.96.0.7"
     assert res.service_env["MY_DB_PORT_5432_TCP_ADDR"] == "10.96.0.7"
     assert res.tokens == {"tok/token": "tok-default"}
-    assert "uid-web" in env.ctl._token_refresh_at
+    assert "TokenNotRotated" in env.kube.reasons()  # 600 s is not extended by the API server
 
 
 async def test_permanent_error_fails_the_pod_without_retry() -> None:
@@ -338,24 +343,76 @@ async def test_backend_events_are_mirrored_once() -> None:
     assert env.kube.reasons().count("Pulled") == 1
 
 
-async def test_projected_token_is_renewed_before_expiry() -> None:
-    """When a pod's token refresh time passes, the group is updated with a fresh token and a new refresh is set."""
+def _jwt(claims: dict[str, Any]) -> str:
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.sig"
+
+
+def _token_volume(name: str, **source: Any) -> dict[str, Any]:
+    return {"name": name, "projected": {"sources": [{"serviceAccountToken": {"path": "token", **source}}]}}
+
+
+async def test_projected_tokens_are_never_rotated_and_short_ones_are_warned_about() -> None:
+    """No token renewal (it would restart the group): a token the API server does not extend gets one
+    TokenNotRotated Warning naming the file and its expiry; the automounted 3607 s token gets none."""
     env = Env()
     await env.ready()
-    vols = [{"name": "tok", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}]
-    key = env.add(make_pod("web", volumes=vols))
+    key = env.add(make_pod("auto", volumes=[_token_volume("kube-api-access-x", expirationSeconds=3607)]))
     await env.ctl.reconcile(key)
-    env.provider.groups["uid-web"].group_status = "Running"
-    env.ctl.groups["uid-web"].group.group_status = "Running"
-    await env.ctl.reconcile(key)
+    key2 = env.add(make_pod("short", volumes=[_token_volume("tok", expirationSeconds=7200)]))
+    await env.ctl.reconcile(key2)
+    for uid in ("uid-auto", "uid-short"):
+        env.provider.groups[uid].group_status = "Running"
+        env.ctl.groups[uid].group.group_status = "Running"
+    for _ in range(3):
+        await env.ctl.reconcile(key)
+        await env.ctl.reconcile(key2)
     assert env.provider.actions("update") == []
-    env.ctl._token_refresh_at["uid-web"] = 0.0  # due now
-    await env.ctl.reconcile(key)
-    assert env.provider.actions("update") == ["uid-web"]
-    assert env.ctl._token_refresh_at["uid-web"] > 0.0
     posts = [c for c in env.kube.calls if c[0] == "POST" and c[1].endswith("/serviceaccounts/default/token")]
-    assert len(posts) == 2
-    assert posts[-1][2]["spec"]["boundObjectRef"]["uid"] == "uid-web"
+    assert [p[2]["spec"]["expirationSeconds"] for p in posts] == [3607, 7200]
+    warnings = [e for e in env.kube.events() if e["reason"] == "TokenNotRotated"]
+    assert len(warnings) == 1
+    assert warnings[0]["type"] == "Warning" and warnings[0]["involvedObject"]["name"] == "short"
+    msg = warnings[0]["message"]
+    assert "tok/token (expirationSeconds 7200) expires at 2099-01-01T00:00:00Z" in msg
+    assert "restart" in msg and "3607" in msg
+    assert "ProviderUpdateSuccess" not in env.kube.reasons()
+
+
+async def test_a_foreign_audience_token_is_warned_about_unless_the_jwt_was_extended() -> None:
+    """3607 s with an audience is extended only if the API server accepts that audience: the JWT's exp tells."""
+    env = Env()
+    await env.ready()
+    now = time.time()
+    issued: dict[str, str] = {
+        "year": _jwt({"exp": int(now + 365 * 86400)}),
+        "hour": _jwt({"exp": int(now + 3607)}),
+    }
+    real_request = env.kube.request
+
+    async def request(method: str, path: str, **kw: Any) -> dict[str, Any]:
+        out = await real_request(method, path, **kw)
+        if path.endswith("/token"):
+            name = kw["body"]["spec"]["boundObjectRef"]["name"]
+            out["status"] = {"token": issued[name], "expirationTimestamp": "2026-01-01T01:00:07Z"}
+        return out
+
+    env.kube.request = request  # type: ignore[method-assign]
+    for name in issued:
+        vols = [_token_volume("sts", expirationSeconds=3607, audience="sts.aliyuncs.com")]
+        await env.ctl.reconcile(env.add(make_pod(name, volumes=vols)))
+    warnings = [e for e in env.kube.events() if e["reason"] == "TokenNotRotated"]
+    assert [w["involvedObject"]["name"] for w in warnings] == ["hour"]
+    expected = datetime.fromtimestamp(int(now + 3607), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert f"sts/token (expirationSeconds 3607) expires at {expected}" in warnings[0]["message"]
+
+
+def test_jwt_expiry_reads_the_claim_and_tolerates_garbage() -> None:
+    assert jwt_expiry(_jwt({"exp": 1700000000})) == 1700000000.0
+    for bad in ("", "tok-default", "a.b.c", "a.!!!.c", _jwt({"exp": "soon"}), _jwt({"exp": True})):
+        assert jwt_expiry(bad) is None
 
 
 async def test_one_worker_survives_many_failures() -> None:

@@ -2,7 +2,7 @@
 
 Three directions, as in virtual-kubelet:
 - sync pods from Kubernetes: the watch feeds a keyed queue (``ns/name``); workers reconcile one key
-  at a time: create the group, update it (image change, token rotation), delete it, and write status;
+  at a time: create the group, update it (image change), delete it, and write status;
 - sync pod status from the provider: ``status_changes()`` updates the known groups and requeues the
   pod, whose worker writes the status if (and only if) it differs;
 - delete pods from Kubernetes: a pod with deletionTimestamp gets its group deleted, then the pod object
@@ -16,10 +16,10 @@ UID: the backend tags groups with it and derives the ClientToken from it.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -31,7 +31,13 @@ from vk_provider.kube.events import EventRecorder
 from vk_provider.kube.watch import Informer, compact, object_key
 from vk_provider.metrics import GC_DELETED, POD_CREATED_TO_RUNNING, PODS, RECONCILES, STATUS_PROPAGATION, STATUS_WRITES
 from vk_provider.pods.queue import KeyedQueue, QueueShutDown
-from vk_provider.pods.resources import Missing, MissingReferences, ResourceResolver
+from vk_provider.pods.resources import (
+    EXTENDED_TOKEN_SECONDS,
+    ExpiringToken,
+    Missing,
+    MissingReferences,
+    ResourceResolver,
+)
 from vk_provider.pods.status import (
     TERMINAL_GROUP_STATES,
     TERMINAL_PHASES,
@@ -46,6 +52,7 @@ log = structlog.get_logger("vk_provider.pods")
 
 VANISHED_REASON = "ContainerGroupVanished"
 VANISHED_EXIT_CODE = 137
+TOKEN_NOT_ROTATED_REASON = "TokenNotRotated"
 
 
 class Requeue(Exception):
@@ -100,7 +107,7 @@ class PodController:
         self.recorder = recorder
         self.settings = settings
         self.node_name = node_name
-        self.resolver = resolver or ResourceResolver(api, token_refresh_fraction=settings.token_refresh_fraction)
+        self.resolver = resolver or ResourceResolver(api)
         self.delete_poll_max_seconds = delete_poll_max_seconds
         # A group created moments ago may be missing from a listing (not described yet): only groups
         # known for longer than this can be declared vanished.
@@ -115,7 +122,6 @@ class PodController:
         self._delete_polls: dict[str, int] = {}  # uid -> polls since delete_pod
         self._delete_requested: set[str] = set()
         self._spec_images: dict[str, dict[str, str]] = {}
-        self._token_refresh_at: dict[str, float] = {}
         self._vanished: dict[str, str] = {}  # uid -> group id
         self._failed: set[str] = set()  # uids failed for good by us (no recreate)
         self._announced: dict[str, set[str]] = {}  # uid -> one-off events already sent
@@ -183,9 +189,6 @@ class PodController:
             if uid in self.groups:
                 adopted += 1
                 self._spec_images[uid] = _images(pod)
-                if _has_token_volumes(pod):
-                    # The previous process's tokens have an unknown age: renew them soon, spread out.
-                    self._schedule_token_refresh(key, uid, time.time() + random.uniform(30.0, 600.0))
             self.queue.add(key)
         log.info("adopted existing groups", groups=len(groups), pods=adopted)
         self.adopted.set()
@@ -312,21 +315,21 @@ class PodController:
         )
         self.groups.setdefault(uid, _Known(placeholder))
         self._spec_images[uid] = _images(pod)
-        if resolution.token_refresh_at is not None:
-            self._schedule_token_refresh(key, uid, resolution.token_refresh_at)
         await self.recorder.record(pod, "Normal", "ProviderCreateSuccess", "container group created")
-
-    def _schedule_token_refresh(self, key: str, uid: str, at: float) -> None:
-        self._token_refresh_at[uid] = at
-        self.queue.add_after(key, max(0.0, at - time.time()))
+        if resolution.expiring_tokens:
+            msg = _tokens_not_rotated(resolution.expiring_tokens)
+            await self._announce(pod, "token-not-rotated", "Warning", TOKEN_NOT_ROTATED_REASON, msg)
 
     async def _maybe_update(self, key: str, pod: Pod, group: BackendPod) -> None:
+        """An image change on a running pod is the one spec change sent to the backend.
+
+        Projected service-account tokens are not rotated: on ECI replacing a mounted file means
+        UpdateContainerGroup, which restarts the group's containers (see ``_tokens_not_rotated``).
+        """
         uid = _uid(pod)
         images = _images(pod)
         image_changed = uid in self._spec_images and self._spec_images[uid] != images
-        refresh_at = self._token_refresh_at.get(uid)
-        token_due = refresh_at is not None and time.time() >= refresh_at
-        if not (image_changed or token_due) or group.group_status in TERMINAL_GROUP_STATES:
+        if not image_changed or group.group_status in TERMINAL_GROUP_STATES:
             return
         if group.group_status not in ("Running", "Pending", "Restarting"):
             # Scheduling/Updating/Terminating: try again shortly.
@@ -344,12 +347,7 @@ class PodController:
             self._spec_images[uid] = images  # do not retry a rejected update forever
             return
         self._spec_images[uid] = images
-        if resolution.token_refresh_at is not None:
-            self._schedule_token_refresh(key, uid, resolution.token_refresh_at)
-        else:
-            self._token_refresh_at.pop(uid, None)
-        what = "image changed" if image_changed else "service account token renewed"
-        await self.recorder.record(pod, "Normal", "ProviderUpdateSuccess", f"container group updated: {what}")
+        await self.recorder.record(pod, "Normal", "ProviderUpdateSuccess", "container group updated: image changed")
 
     async def _refuse_daemonset(self, pod: Pod) -> None:
         msg = "DaemonSet pods are not run on the virtual node (a container group per node has no meaning on ECI)"
@@ -474,7 +472,6 @@ class PodController:
 
     def _forget(self, uid: str) -> None:
         self._spec_images.pop(uid, None)
-        self._token_refresh_at.pop(uid, None)
         self._vanished.pop(uid, None)
         self._failed.discard(uid)
         self._seen_at.pop(uid, None)
@@ -592,12 +589,18 @@ class PodController:
         await self.queue.shutdown()
 
 
-def _has_token_volumes(pod: Pod) -> bool:
-    for vol in (pod.get("spec") or {}).get("volumes") or []:
-        for src in (vol.get("projected") or {}).get("sources") or []:
-            if src.get("serviceAccountToken"):
-                return True
-    return False
+def _tokens_not_rotated(tokens: list[ExpiringToken]) -> str:
+    """The TokenNotRotated message: which token files stop working when, why, and what to do."""
+    parts = [
+        f"{t.volume}/{t.path} (expirationSeconds {t.seconds}) expires at "
+        f"{datetime.fromtimestamp(t.expires_at, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        for t in tokens
+    ]
+    return (
+        f"service account token not renewed: {'; '.join(parts)}. ECI cannot replace a mounted file without "
+        f"restarting the container group; use the default lifetime (expirationSeconds {EXTENDED_TOKEN_SECONDS}, "
+        "no audience), which the API server extends, or restart the pod before then"
+    )
 
 
 def _describe(exc: BaseException) -> str:

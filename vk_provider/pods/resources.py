@@ -7,14 +7,17 @@
   optional one yields ``OptionalConfigMapNotFound`` / ``OptionalSecretNotFound`` and the pod starts.
 - Service-link variables (``FOO_SERVICE_HOST`` ...) are built when ``enableServiceLinks`` is on, from
   the services of the pod's namespace plus the ``kubernetes`` service of ``default``.
-- Projected serviceAccountToken sources are minted with the TokenRequest API, bound to the pod.
-  A token's refresh time is returned so that the controller re-issues it (and updates the group)
-  at ``token_refresh_fraction`` of its life, as the kubelet rotates projected tokens.
+- Projected serviceAccountToken sources are minted with the TokenRequest API, bound to the pod, once:
+  a group's files cannot be replaced without restarting its containers, so tokens are never rotated.
+  The automounted token (``expirationSeconds`` 3607, no audience) is what kube-apiserver extends to a
+  year (``--service-account-extend-token-expiration``, on by default); any other token really expires
+  after its lifetime, and ``Resolution.expiring_tokens`` names it so the controller can warn.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +25,10 @@ from typing import Any
 from vk_provider.kube.client import JSON, KubeAPI, parse_time
 from vk_provider.provider import Pod, PodResources
 
-DEFAULT_TOKEN_SECONDS = 3600
+DEFAULT_TOKEN_SECONDS = 3600  # the API server's default for a projected source without expirationSeconds
+# What the ServiceAccount admission plugin puts in the automounted kube-api-access volume; kube-apiserver
+# issues a pod-bound token requested with exactly this lifetime (and no foreign audience) valid for a year.
+EXTENDED_TOKEN_SECONDS = 3607
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,21 @@ class MissingReferences(Exception):
         self.missing = missing
 
 
+@dataclass(frozen=True)
+class ExpiringToken:
+    """A projected token the API server did not extend: it stops working at ``expires_at``."""
+
+    volume: str
+    path: str
+    seconds: int  # the lifetime requested
+    expires_at: float  # time.time()
+
+
 @dataclass
 class Resolution:
     resources: PodResources
     missing: list[Missing] = field(default_factory=list)  # optional ones only (required raise)
-    token_refresh_at: float | None = None  # time.time() at which tokens should be renewed
+    expiring_tokens: list[ExpiringToken] = field(default_factory=list)
 
 
 @dataclass
@@ -161,9 +177,8 @@ def service_env(services: list[JSON]) -> dict[str, str]:
 class ResourceResolver:
     """Reads referenced objects through the API (no cache: a pod is resolved once per create)."""
 
-    def __init__(self, api: KubeAPI, *, token_refresh_fraction: float = 0.8, services_ttl: float = 5.0) -> None:
+    def __init__(self, api: KubeAPI, *, services_ttl: float = 5.0) -> None:
         self.api = api
-        self.token_refresh_fraction = token_refresh_fraction
         self.services_ttl = services_ttl
         self._services: dict[str, tuple[float, list[JSON]]] = {}
 
@@ -216,15 +231,15 @@ class ResourceResolver:
             if ns != "default":
                 services += [s for s in await self._services_of("default") if s["metadata"].get("name") == "kubernetes"]
             res.service_env = service_env(services)
-        refresh_at = await self._tokens(pod, res)
-        return Resolution(resources=res, missing=missing, token_refresh_at=refresh_at)
+        expiring = await self._tokens(pod, res)
+        return Resolution(resources=res, missing=missing, expiring_tokens=expiring)
 
-    async def _tokens(self, pod: Pod, res: PodResources) -> float | None:
+    async def _tokens(self, pod: Pod, res: PodResources) -> list[ExpiringToken]:
         meta = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
         ns = str(meta.get("namespace") or "default")
         sa = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
-        refresh_at: float | None = None
+        expiring: list[ExpiringToken] = []
         for vol in spec.get("volumes") or []:
             for src in (vol.get("projected") or {}).get("sources") or []:
                 tok = src.get("serviceAccountToken")
@@ -248,9 +263,32 @@ class ResourceResolver:
                 issued = time.time()
                 out = await self.api.request("POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token", body=body)
                 status = out.get("status") or {}
-                res.tokens[f"{vol.get('name')}/{tok.get('path')}"] = str(status.get("token") or "")
-                expires = parse_time(status.get("expirationTimestamp"))
-                life = (expires.timestamp() - issued) if expires else float(seconds)
-                at = issued + max(1.0, life) * self.token_refresh_fraction
-                refresh_at = at if refresh_at is None else min(refresh_at, at)
-        return refresh_at
+                token = str(status.get("token") or "")
+                res.tokens[f"{vol.get('name')}/{tok.get('path')}"] = token
+                claimed = jwt_expiry(token)
+                if seconds == EXTENDED_TOKEN_SECONDS and (
+                    # A foreign audience is extended only if the API server accepts it as its own: the JWT says.
+                    not tok.get("audience") or (claimed is not None and claimed - issued > 2 * seconds)
+                ):
+                    continue
+                stated = parse_time(status.get("expirationTimestamp"))
+                expires = claimed or (stated.timestamp() if stated else issued + seconds)
+                expiring.append(ExpiringToken(str(vol.get("name")), str(tok.get("path")), seconds, expires))
+        return expiring
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT, read without verifying it (only to tell the user when it expires).
+
+    kube-apiserver states ``status.expirationTimestamp`` as requested even when it extended the token;
+    the claim is the truth.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:  # bad base64, bad UTF-8 or bad JSON
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
