@@ -132,6 +132,15 @@ async def test_non_node_requests_stay_pending_and_bad_approved_ones_fail(server:
     assert failed["reason"] == "SignerValidationFailure"
     assert certificate(server, "from-alice") is None
 
+    # A valid node request filed by a service account (a virtual kubelet's daemon) waits for a human, then is signed.
+    sa = "system:serviceaccount:vk-eci:vk-eci"
+    store.create_now(CSR_KEY, csr_object("from-sa", csr_pem(), username=sa, groups=["system:serviceaccounts"]))
+    store.create_now(CSR_KEY, csr_object("marker-2", csr_pem()))
+    await until(lambda: certificate(server, "marker-2"))
+    assert conditions(server, "from-sa") == {}
+    await store.mutate(CSR_KEY, None, "from-sa", approve, subresource="approval")
+    assert await until(lambda: certificate(server, "from-sa"))
+
 
 async def test_kubelet_flow_through_the_official_client(server: SandboxAPIServer, tmp_path: Path) -> None:
     """A node identity creates its CSR over HTTPS with the `kubernetes` client and reads back the certificate."""

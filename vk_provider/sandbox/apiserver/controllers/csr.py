@@ -7,7 +7,8 @@ digital signature, key encipherment and server auth, including server auth. (The
 auto-approves this signer; the sandbox plays the operator who would.) Anything else is left for a human.
 
 Signer: every approved, not yet signed, not failed request for this signer is signed by the sandbox CA into
-``status.certificate``; one that fails the same checks gets a ``Failed`` condition (reason SignerValidationFailure)
+``status.certificate``, whoever filed it (a human approval vouches for the requester, as with the real signer); one
+whose request itself is not a kubelet serving request gets a ``Failed`` condition (reason SignerValidationFailure)
 as the real signer does.
 """
 
@@ -49,13 +50,21 @@ def _decode_request(csr: JSON) -> bytes:
 
 
 def kubelet_serving_problem(csr: JSON) -> str | None:
-    """Why this CSR is not a valid kubelet serving request, or None when it is."""
+    """Why the approver leaves this CSR alone (not a node asking for its own serving certificate), or None."""
     spec = csr.get("spec") or {}
     username = str(spec.get("username") or "")
     if not username.startswith("system:node:") or len(username) == len("system:node:"):
         return f'username "{username}" is not a node identity'
     if "system:nodes" not in (spec.get("groups") or []):
         return "requester is not in the system:nodes group"
+    return signing_problem(csr, common_name=username)
+
+
+def signing_problem(csr: JSON, *, common_name: str | None = None) -> str | None:
+    """Why the signer refuses this approved CSR, or None. Like the real signer it checks only the request itself
+    (an operator who approved it vouched for the requester): CN system:node:<name>, O exactly system:nodes,
+    DNS/IP SANs only, usages within the allowed set."""
+    spec = csr.get("spec") or {}
     usages = set(spec.get("usages") or [])
     if "server auth" not in usages or not usages <= ALLOWED_USAGES:
         return f"usages must include server auth and be within {sorted(ALLOWED_USAGES)}, got {sorted(usages)}"
@@ -64,8 +73,10 @@ def kubelet_serving_problem(csr: JSON) -> str | None:
     except ValueError as exc:
         return f"the request is not a PEM certificate request: {exc}"
     common_names = [str(a.value) for a in request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    if common_names != [username]:
-        return f"subject CN must be {username}"
+    if common_name is not None and common_names != [common_name]:
+        return f"subject CN must be {common_name}"
+    if len(common_names) != 1 or not common_names[0].startswith("system:node:"):
+        return "subject CN must be system:node:<node name>"
     orgs = [str(a.value) for a in request.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
     if orgs != ["system:nodes"]:
         return "subject O must be exactly system:nodes"
@@ -118,12 +129,12 @@ def reconcile_csr(ctx: Context, csr: JSON) -> None:
     name = str(meta(csr).get("name"))
     if spec.get("signerName") != SIGNER:
         return
-    problem = kubelet_serving_problem(csr)
     if not _decided(csr):
-        if problem is None:
+        if kubelet_serving_problem(csr) is None:
             approve(ctx, name)
             log.info("kubelet serving CSR approved", csr=name, username=spec.get("username"))
         return
+    problem = signing_problem(csr)
     if (get_condition(csr, "Approved") or {}).get("status") != "True":
         return
     if (csr.get("status") or {}).get("certificate") or (get_condition(csr, "Failed") or {}).get("status") == "True":

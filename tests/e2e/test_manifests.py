@@ -1,0 +1,109 @@
+"""manifests/ as an operator uses them: `kubectl apply -k`, then the daemon under the shipped ServiceAccount.
+
+The daemon gets a token of the `vk-eci` ServiceAccount and the settings of the shipped ConfigMap (only the
+cloud-specific values are pointed at the simulator). Its serving CSR is approved with `kubectl certificate
+approve`, as docs/operations.md tells operators to. Every example then runs to Ready or Complete, and
+`kubectl logs`/`exec` pass the kubelet API's TokenReview and SubjectAccessReview: the ClusterRole is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import KUBECTL
+from tests.e2e.conftest import NODE, StackFactory, daemon_flags
+from vk_provider.app import Daemon
+from vk_provider.settings import load_settings
+
+pytestmark = pytest.mark.e2e
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+
+
+async def kubectl(env: dict[str, str], *args: str, timeout: float = 90) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, f"kubectl {' '.join(args)}: {err.decode()}"
+    return out.decode()
+
+
+def shipped(kind: str, name: str) -> dict[str, Any]:
+    for path in sorted(MANIFESTS.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == kind and doc["metadata"]["name"] == name:
+                return dict(doc)
+    raise AssertionError(f"no {kind} {name} in manifests/")
+
+
+async def test_manifests_are_enough_to_run_the_examples(
+    make_stack: StackFactory, tmp_path: Path, kubectl_env: dict[str, str]
+) -> None:
+    stack = await make_stack(runtime="process", daemon=False)
+    admin = {**kubectl_env, "KUBECONFIG": str(stack.apiserver.kubeconfig_path)}
+    await kubectl(admin, "apply", "-k", str(MANIFESTS))
+
+    deployment = shipped("Deployment", "vk-eci")
+    namespace = deployment["metadata"]["namespace"]
+    pod_spec = deployment["spec"]["template"]["spec"]
+    token = stack.apiserver.mint_token(namespace, pod_spec["serviceAccountName"])
+    sa_kubeconfig = stack.apiserver.user_kubeconfig(tmp_path / "sa.kubeconfig", token=token)
+
+    # The shipped ConfigMap is the settings file; only the cloud-specific values change.
+    config = tmp_path / "config.yaml"
+    config.write_text(shipped("ConfigMap", "vk-eci-config")["data"]["config.yaml"])
+    flags = daemon_flags(stack.apiserver, stack.sim, tmp_path)
+    for key in ("node.name", "eci.cluster_name", "eci.vswitch_ids", "eci.security_group_id"):
+        flags.pop(key)
+    flags.update({"config_file": str(config), "kube.kubeconfig": str(sa_kubeconfig), "node.name": NODE})
+    flags.update({"eci.vswitch_ids": ["vsw-manifests"], "eci.security_group_id": "sg-manifests"})
+    flags.update({"eci.cluster_dns": [], "kubelet.csr_poll_seconds": 0.2})
+    settings = load_settings(flags)
+    assert settings.kubelet.tls_mode == "csr", "the shipped settings use a CSR-issued serving certificate"
+
+    daemon = Daemon(settings)
+    await daemon.start()
+    try:
+        await daemon.wait_ready(timeout=30)
+        # The operator's step: approve the kubelet-serving CSR the daemon filed.
+        deadline = time.monotonic() + 20
+        names = ""
+        while not names and time.monotonic() < deadline:
+            names = await kubectl(
+                admin,
+                "get",
+                "csr",
+                "-o",
+                f"jsonpath={{.items[?(@.spec.username=='system:serviceaccount:{namespace}:{pod_spec['serviceAccountName']}')].metadata.name}}",
+            )
+            await asyncio.sleep(0.1)
+        assert names, "the daemon filed no serving CSR"
+        await kubectl(admin, "certificate", "approve", *names.split())
+        await daemon.wait_serving(timeout=20)
+
+        await kubectl(admin, "apply", "-f", str(MANIFESTS / "examples"))
+        await kubectl(admin, "wait", "--for=condition=Available", "deployment/hello-eci", "--timeout=60s")
+        await kubectl(admin, "wait", "--for=condition=Ready", "pod/hello-eci", "pod/web-eci", "--timeout=60s")
+        await kubectl(admin, "wait", "--for=condition=Complete", "job/pi-eci", "--timeout=90s")
+        assert "3.1415926536" in await kubectl(admin, "logs", "job/pi-eci")
+        assert (await kubectl(admin, "exec", "hello-eci", "--", "echo", "through the kubelet API")).strip() == (
+            "through the kubelet API"
+        )
+
+        lease = await stack.kube.get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}")
+        assert lease["spec"]["holderIdentity"] == NODE
+        assert not daemon.supervisor.failed.is_set()
+    finally:
+        await daemon.stop()
