@@ -51,10 +51,10 @@ def _die_with_simulator(argv: list[str]) -> list[str]:
 def image_entrypoint(spec: ContainerSpec, www: Path) -> tuple[list[str], list[str]] | None:
     """(entrypoint, default args) of the few images we know; None for an image we cannot "pull"."""
     base = spec.image.rsplit("/", 1)[-1].split("@")[0].split(":")[0]
-    port = next((p for proto, p in spec.ports if proto == "TCP"), 80)
+    port = next((p for proto, p in spec.ports if proto == "TCP"), 8080 if base == "nginx-unprivileged" else 80)
     if base in ("busybox", "alpine", "ubuntu", "debian"):
         return [], ["sh"]
-    if base in ("nginx", "httpd"):
+    if base in ("nginx", "nginx-unprivileged", "httpd"):
         return [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(www)], []
     if base in ("python", "python3"):
         return [], [sys.executable]
