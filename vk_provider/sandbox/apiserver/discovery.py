@@ -9,6 +9,7 @@ from typing import Any
 from vk_provider.sandbox.apiserver.resources import (
     _ALL,
     GROUPS,
+    METRICS_GROUP,
     SUBRESOURCE_KINDS,
     SUBRESOURCE_VERBS,
     ResourceType,
@@ -193,7 +194,9 @@ def _openapi_doc(group: str, version: str) -> dict[str, Any]:
     }
 
 
-_DOCS: dict[str, dict[str, Any]] = {_gv_path(g, v): _openapi_doc(g, v) for g, v in GROUPS.items()}
+# metrics.k8s.io is read-only and nothing validates against it, so it has no document (kubectl explain cannot
+# describe it).
+_DOCS: dict[str, dict[str, Any]] = {_gv_path(g, v): _openapi_doc(g, v) for g, v in GROUPS.items() if g != METRICS_GROUP}
 _HASHES = {
     p: hashlib.sha512(json.dumps(d, sort_keys=True).encode()).hexdigest().upper()[:128] for p, d in _DOCS.items()
 }

@@ -13,11 +13,11 @@ from urllib.parse import quote, urlencode
 import yaml
 from aiohttp import web
 
-from vk_provider.sandbox.apiserver import discovery, patch, protobuf, tables
+from vk_provider.sandbox.apiserver import discovery, metrics_api, patch, protobuf, tables
 from vk_provider.sandbox.apiserver.auth import ANONYMOUS_IDENTITY, Attributes, Identity, identity_from_peercert
 from vk_provider.sandbox.apiserver.errors import ApiError, bad_request, conflict, method_not_allowed, not_found
 from vk_provider.sandbox.apiserver.events import from_events_v1, to_events_v1
-from vk_provider.sandbox.apiserver.resources import BY_PATH, GROUPS, ResourceType
+from vk_provider.sandbox.apiserver.resources import BY_PATH, GROUPS, METRICS_GROUP, ResourceType
 from vk_provider.sandbox.apiserver.store import now_rfc3339
 
 if TYPE_CHECKING:
@@ -204,6 +204,7 @@ class Handlers:
     def __init__(self, server: SandboxAPIServer) -> None:
         self.server = server
         self.store = server.store
+        self.metrics = metrics_api.MetricsAPI(server)
 
     # ---- entry
 
@@ -332,6 +333,10 @@ class Handlers:
     async def resource(self, request: web.Request, ident: Identity, t: Target) -> web.StreamResponse:
         m = request.method
         q = request.query
+        if t.rt.group == METRICS_GROUP:
+            verb = metrics_api.request_verb(m, t.name, q)
+            self.authorize(ident, self._attrs(verb, t, ident))
+            return json_response(await self.metrics.serve(verb, t, q, table=wants_table(request)))
         if t.subresource in ("log", "exec", "attach", "portforward", "proxy"):
             verb = {
                 "GET": "get",

@@ -72,7 +72,8 @@ _EVENT_FIELDS = (
 )
 _CREATE_ONLY = ("create",)
 
-_ALL: tuple[ResourceType, ...] = (
+# The kinds kept in the Store.
+_STORED: tuple[ResourceType, ...] = (
     ResourceType(
         "",
         "v1",
@@ -202,7 +203,18 @@ _ALL: tuple[ResourceType, ...] = (
     ResourceType("batch", "v1", "jobs", "Job", True, (), "job", ("status",), categories=("all",)),
 )
 
-RESOURCES: dict[str, ResourceType] = {r.key: r for r in _ALL}
+# metrics.k8s.io is never stored: metrics_api.py computes it from the kubelets on each request, as metrics-server
+# serves it behind a real API server. Routed and discovered like the rest, read-only.
+METRICS_GROUP = "metrics.k8s.io"
+_COMPUTED: tuple[ResourceType, ...] = (
+    ResourceType(METRICS_GROUP, "v1beta1", "nodes", "NodeMetrics", False, verbs=("get", "list")),
+    ResourceType(METRICS_GROUP, "v1beta1", "pods", "PodMetrics", True, verbs=("get", "list")),
+)
+
+_ALL: tuple[ResourceType, ...] = _STORED + _COMPUTED
+
+# Stored kinds only (the Store and the garbage collector iterate these).
+RESOURCES: dict[str, ResourceType] = {r.key: r for r in _STORED}
 
 # (group, version, plural) -> type, for routing.
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in _ALL}
@@ -244,9 +256,9 @@ SUBRESOURCE_VERBS: dict[str, tuple[str, ...]] = {
 
 
 def by_kind(api_version: str, kind: str) -> ResourceType | None:
-    """The type serving ``kind`` in ``api_version`` (e.g. "apps/v1", "Deployment"), or None."""
+    """The stored type serving ``kind`` in ``api_version`` (e.g. "apps/v1", "Deployment"), or None."""
     group, _, version = api_version.rpartition("/")
-    for r in _ALL:
+    for r in _STORED:
         if r.group == group and r.version == version and r.kind == kind:
             return r
     return None
