@@ -1,7 +1,8 @@
 """Wiring: build every component from Settings, start them in order, stop them in reverse.
 
 ``Daemon.start()`` returns once the Node is registered and the kubelet API is listening;
-``wait_ready()`` once the Node reported Ready (pod watch synced, existing groups adopted). ``stop()``
+``wait_ready()`` once the Node reported Ready (pod watch synced; the adoption of existing groups may
+still be under way, e.g. while ECI is unreachable, and holds creates and deletes until done). ``stop()``
 (what SIGTERM does) stops taking work, lets in-flight reconciles finish within
 ``pods.shutdown_timeout_seconds``, and never deletes a container group.
 """
@@ -133,6 +134,7 @@ class Daemon:
                 kubelet_port=self.kubelet_port,
                 ping=self._provider.ping,
                 pods_ready=lambda: pods.ready,
+                adoption_pending=pods.adoption_pending,
                 quota=getattr(self._provider, "quota", None),
             )
             await node.register()
@@ -153,8 +155,9 @@ class Daemon:
 
     async def _adopt_then_ready(self) -> None:
         assert self.pods is not None and self.node is not None
-        await self.pods.adopt()
-        self.node.notify()
+        await self.pods.informer.synced.wait()
+        self.node.notify()  # Ready now: adoption may take long (ECI down at start) and NotReady evicts
+        await self.pods.adopt(notify=self.node.notify)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Until the Node was written Ready (or the daemon failed)."""

@@ -218,3 +218,34 @@ async def test_capacity_from_quota() -> None:
     )
     await ctl2._load_quota()
     assert ctl2.capacity()["cpu"] == "10000"
+
+
+async def test_pending_adoption_keeps_the_node_ready_and_says_why() -> None:
+    """ECI down at start: Ready=True once the watch synced, with a message naming the pending adoption; the
+    adoption state changing is a change worth an immediate write; once adopted the plain message returns."""
+    kube = FakeKube()
+    pending: list[tuple[str, str] | None] = [("listing", "listing existing ECI container groups for adoption")]
+    ctl = NodeController(
+        kube,  # type: ignore[arg-type]
+        NodeSettings(name="vk"),
+        region="r",
+        kubelet_port=1,
+        ping=Ping(),
+        pods_ready=lambda: True,
+        adoption_pending=lambda: pending[0],
+    )
+    await ctl.register()
+    ready = conds(kube)["Ready"]
+    assert ready["status"] == "True" and ready["reason"] == "KubeletReady"
+    assert "listing existing ECI container groups" in ready["message"] and "creating and deleting" in ready["message"]
+    assert ctl.ready_written.is_set()
+    written = ctl._written_sig
+    pending[0] = ("failing", "existing ECI container groups not adopted yet: listing them failed (x), retrying")
+    assert ctl._signature() != written
+    await ctl.patch_status()
+    assert "not adopted yet" in conds(kube)["Ready"]["message"]
+    pending[0] = ("failing", "existing ECI container groups not adopted yet: listing them failed (y), retrying")
+    assert ctl._signature() == ctl._written_sig  # a new error text alone waits for the heartbeat
+    pending[0] = None
+    await ctl.patch_status()
+    assert conds(kube)["Ready"]["message"] == "virtual kubelet is ready; ECI API reachable"

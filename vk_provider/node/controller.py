@@ -9,6 +9,10 @@ evict every pod 5 minutes later, which on a serverless node means deleting healt
 After ``backend_outage_grace_seconds`` of failed pings the node reports ``NetworkUnavailable=True``
 (reason ``BackendUnreachable``): the scheduler stops placing new pods here (a NoSchedule taint, no
 eviction) and the outage is visible in ``kubectl describe node``.
+
+The same holds when ECI is unreachable while the daemon starts: the node turns Ready once the pod
+watch synced, while the pod controller keeps retrying the adoption of existing groups (and holds
+creates and deletes until then); the Ready message says so.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class NodeController:
         kubelet_port: int,
         ping: Callable[[], Any],
         pods_ready: Callable[[], bool],
+        adoption_pending: Callable[[], tuple[str, str] | None] | None = None,
         quota: Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -81,6 +86,7 @@ class NodeController:
         self.kubelet_port = kubelet_port
         self._ping = ping
         self._pods_ready = pods_ready
+        self._adoption_pending = adoption_pending or (lambda: None)
         self._quota = quota
         self._clock = clock
         self.uid: str | None = None
@@ -134,9 +140,16 @@ class NodeController:
         pods_ready = self._pods_ready()
         outage = self.outage_seconds()
         long_outage = outage is not None and outage >= self.settings.backend_outage_grace_seconds
+        pending = self._adoption_pending()
         if not pods_ready:
+            ready = Condition("Ready", "False", "KubeletNotReady", "waiting for the pod watch to sync")
+        elif pending is not None:
+            prefix = f"ECI API unreachable for {int(outage)}s; " if outage is not None else ""
             ready = Condition(
-                "Ready", "False", "KubeletNotReady", "waiting for the pod watch to sync and groups to be adopted"
+                "Ready",
+                "True",
+                "KubeletReady",
+                f"{prefix}{pending[1]}; creating and deleting pods waits for it, running pods are left alone",
             )
         elif outage is not None:
             ready = Condition(
@@ -181,7 +194,10 @@ class NodeController:
         return out
 
     def _signature(self) -> tuple[tuple[str, str, str], ...]:
-        return tuple((c.type, c.status, c.reason) for c in self.conditions())
+        # The adoption state (not its message: an error text may change on every retry) is written at once too.
+        pending = self._adoption_pending()
+        adoption = ("Adoption", pending[0] if pending else "done", "")
+        return (*((c.type, c.status, c.reason) for c in self.conditions()), adoption)
 
     def node_status(self) -> dict[str, Any]:
         cap = self.capacity()

@@ -11,6 +11,15 @@ Three directions, as in virtual-kubelet:
 Level-triggered: every reconcile compares the pod as it is now with the group as last seen, so a
 missed event or a restart costs one extra comparison, never a duplicate group. Identity is the pod
 UID: the backend tags groups with it and derives the ClientToken from it.
+
+Adoption: after a restart the groups that already exist must be known before any pod is created or
+deleted. The ClientToken is no guard on its own: a repeated create carries freshly minted
+service-account tokens (and possibly changed ConfigMaps), so ECI answers IdempotentParameterMismatch
+instead of the existing group, and its idempotency window is limited anyway. So until ``adopt()``
+has listed the groups, workers do status work only (groups already reported by the status stream,
+DaemonSet refusals, events) and hold creates, updates and deletes; the GC does not run. ``adopt()``
+retries with backoff for as long as it takes and then requeues every pod. The node does not wait for
+it (``ready`` is the watch sync): NotReady would get every pod evicted after 5 minutes.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -117,6 +127,7 @@ class PodController:
         )
         self.queue = KeyedQueue(Backoff(base=settings.retry_base_seconds, cap=settings.retry_max_seconds))
         self.adopted = asyncio.Event()
+        self._adoption_error: str | None = None  # the last failure of the adoption listing
         self.groups: dict[str, _Known] = {}  # pod uid -> group
         self._deleted: dict[str, Pod] = {}  # key -> last state of a pod the watch reported deleted
         self._delete_polls: dict[str, int] = {}  # uid -> polls since delete_pod
@@ -142,7 +153,19 @@ class PodController:
 
     @property
     def ready(self) -> bool:
-        return self.informer.synced.is_set() and self.adopted.is_set()
+        """The node may report Ready: the pod watch synced. Adoption may still be under way."""
+        return self.informer.synced.is_set()
+
+    def adoption_pending(self) -> tuple[str, str] | None:
+        """None once existing groups are adopted; else (state, why) for the node's Ready message."""
+        if self.adopted.is_set():
+            return None
+        if self._adoption_error is None:
+            return "listing", "listing existing ECI container groups for adoption"
+        return (
+            "failing",
+            f"existing ECI container groups not adopted yet: listing them failed ({self._adoption_error}), retrying",
+        )
 
     # ---- watch -----------------------------------------------------------------------------------
     def _on_pod_event(self, kind: str, obj: Pod, old: Pod | None) -> None:
@@ -167,8 +190,12 @@ class PodController:
     async def run_watch(self) -> None:
         await self.informer.run()
 
-    async def adopt(self) -> None:
-        """After the watch synced: learn every existing group, so nothing is created twice."""
+    async def adopt(self, notify: Callable[[], None] | None = None) -> None:
+        """After the watch synced: learn every existing group, so nothing is created twice.
+
+        Retries with backoff until the listing succeeds (ECI may be down when the daemon starts);
+        ``notify`` is called when ``adoption_pending()`` changes. Then every pod is requeued.
+        """
         await self.informer.synced.wait()
         attempt = 0
         backoff = Backoff(base=self.settings.retry_base_seconds, cap=min(30.0, self.settings.retry_max_seconds))
@@ -179,23 +206,37 @@ class PodController:
             except Exception as exc:
                 delay = backoff.delay(attempt)
                 attempt += 1
+                first = self._adoption_error is None
+                self._adoption_error = _describe(exc)[:200]
                 log.warning("listing groups for adoption failed", error=repr(exc), retry_in=round(delay, 2))
+                if first and notify is not None:
+                    notify()
                 await asyncio.sleep(delay)
         for bp in groups:
-            self.groups[bp.uid] = _Known(bp)
+            known = self.groups.get(bp.uid)
+            if known is None:
+                self.groups[bp.uid] = _Known(bp)
+            else:  # the status stream reported it first: keep its first_seen
+                bp.group_id = bp.group_id or known.group.group_id
+                known.group = bp
         adopted = 0
-        for key, pod in self.informer.cache.items():
+        for pod in self.informer.cache.values():
             uid = _uid(pod)
             if uid in self.groups:
                 adopted += 1
                 self._spec_images[uid] = _images(pod)
-            self.queue.add(key)
-        log.info("adopted existing groups", groups=len(groups), pods=adopted)
+        # No await from here on: a worker that saw "not adopted" and held a key is requeued below.
         self.adopted.set()
+        self._adoption_error = None
+        for key in list(self.informer.cache) + list(self._deleted):
+            self.queue.add(key)
+        log.info("adopted existing groups", groups=len(groups), pods=adopted, attempts=attempt + 1)
+        if notify is not None:
+            notify()
 
     # ---- workers ---------------------------------------------------------------------------------
     async def run_worker(self) -> None:
-        await self.adopted.wait()
+        await self.informer.synced.wait()
         while True:
             try:
                 key = await self.queue.get()
@@ -235,6 +276,9 @@ class PodController:
         task.add_done_callback(self._event_tasks.discard)
 
     async def reconcile(self, key: str) -> None:
+        if not self.adopted.is_set():
+            await self._reconcile_before_adoption(key)
+            return
         pod = self.informer.cache.get(key)
         gone = self._deleted.pop(key, None)
         if gone is not None and (pod is None or _uid(pod) != _uid(gone)):
@@ -263,6 +307,24 @@ class PodController:
         await self._flush_backend_events(pod)
         await self._maybe_update(key, pod, known.group)
         await self._sync_status(pod, known.group)
+
+    async def _reconcile_before_adoption(self, key: str) -> None:
+        """Existing groups are not known yet: status work only. A pod without a known group may have
+        one on ECI, so creates wait, and so do updates and deletes (a removed pod stays in
+        ``_deleted``); ``adopt()`` requeues every key when it is done."""
+        pod = self.informer.cache.get(key)
+        if pod is None or _meta(pod).get("deletionTimestamp"):
+            return
+        if _phase(pod) in TERMINAL_PHASES:
+            await self._flush_backend_events(pod)
+            return
+        if _is_daemonset_pod(pod):
+            await self._refuse_daemonset(pod)
+            return
+        known = self.groups.get(_uid(pod))
+        if known is not None:  # reported by the status stream meanwhile
+            await self._flush_backend_events(pod)
+            await self._sync_status(pod, known.group)
 
     # ---- create / update -------------------------------------------------------------------------
     async def _announce(self, pod: Pod, what: str, type_: str, reason: str, message: str) -> None:
@@ -441,8 +503,8 @@ class PodController:
             await self.recorder.record(pod, ev.type or "Normal", ev.reason or "Backend", ev.message)
 
     async def run_status_sync(self) -> None:
-        """Consume the backend's status stream; restart it after a failure."""
-        await self.adopted.wait()
+        """Consume the backend's status stream; restart it after a failure. Runs before adoption too."""
+        await self.informer.synced.wait()
         attempt = 0
         backoff = Backoff(base=1.0, cap=30.0)
         while True:
@@ -521,7 +583,7 @@ class PodController:
 
         Returns the number of groups deleted. Safe only after the watch synced and groups were adopted.
         """
-        if not self.ready:
+        if not (self.informer.synced.is_set() and self.adopted.is_set()):
             return 0
         started = time.monotonic()
         known_before = {uid: k for uid, k in self.groups.items() if k.first_seen <= started - self.vanish_grace_seconds}
