@@ -24,8 +24,8 @@ from vk_provider.settings import PodsSettings
 
 
 class Env:
-    def __init__(self, vanish_grace: float = 0.0, **settings: Any) -> None:
-        self.kube = FakeKube()
+    def __init__(self, vanish_grace: float = 0.0, kube: FakeKube | None = None, **settings: Any) -> None:
+        self.kube = kube or FakeKube()
         self.provider = FakeProvider()
         self.recorder = EventRecorder(self.kube, host="vk")  # type: ignore[arg-type]
         opts = {"retry_base_seconds": 0.01, "retry_max_seconds": 0.05, "gc_min_age_seconds": 60.0}
@@ -506,3 +506,48 @@ async def test_adoption_failing_at_start_holds_creates_and_deletes_but_not_readi
     assert env.provider.actions("create") == ["uid-new"]  # never one for a pod that had a group
     assert sorted(env.provider.actions("delete")) == ["uid-gone", "uid-leaving"]
     assert env.ctl.groups["uid-old"].group.group_id == "eci-uid-old"
+
+
+async def test_ephemeral_containers_are_refused_with_an_event_and_a_waiting_status() -> None:
+    """kubectl debug adds an ephemeral container: one Warning per new name, and its status Waiting with the
+    reason (so kubectl debug prints it instead of hanging); nothing is sent to the backend; not repeated."""
+    env = Env()
+    env.provider.add_group("default", "web", "uid-web")
+    pod = make_pod("web")
+    key = env.add(pod)
+    await env.ready()
+    await env.ctl.reconcile(key)
+    pod = env.refresh(key)
+    pod["spec"]["ephemeralContainers"] = [{"name": "debugger-abc", "image": "busybox", "stdin": True, "tty": True}]
+    env.add(pod)
+    await env.ctl.reconcile(key)
+    env.refresh(key)
+    await env.ctl.reconcile(key)
+    status = env.kube.objects[env.path(pod)]["status"]
+    assert status["phase"] == "Running"  # the backend's status is kept
+    [eph] = status["ephemeralContainerStatuses"]
+    assert eph["name"] == "debugger-abc" and eph["image"] == "busybox" and eph["ready"] is False
+    assert eph["state"]["waiting"]["reason"] == "EphemeralContainersNotSupported"
+    assert "kubectl exec" in eph["state"]["waiting"]["message"]
+    events = [e for e in env.kube.events() if e["reason"] == "EphemeralContainersNotSupported"]
+    assert len(events) == 1 and events[0]["type"] == "Warning" and "'debugger-abc'" in events[0]["message"]
+    writes = len(status_patches(env))
+    # A second debug session adds another name: one more event, both statuses.
+    pod = env.refresh(key)
+    pod["spec"]["ephemeralContainers"].append({"name": "debugger-def", "image": "alpine"})
+    env.add(pod)
+    await env.ctl.reconcile(key)
+    env.refresh(key)
+    await env.ctl.reconcile(key)
+    status = env.kube.objects[env.path(pod)]["status"]
+    assert [s["name"] for s in status["ephemeralContainerStatuses"]] == ["debugger-abc", "debugger-def"]
+    assert env.kube.reasons().count("EphemeralContainersNotSupported") == 2
+    assert len(status_patches(env)) == writes + 1
+    assert env.provider.actions("update") == [] and env.provider.actions("create") == []
+    # After a daemon restart the status already says so: no second event for the same names.
+    fresh = Env(kube=env.kube)
+    fresh.provider.add_group("default", "web", "uid-web")
+    fresh.add(env.kube.objects[env.path(pod)])
+    await fresh.ready()
+    await fresh.ctl.reconcile(key)
+    assert env.kube.reasons().count("EphemeralContainersNotSupported") == 2

@@ -49,11 +49,15 @@ from vk_provider.pods.resources import (
     ResourceResolver,
 )
 from vk_provider.pods.status import (
+    EPHEMERAL_MESSAGE,
+    EPHEMERAL_REASON,
     TERMINAL_GROUP_STATES,
     TERMINAL_PHASES,
+    ephemeral_refused,
     failed_status,
     merge_status,
     pending_status,
+    with_ephemeral_statuses,
 )
 from vk_provider.provider import BackendEvent, BackendPod, Pod, PodLifecycle
 from vk_provider.settings import PodsSettings
@@ -418,9 +422,22 @@ class PodController:
 
     # ---- status ----------------------------------------------------------------------------------
     async def _sync_status(self, pod: Pod, group: BackendPod) -> None:
-        if not group.status:
+        ephemeral = (pod.get("spec") or {}).get("ephemeralContainers") or []
+        if not group.status and not ephemeral:
             return
-        await self._write_status(pod, lambda p: merge_status(p.get("status") or {}, group.status))
+        for c in ephemeral:
+            # kubectl debug adds them through the ephemeralcontainers subresource (a pod update event).
+            name = str(c.get("name"))
+            if not ephemeral_refused(pod, name):
+                msg = f"ephemeral container {name!r} not started: {EPHEMERAL_MESSAGE}"
+                await self._announce(pod, f"ephemeral:{name}", "Warning", EPHEMERAL_REASON, msg)
+
+        def desired(p: Pod) -> dict[str, Any]:
+            current = p.get("status") or {}
+            status = merge_status(current, group.status) if group.status else current
+            return with_ephemeral_statuses(p, status)
+
+        await self._write_status(pod, desired)
 
     async def _write_status(self, pod: Pod, desired: Any) -> None:
         """Write ``desired(pod)`` to pods/<name>/status if it differs; on a conflict re-read and retry."""

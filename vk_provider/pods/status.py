@@ -118,6 +118,47 @@ def failed_status(pod: Pod, reason: str, message: str, *, exit_code: int | None 
     return out
 
 
+EPHEMERAL_REASON = "EphemeralContainersNotSupported"
+EPHEMERAL_MESSAGE = (
+    "ECI cannot add a container to a running container group; use kubectl exec into one of the pod's containers"
+)
+
+
+def with_ephemeral_statuses(pod: Pod, status: dict[str, Any]) -> dict[str, Any]:
+    """``status`` with every ephemeral container of the spec Waiting with EphemeralContainersNotSupported.
+
+    Stable (no timestamps), so it is written once. ``kubectl debug`` prints a waiting container's
+    message instead of hanging silently.
+    """
+    containers = (pod.get("spec") or {}).get("ephemeralContainers") or []
+    if not containers:
+        return status
+    out = dict(status)
+    out["ephemeralContainerStatuses"] = [
+        {
+            "name": str(c.get("name")),
+            "image": str(c.get("image") or ""),
+            "imageID": "",
+            "containerID": "",
+            "ready": False,
+            "started": False,
+            "restartCount": 0,
+            "state": {"waiting": {"reason": EPHEMERAL_REASON, "message": EPHEMERAL_MESSAGE}},
+            "lastState": {},
+        }
+        for c in containers
+    ]
+    return out
+
+
+def ephemeral_refused(pod: Pod, name: str) -> bool:
+    """The pod's status already says ephemeral container ``name`` is refused (e.g. before a restart)."""
+    for st in (pod.get("status") or {}).get("ephemeralContainerStatuses") or []:
+        if st.get("name") == name and ((st.get("state") or {}).get("waiting") or {}).get("reason") == EPHEMERAL_REASON:
+            return True
+    return False
+
+
 def pending_status(pod: Pod, reason: str, message: str) -> dict[str, Any]:
     """A Pending status that says why the pod does not run (DaemonSet pods, ProviderFailed)."""
     out = copy.deepcopy(pod.get("status") or {})
