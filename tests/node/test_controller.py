@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.kube.fakes import FakeKube
+from vk_provider.kube.client import KubeError
+from vk_provider.metrics import REGISTRY
 from vk_provider.node.controller import NodeController
 from vk_provider.settings import NodeSettings
 
@@ -249,3 +253,48 @@ async def test_pending_adoption_keeps_the_node_ready_and_says_why() -> None:
     pending[0] = None
     await ctl.patch_status()
     assert conds(kube)["Ready"]["message"] == "virtual kubelet is ready; ECI API reachable"
+
+
+def lease_count(result: str) -> float:
+    return REGISTRY.get_sample_value("vk_lease_renewals_total", {"result": result}) or 0.0
+
+
+async def test_lease_renewal_failures_are_counted_too() -> None:
+    """vk_lease_renewals_total counts every attempt: ok, a refusal by HTTP status, a timeout, a connection
+    error, and a failed read of the Lease; run_lease survives all of them."""
+    kube = FakeKube()
+    ctl, _, _ = make(kube, lease_interval_seconds=0.01)
+    await ctl.register()
+    before = {r: lease_count(r) for r in ("ok", "403", "500", "timeout", "error")}
+    await ctl.renew_lease()
+    kube.fail_next[("PUT", LEASE)] = KubeError(403, "Forbidden", "leases is forbidden")
+    with pytest.raises(KubeError):
+        await ctl.renew_lease()
+    kube.fail_next[("GET", LEASE)] = KubeError(500, "InternalError", "etcd timeout")  # the read fails
+    with pytest.raises(KubeError):
+        await ctl.renew_lease()
+    real = kube.request
+    failures: list[BaseException] = [TimeoutError(), ConnectionResetError("reset by peer"), ValueError("bad JSON")]
+
+    async def flaky(method: str, path: str, **kw: Any) -> dict[str, Any]:
+        if path == LEASE and failures:
+            raise failures.pop(0)
+        return await real(method, path, **kw)
+
+    kube.request = flaky  # type: ignore[method-assign]
+    for _ in range(3):
+        with pytest.raises((TimeoutError, ConnectionResetError, ValueError)):
+            await ctl.renew_lease()
+    after = {r: lease_count(r) - before[r] for r in before}
+    assert after == {"ok": 1, "403": 1, "500": 1, "timeout": 1, "error": 2}
+    # The loop logs and keeps going.
+    failures.append(TimeoutError())
+    task = asyncio.create_task(ctl.run_lease())
+    try:
+        async with asyncio.timeout(2):
+            while lease_count("ok") - before["ok"] < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert lease_count("timeout") - before["timeout"] == 2

@@ -330,18 +330,27 @@ class NodeController:
         }
 
     async def renew_lease(self) -> None:
+        """Read the Lease and create or update it. Every attempt counts in ``vk_lease_renewals_total``:
+        ``result`` is ``ok``, the HTTP status of a refusal, ``timeout``, or ``error`` (connection
+        errors, unreadable answers); a failed read counts as a failed renewal."""
         base = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
-        current = await self.api.get_or_none(f"{base}/{self.name}")
         try:
+            current = await self.api.get_or_none(f"{base}/{self.name}")
             if current is None:
                 await self.api.request("POST", base, body=self.lease_object())
             else:
                 rv = (current.get("metadata") or {}).get("resourceVersion")
                 await self.api.request("PUT", f"{base}/{self.name}", body=self.lease_object(rv))
-            LEASE_RENEWALS.labels(result="ok").inc()
         except KubeError as exc:
             LEASE_RENEWALS.labels(result=str(exc.status)).inc()
             raise
+        except TimeoutError:
+            LEASE_RENEWALS.labels(result="timeout").inc()
+            raise
+        except Exception:
+            LEASE_RENEWALS.labels(result="error").inc()
+            raise
+        LEASE_RENEWALS.labels(result="ok").inc()
 
     async def run_lease(self) -> None:
         while True:
