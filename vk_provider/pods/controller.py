@@ -14,8 +14,9 @@ UID: the backend tags groups with it and derives the ClientToken from it.
 
 Adoption: after a restart the groups that already exist must be known before any pod is created or
 deleted. The ClientToken is no guard on its own: a repeated create carries freshly minted
-service-account tokens (and possibly changed ConfigMaps), so ECI answers IdempotentParameterMismatch
-instead of the existing group, and its idempotency window is limited anyway. So until ``adopt()``
+service-account tokens (and possibly changed ConfigMaps), so its parameters differ and the simulator
+answers IdempotentParameterMismatch (a permanent failure here) instead of the existing group; ECI's
+idempotency window may be limited as well. So until ``adopt()``
 has listed the groups, workers do status work only (groups already reported by the status stream,
 DaemonSet refusals, events) and hold creates, updates and deletes; the GC does not run. ``adopt()``
 retries with backoff for as long as it takes and then requeues every pod. The node does not wait for
