@@ -119,9 +119,22 @@ class ECISettings(_Section):
     access_key_secret: SecretStr | None = Field(
         None, description="AccessKey secret. Also read from ALIBABA_CLOUD_ACCESS_KEY_SECRET."
     )
+    security_token: SecretStr | None = Field(
+        None,
+        description="STS security token, sent with an STS AccessKey pair (access_key_id/access_key_secret). "
+        "Also read from ALIBABA_CLOUD_SECURITY_TOKEN. Never refreshed: restart the daemon with a new token "
+        "before it expires, or use ram_role_name.",
+    )
+    ram_role_name: str | None = Field(
+        None,
+        description="Sign with the ECS instance RAM role of this name instead of an AccessKey pair (on ACK: the "
+        "worker nodes' role). Its STS credentials come from the ECS metadata server and are refreshed by the SDK.",
+        pattern=r"^[A-Za-z0-9.-]{0,64}$",
+    )
     credentials_file: Path | None = Field(
         None,
-        description="A mounted file with `access_key_id` and `access_key_secret` (YAML or KEY=VALUE lines).",
+        description="A mounted file with `access_key_id` and `access_key_secret`, optionally `security_token` "
+        "(YAML or KEY=VALUE lines).",
     )
     vswitch_ids: list[str] = Field(
         default_factory=list,
@@ -354,7 +367,67 @@ def _read_credentials_file(path: Path) -> dict[str, str]:
     for key in ("access_key_secret", "alibaba_cloud_access_key_secret"):
         if key in norm:
             out["access_key_secret"] = norm[key]
+    for key in ("security_token", "alibaba_cloud_security_token"):
+        if key in norm:
+            out["security_token"] = norm[key]
     return out
+
+
+# The SDK's own variables (aliyunsdkcore's SignerFactory): when both are set it signs with them, whatever
+# credential it is given, so they would silently replace a RAM role or an STS token.
+_SDK_ENV_PAIR = ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET")
+
+
+def _how(path: str) -> str:
+    """'--flag or ENV', as the one-line errors say how to set a setting."""
+    return f"{FIELDS[path].flag} or {FIELDS[path].env}"
+
+
+_PAIR_HOW = (
+    "--eci-access-key-id and --eci-access-key-secret, VK_ECI__ACCESS_KEY_ID and VK_ECI__ACCESS_KEY_SECRET, "
+    "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+)
+
+
+def check_credentials(eci: ECISettings, env: Mapping[str, str] | None = None) -> None:
+    """ECI needs exactly one way to sign: an AccessKey pair (optionally with an STS token) or an ECS RAM role.
+
+    Raises SettingsError with a one-line message naming what to set; never a value.
+    """
+    env = os.environ if env is None else env
+    key_id = bool(eci.access_key_id)
+    secret = bool(eci.access_key_secret and eci.access_key_secret.get_secret_value())
+    token = bool(eci.security_token and eci.security_token.get_secret_value())
+    role = bool(eci.ram_role_name)
+    if key_id and not secret:
+        raise SettingsError(
+            "eci.access_key_secret: not set, but eci.access_key_id is "
+            f"(set {_how('eci.access_key_secret')} or ALIBABA_CLOUD_ACCESS_KEY_SECRET, or eci.credentials_file)"
+        )
+    if secret and not key_id:
+        raise SettingsError(
+            "eci.access_key_id: not set, but eci.access_key_secret is "
+            f"(set {_how('eci.access_key_id')} or ALIBABA_CLOUD_ACCESS_KEY_ID, or eci.credentials_file)"
+        )
+    if token and not key_id:
+        raise SettingsError(
+            f"eci.security_token: an STS token needs its STS AccessKey pair ({_PAIR_HOW}, or eci.credentials_file)"
+        )
+    if role and key_id:
+        raise SettingsError(
+            "eci.ram_role_name: set together with an AccessKey pair; use one of them (unset "
+            f"{_how('eci.ram_role_name')}, or remove the AccessKey, e.g. the vk-eci-accesskey Secret)"
+        )
+    if not role and not key_id:
+        raise SettingsError(
+            f"eci: no credentials for ECI: set an AccessKey pair ({_PAIR_HOW}, or eci.credentials_file) "
+            f"or an ECS RAM role ({_how('eci.ram_role_name')})"
+        )
+    if (role or token) and all(v in env for v in _SDK_ENV_PAIR):
+        raise SettingsError(
+            f"eci.{'ram_role_name' if role else 'security_token'}: {' and '.join(_SDK_ENV_PAIR)} are set in "
+            "the environment, and the SDK would sign with them instead (unset them)"
+        )
 
 
 def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
@@ -368,6 +441,7 @@ def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
     for var, path in (
         ("ALIBABA_CLOUD_ACCESS_KEY_ID", "eci.access_key_id"),
         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "eci.access_key_secret"),
+        ("ALIBABA_CLOUD_SECURITY_TOKEN", "eci.security_token"),
     ):
         if env.get(var) and path not in flat and FIELDS[path].env not in env:
             flat[path] = env[var]
@@ -390,12 +464,16 @@ def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
                 update["access_key_id"] = creds["access_key_id"]
             if settings.eci.access_key_secret is None and "access_key_secret" in creds:
                 update["access_key_secret"] = SecretStr(creds["access_key_secret"])
+            if settings.eci.security_token is None and "security_token" in creds:
+                update["security_token"] = SecretStr(creds["security_token"])
             if update:
                 settings.eci = settings.eci.model_copy(update=update)
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
     finally:
         _yaml_path_hint["path"] = None
+    # `vk-provider run` always runs the ECI provider: refuse to start without a way to sign its calls.
+    check_credentials(settings.eci, env)
     return settings
 
 
@@ -419,8 +497,10 @@ def render_markdown() -> str:
         "Sources, later winning: defaults, the YAML file (`--config`), `VK_*` environment variables,",
         "then flags. YAML nests by section (`eci: {region: cn-beijing}`). Lists and maps in env or",
         'flags are JSON (`\'["a","b"]\'`); list settings also take a comma-separated string.',
-        "`ALIBABA_CLOUD_ACCESS_KEY_ID` and `ALIBABA_CLOUD_ACCESS_KEY_SECRET` are read too,",
-        "below `VK_ECI__ACCESS_KEY_ID` / `VK_ECI__ACCESS_KEY_SECRET`.",
+        "`ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET` and `ALIBABA_CLOUD_SECURITY_TOKEN`",
+        "are read too, below `VK_ECI__ACCESS_KEY_ID` / `VK_ECI__ACCESS_KEY_SECRET` / `VK_ECI__SECURITY_TOKEN`.",
+        "`vk-provider run` needs ECI credentials: an AccessKey pair (with `eci.security_token` for an STS",
+        "pair) or `eci.ram_role_name`, exactly one of the two; otherwise it exits with code 2.",
         "",
         "| Setting | Flag | Environment | Default | Description |",
         "|---|---|---|---|---|",

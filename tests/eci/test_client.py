@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
+from email.message import Message
+from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+from aliyunsdkcore.auth.credentials import AccessKeyCredential, EcsRamRoleCredential, StsTokenCredential
+from aliyunsdkcore.auth.signers.access_key_signer import AccessKeySigner
+from aliyunsdkcore.auth.signers.ecs_ram_role_signer import EcsRamRoleSigner
+from aliyunsdkcore.auth.signers.sts_token_signer import StsTokenSigner
+from pydantic import SecretStr
 
 from tests.eci.conftest import FakeECI, error, make_settings
-from vk_provider.eci.client import ECIClient, encode_value, error_code
+from vk_provider.eci.client import ECIClient, credential_for, encode_value, error_code, map_sdk_error
 from vk_provider.errors import NotFound, PermanentError, TransientError
 from vk_provider.metrics import ECI_CALLS, ECI_RETRIES
+from vk_provider.sandbox.eci.server import ECISimulator
 
 
 def _sample(metric: object, **labels: str) -> float:
@@ -171,3 +183,190 @@ async def test_other_not_found_codes_are_permanent(fake_eci: FakeECI, code: str)
             await client.call("DeleteContainerGroup", {"ContainerGroupId": "eci-1"})
     finally:
         await client.close()
+
+
+# --- credentials ----------------------------------------------------------------------------------------
+
+
+def test_credential_for_each_way_to_sign() -> None:
+    """An AccessKey pair, a pair with an STS token, or an ECS RAM role: the SDK's own credential objects."""
+    pair = credential_for(make_settings("http://x"))
+    assert isinstance(pair, AccessKeyCredential)
+    assert (pair.access_key_id, pair.access_key_secret) == ("test-id", "test-secret")
+    sts = credential_for(make_settings("http://x", access_key_id="STS.id", security_token=SecretStr("tok")))
+    assert isinstance(sts, StsTokenCredential)
+    assert (sts.sts_access_key_id, sts.sts_access_key_secret, sts.sts_token) == ("STS.id", "test-secret", "tok")
+    role = credential_for(make_settings("http://x", access_key_id=None, access_key_secret=None, ram_role_name="r"))
+    assert isinstance(role, EcsRamRoleCredential) and role.role_name == "r"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "signer"),
+    [
+        ({}, AccessKeySigner),
+        ({"security_token": SecretStr("tok")}, StsTokenSigner),
+        ({"access_key_id": None, "access_key_secret": None, "ram_role_name": "worker-role"}, EcsRamRoleSigner),
+    ],
+)
+async def test_the_sdk_signs_with_the_configured_credential(
+    overrides: dict[str, Any], signer: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AcsClient picks the signer for the configured credential, with no request made to build it."""
+    for var in ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    client = ECIClient(make_settings("http://127.0.0.1:9", **overrides))
+    try:
+        acs_signer = client._acs._signer
+        assert type(acs_signer) is signer
+        if signer is EcsRamRoleSigner:
+            assert acs_signer._credential.role_name == "worker-role"
+    finally:
+        await client.close()
+
+
+async def test_sts_token_against_the_simulator(tmp_path: Path) -> None:
+    """An STS pair and its token: the simulator checks the signature over every parameter, SecurityToken
+    included, so the call succeeds only if the SDK sent the token and signed with the STS secret."""
+    keys = {"STS.NUexample": "sts-secret"}
+    async with ECISimulator(directory=tmp_path / "eci", runtime="virtual", access_keys=keys) as sim:
+        good = make_settings(
+            sim.endpoint,
+            access_key_id="STS.NUexample",
+            access_key_secret=SecretStr("sts-secret"),
+            security_token=SecretStr("CAIS-token"),
+            region=sim.region,
+        )
+        client = ECIClient(good)
+        try:
+            data = await client.call("DescribeContainerGroupStatus", {"Limit": 1})
+        finally:
+            await client.close()
+        assert "Data" in data
+        bad = good.model_copy(update={"access_key_secret": SecretStr("wrong")})
+        client = ECIClient(bad)
+        try:
+            with pytest.raises(PermanentError) as info:
+                await client.call("DescribeContainerGroupStatus", {"Limit": 1})
+        finally:
+            await client.close()
+        assert error_code(info.value) == "SignatureDoesNotMatch"
+        assert "CAIS-token" not in info.value.message and "sts-secret" not in info.value.message
+
+
+async def test_sts_token_goes_on_the_wire(fake_eci: FakeECI) -> None:
+    """The SDK adds SecurityToken to the signed parameters of every call."""
+    fake_eci.script("DescribeRegions", (200, {}))
+    client = ECIClient(make_settings(fake_eci.endpoint, security_token=SecretStr("CAIS-token")))
+    try:
+        await client.call("DescribeRegions", {})
+    finally:
+        await client.close()
+    _, params = fake_eci.calls[0]
+    assert params["SecurityToken"] == "CAIS-token" and params["AccessKeyId"] == "test-id"
+
+
+async def test_security_token_is_masked_in_errors(fake_eci: FakeECI) -> None:
+    """The gateway's SignatureDoesNotMatch echoes its string to sign, token included: masked in our error."""
+    echoed = (
+        "Specified signature is not matched with our calculation. server string to sign is:GET&%2F&"
+        "AccessKeyId%3DSTS.x%26Action%3DDescribeRegions%26SecurityToken%3DCAIS%252Btok%252Fen%253D%253D"
+        "%26SignatureMethod%3DHMAC-SHA1"
+    )
+    fake_eci.script("DescribeRegions", error("SignatureDoesNotMatch", echoed))
+    client = ECIClient(make_settings(fake_eci.endpoint, security_token=SecretStr("CAIS+tok/en==")))
+    try:
+        with pytest.raises(PermanentError) as info:
+            await client.call("DescribeRegions", {})
+    finally:
+        await client.close()
+    msg = info.value.message
+    assert "SecurityToken%3D***%26SignatureMethod" in msg
+    assert "CAIS" not in msg and "tok" not in msg.replace("Token", "")
+
+
+async def test_expired_security_token_is_retried_not_permanent(fake_eci: FakeECI) -> None:
+    """An expired STS token must not fail pods for good: it is a TransientError (a RAM role's token renews)."""
+    fake_eci.script(
+        "CreateContainerGroup", error("InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
+    )
+    client = ECIClient(make_settings(fake_eci.endpoint, max_retries=1, security_token=SecretStr("tok")))
+    try:
+        with pytest.raises(TransientError) as info:
+            await client.call("CreateContainerGroup", {})
+    finally:
+        await client.close()
+    assert len(fake_eci.calls) == 2
+    assert info.value.reason == "ECICredentials"
+    assert error_code(info.value) == "InvalidSecurityToken.Expired"
+
+
+def test_metadata_server_failure_is_transient_and_says_so() -> None:
+    """The RAM role signer's urllib errors (no such role: 404) name the metadata server, and are retried."""
+    url = "http://100.100.100.200/latest/meta-data/ram/security-credentials/nope"
+    err = map_sdk_error("DescribeRegions", urllib.error.HTTPError(url, 404, "Not Found", Message(), None))
+    assert isinstance(err, TransientError)
+    assert error_code(err) == "MetadataUnavailable"
+    assert "ECS metadata server" in err.message and "404" in err.message
+
+
+class FakeMetadata:
+    """The ECS metadata server, reached as an HTTP proxy: the SDK's signer asks http://100.100.100.200/...
+    with urllib, which honours http_proxy, so a test can answer it on 127.0.0.1."""
+
+    def __init__(self, role: str, creds: dict[str, str]) -> None:
+        self.role, self.creds, self.asked = role, creds, []
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.asked.append(str(request.url))
+        if (
+            request.url.host != "100.100.100.200"
+            or request.path != f"/latest/meta-data/ram/security-credentials/{self.role}"
+        ):
+            return web.Response(status=404, text="Not Found")
+        return web.json_response({"Code": "Success", "Expiration": "2099-01-01T00:00:00Z", **self.creds})
+
+
+async def test_ecs_ram_role_end_to_end_through_a_fake_metadata_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With eci.ram_role_name the SDK fetches the role's STS credentials from the metadata server and signs
+    with them; the simulator accepts the call only if the session key, secret and token are all right."""
+    meta = FakeMetadata(
+        "worker-role", {"AccessKeyId": "STS.role", "AccessKeySecret": "role-secret", "SecurityToken": "tok"}
+    )
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", meta.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    for var in ("no_proxy", "NO_PROXY", "ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(urllib.request, "_opener", None)  # urlopen builds its opener (and proxies) once
+    try:
+        async with ECISimulator(
+            directory=tmp_path / "eci", runtime="virtual", access_keys={"STS.role": "role-secret"}
+        ) as sim:
+            settings = make_settings(
+                sim.endpoint, access_key_id=None, access_key_secret=None, ram_role_name="worker-role", region=sim.region
+            )
+            client = ECIClient(settings)
+            try:
+                await client.call("DescribeContainerGroupStatus", {"Limit": 1})
+                await client.call("DescribeContainerGroupStatus", {"Limit": 1})
+            finally:
+                await client.close()
+            assert len(meta.asked) == 1, "the credentials are cached by the SDK between calls"
+            wrong = settings.model_copy(update={"ram_role_name": "not-attached"})
+            client = ECIClient(wrong)
+            try:
+                with pytest.raises(TransientError) as info:
+                    await client.call("DescribeContainerGroupStatus", {"Limit": 1}, retries=0)
+            finally:
+                await client.close()
+            assert error_code(info.value) == "MetadataUnavailable"
+    finally:
+        await runner.cleanup()

@@ -13,6 +13,10 @@ through ``ECIClient.call``:
 
 Parameters are passed as a flat ``{wire name: value}`` mapping and applied with ``add_query_param``:
 one canonical wire form for every action, with booleans as ``true``/``false`` and lists as JSON.
+
+Credentials (``credential_for``) are the SDK's own: an AccessKey pair, an STS token
+(``StsTokenCredential``, static), or an ECS instance RAM role (``EcsRamRoleCredential``: the SDK's
+signer fetches STS credentials from the ECS metadata server and refreshes them itself).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import asyncio
 import importlib
 import json
 import logging
+import re
 import time
+import urllib.error
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -29,6 +35,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+from aliyunsdkcore.auth.credentials import AccessKeyCredential, EcsRamRoleCredential, StsTokenCredential
 from aliyunsdkcore.client import AcsClient
 from pydantic import BaseModel, ValidationError
 
@@ -70,6 +77,26 @@ _NOT_FOUND_CODES = frozenset(
 )
 
 
+# A SignatureDoesNotMatch answer echoes the server's string to sign, URL-encoded, SecurityToken included.
+_TOKEN_INLINE = re.compile(r"(?i)(SecurityToken(?:%253D|%3D|[\"']?\s*[:=]\s*[\"']?))(.+?)(?=%2526|%26|&|[\s\"',]|$)")
+
+
+def credential_for(settings: ECISettings) -> Any:
+    """The SDK credential the settings ask for (an untyped SDK object): ``EcsRamRoleCredential`` for a RAM
+    role, ``StsTokenCredential`` for an STS token, else ``AccessKeyCredential``."""
+    if settings.ram_role_name:
+        return EcsRamRoleCredential(settings.ram_role_name)
+    key_id = settings.access_key_id or ""
+    secret = settings.access_key_secret.get_secret_value() if settings.access_key_secret else ""
+    if settings.security_token and settings.security_token.get_secret_value():
+        return StsTokenCredential(key_id, secret, settings.security_token.get_secret_value())
+    return AccessKeyCredential(key_id, secret)
+
+
+def _redact(text: str) -> str:
+    return _TOKEN_INLINE.sub(lambda m: m.group(1) + "***", redact_text(text))
+
+
 def error_code(exc: BaseException) -> str:
     """The service's error code carried on an error raised by this client ('' when none)."""
     return str(getattr(exc, "eci_code", ""))
@@ -86,11 +113,15 @@ def map_sdk_error(action: str, exc: BaseException) -> ProviderError:
         return exc
     if isinstance(exc, ServerException):
         code = str(exc.get_error_code() or "")
-        msg = redact_text(str(exc.get_error_msg() or ""))
+        msg = _redact(str(exc.get_error_msg() or ""))
         status = int(exc.get_http_status() or 0)
         text = f"ECI {action} failed: {code}: {msg}"
         if code.startswith("Throttling") or status == 429:
             return _with_code(TransientError(text, reason="ECIThrottled"), code)
+        # An expired (or not yet valid) STS token is the daemon's problem, never the pod's: a RAM role's
+        # token is renewed by the SDK, a static one by restarting with a new one. Keep retrying.
+        if code.startswith("InvalidSecurityToken"):
+            return _with_code(TransientError(text, reason="ECICredentials"), code)
         # Only a missing container group is NotFound: InvalidAccessKeyId.NotFound or an unknown action
         # (also 404) must never read as "the group is gone".
         if code in _NOT_FOUND_CODES or (code.endswith(".NotFound") and "ContainerGroup" in code):
@@ -100,10 +131,22 @@ def map_sdk_error(action: str, exc: BaseException) -> ProviderError:
         return _with_code(PermanentError(text, reason="ProviderFailed"), code)
     if isinstance(exc, ClientException):
         code = str(exc.get_error_code() or "")
-        msg = redact_text(str(exc.get_error_msg() or ""))
+        msg = _redact(str(exc.get_error_msg() or ""))
         if code in ("SDK.HttpError", "SDK.ServerUnreachable", "SDK.UnknownServerError"):
             return _with_code(TransientError(f"ECI {action} unreachable: {msg}", reason="ECIUnavailable"), code)
         return _with_code(PermanentError(f"ECI {action}: {code}: {msg}", reason="ProviderFailed"), code)
+    if isinstance(exc, urllib.error.URLError):
+        # Only the RAM role signer uses urllib (ECI calls go through requests): the ECS metadata server
+        # did not hand out the role's credentials (a wrong role name is HTTP 404; off ECS it is unreachable).
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # it holds the metadata server's connection
+        return _with_code(
+            TransientError(
+                f"ECI {action}: no credentials for the RAM role from the ECS metadata server: {_redact(str(exc))}",
+                reason="ECICredentials",
+            ),
+            "MetadataUnavailable",
+        )
     if isinstance(exc, TimeoutError | ConnectionError | OSError):
         return _with_code(TransientError(f"ECI {action} unreachable: {exc!r}", reason="ECIUnavailable"), "Network")
     return _with_code(PermanentError(f"ECI {action}: unexpected {type(exc).__name__}"), "Unexpected")
@@ -125,11 +168,18 @@ class ECIClient:
 
     def __init__(self, settings: ECISettings, *, sleep: Any = None) -> None:
         self.settings = settings
-        secret = settings.access_key_secret.get_secret_value() if settings.access_key_secret else ""
+        credential = credential_for(settings)
+        ak: str | None = None
+        secret: str | None = None
+        if isinstance(credential, AccessKeyCredential):
+            # Passed as ak/secret, the pair wins over the SDK's ALIYUN_ACCESS_KEY_* variables; a credential
+            # object does not (load_settings refuses a role or a token while those are set).
+            ak, secret = credential.access_key_id, credential.access_key_secret
         self._acs = AcsClient(
-            settings.access_key_id or "",
+            ak,
             secret,
             settings.region,
+            credential=None if ak is not None else credential,
             auto_retry=False,
             max_retry_time=0,
             connect_timeout=settings.connect_timeout_seconds,
