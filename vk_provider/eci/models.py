@@ -80,6 +80,7 @@ class ContainerGroup(_Wire):
     InternetIp: str = ""
     Ipv6Address: str = ""
     RestartPolicy: str = ""
+    SpotStrategy: str = ""
     CreationTime: datetime | None = None
     SucceededTime: datetime | None = None
     FailedTime: datetime | None = None

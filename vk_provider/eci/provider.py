@@ -21,7 +21,11 @@ before the first resync) when the index cannot know. Identity comes only from ta
 NoStock: a create is planned as a list of (size, vSwitches) attempts — every spec of eci-use-specs,
 first with all vSwitches, then each vSwitch alone. A group that fails to schedule for lack of
 stock (synchronously, or as ScheduleFailed with a NoStock event) is deleted and the next attempt is
-created; when none is left the pod fails with the service's reason.
+created; when none is left the pod fails with reason NoStock, its message listing every attempt.
+
+Events of our own travel with the group's (``_Entry.events``): translation warnings, NoStock warnings,
+and one Normal ``ContainerGroupScheduled`` event naming the size (spec or instance type, vCPU, GiB) and
+zone ECI placed a group we created in, so ``kubectl describe pod`` shows what is billed.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ from vk_provider.eci.status import (
 )
 from vk_provider.eci.translate import CreateRequest, translate_pod
 from vk_provider.eci.usage import UsageTarget, fetch_usage
-from vk_provider.errors import InvalidInput, NotFound, NotSupported, ProviderError, TransientError
+from vk_provider.errors import InvalidInput, NotFound, NotSupported, PermanentError, ProviderError, TransientError
 from vk_provider.provider import (
     BackendEvent,
     BackendPod,
@@ -95,7 +99,9 @@ class _Entry:
     request: CreateRequest | None = None
     plan: list[tuple[SizeChoice, list[str]]] = field(default_factory=list)
     attempt: int = 0
-    warnings: list[BackendEvent] = field(default_factory=list)
+    tried: int = 0  # attempts of the plan made so far (the NoStock failure message lists them)
+    events: list[BackendEvent] = field(default_factory=list)
+    scheduled_announced: bool = False
 
 
 def _fingerprint(group: ContainerGroup) -> str:
@@ -113,6 +119,24 @@ def _plan(req: CreateRequest) -> list[tuple[SizeChoice, list[str]]]:
 
 def _is_no_stock_code(code: str) -> bool:
     return any(code.startswith(c) or c in code for c in NO_STOCK_CODES)
+
+
+def _where(vswitches: list[str]) -> str:
+    return ",".join(vswitches) or "the default vSwitches"
+
+
+def _tried(plan: list[tuple[SizeChoice, list[str]]], count: int) -> str:
+    """'1-2Gi in vsw-a,vsw-b; 1-2Gi in vsw-a; ...' for the first ``count`` attempts of a plan."""
+    return "; ".join(f"{size.describe()} in {_where(vsw)}" for size, vsw in plan[:count])
+
+
+def _gib(v: float | None) -> str:
+    return "?" if v is None else (str(int(v)) if float(v).is_integer() else f"{v:g}")
+
+
+def _now_event(type_: str, reason: str, message: str) -> BackendEvent:
+    now = datetime.now(UTC)
+    return BackendEvent(type=type_, reason=reason, message=message, count=1, first_timestamp=now, last_timestamp=now)
 
 
 class ECIProvider:
@@ -211,6 +235,11 @@ class ECIProvider:
         # A group created moments ago and not described yet is reported as Pending.
         group = entry.group or ContainerGroup(ContainerGroupId=entry.group_id, Status="Pending")
         status = container_group_to_pod_status(group, pod or self._current_pod(entry))
+        if entry.plan and entry.tried >= len(entry.plan) and is_no_stock(group):
+            status["message"] = (
+                f"{status.get('message') or 'no stock'}; tried {_tried(entry.plan, entry.tried)}, no attempt left"
+            )
+        self._announce_scheduled(entry)
         return BackendPod(
             namespace=entry.namespace,
             name=entry.name,
@@ -219,7 +248,35 @@ class ECIProvider:
             group_status=group.Status,
             status=status,
             created=group.CreationTime,
-            events=entry.warnings + group_events(group),
+            events=entry.events + group_events(group),
+        )
+
+    def _announce_scheduled(self, entry: _Entry) -> None:
+        """Once per group we created: a Normal event with the size and zone ECI placed it in (what is billed).
+        Groups adopted after a restart were announced by the daemon that created them."""
+        group = entry.group
+        if entry.scheduled_announced or group is None or entry.request is None:
+            return
+        if group.Status in ("", "Scheduling", "ScheduleFailed") or (group.Status == "Pending" and not group.ZoneId):
+            return  # not placed yet (the zone is known once ECI has picked a vSwitch)
+        entry.scheduled_announced = True
+        planned = entry.plan[entry.attempt][0] if entry.attempt < len(entry.plan) else None
+        cpu = group.Cpu if group.Cpu is not None else (planned.cpu if planned else None)
+        memory = group.Memory if group.Memory is not None else (planned.memory if planned else None)
+        size = f"{_gib(cpu)} vCPU, {_gib(memory)} GiB"
+        instance_type = group.InstanceType or (planned.instance_type if planned else None)
+        if instance_type:
+            size = f"instance type {instance_type} ({size})"
+        where = f"zone {group.ZoneId}" if group.ZoneId else "a zone ECI did not report"
+        if group.VSwitchId:
+            where += f", vSwitch {group.VSwitchId}"
+        spot = f", spot ({group.SpotStrategy})" if group.SpotStrategy and group.SpotStrategy != "NoSpot" else ""
+        entry.events.append(
+            _now_event(
+                "Normal",
+                "ContainerGroupScheduled",
+                f"container group {group.ContainerGroupId} runs as {size}{spot} in {where}",
+            )
         )
 
     def _remember(self, group: ContainerGroup) -> _Entry | None:
@@ -244,7 +301,7 @@ class ECIProvider:
             entry = _Entry(uid=uid, namespace=ns, name=name, group_id=group.ContainerGroupId)
             if prev is not None:
                 entry.request, entry.plan, entry.attempt = prev.request, prev.plan, prev.attempt
-                entry.warnings = prev.warnings
+                entry.tried, entry.events = prev.tried, prev.events
                 self._by_group.pop(prev.group_id, None)
             self._by_uid[uid] = entry
             self._by_group[group.ContainerGroupId] = uid
@@ -446,7 +503,7 @@ class ECIProvider:
         result = translate_pod(pod, resources, self.settings, self.node_name)
         meta = pod.get("metadata") or {}
         uid = str(meta["uid"])
-        warnings = [
+        events = [
             BackendEvent(
                 type="Warning", reason="NotSupported", message=w, count=1, first_timestamp=None, last_timestamp=None
             )
@@ -454,7 +511,7 @@ class ECIProvider:
         ]
         plan = _plan(result.request)
         await self._create_attempt(
-            uid, str(meta.get("namespace") or "default"), str(meta.get("name")), result.request, plan, 0, warnings
+            uid, str(meta.get("namespace") or "default"), str(meta.get("name")), result.request, plan, 0, events
         )
 
     async def _create_attempt(
@@ -465,9 +522,8 @@ class ECIProvider:
         req: CreateRequest,
         plan: list[tuple[SizeChoice, list[str]]],
         attempt: int,
-        warnings: list[BackendEvent],
+        events: list[BackendEvent],
     ) -> _Entry:
-        last_error: ProviderError | None = None
         while attempt < len(plan):
             size, vswitches = plan[attempt]
             params = req.to_params(size=size, vswitch_ids=vswitches)
@@ -476,13 +532,18 @@ class ECIProvider:
             try:
                 data = await self._call("CreateContainerGroup", params)
             except ProviderError as exc:
-                if _is_no_stock_code(error_code(exc)) and attempt + 1 < len(plan):
-                    log.info("eci no stock, trying the next spec", pod=f"{namespace}/{name}", attempt=attempt)
-                    warnings.append(self._no_stock_event(exc.message, plan, attempt))
-                    attempt += 1
-                    last_error = exc
-                    continue
-                raise
+                if not _is_no_stock_code(error_code(exc)):
+                    raise
+                if attempt + 1 >= len(plan):
+                    # The last attempt refused for lack of stock: the pod fails with reason NoStock, like a
+                    # group that failed to schedule, and the message says what was tried.
+                    raise PermanentError(
+                        f"{exc.message}; tried {_tried(plan, attempt + 1)}, no attempt left", reason="NoStock"
+                    ) from None
+                log.info("eci no stock, trying the next spec", pod=f"{namespace}/{name}", attempt=attempt)
+                events.append(self._no_stock_event(exc.message, plan, attempt))
+                attempt += 1
+                continue
             group_id = CreateContainerGroupResponse.model_validate(data).ContainerGroupId
             entry = _Entry(
                 uid=uid,
@@ -492,7 +553,8 @@ class ECIProvider:
                 request=req,
                 plan=plan,
                 attempt=attempt,
-                warnings=warnings,
+                tried=attempt + 1,
+                events=events,
             )
             old = self._by_uid.get(uid)
             if old is not None:
@@ -501,33 +563,28 @@ class ECIProvider:
             self._by_group[group_id] = uid
             log.info("eci group created", pod=f"{namespace}/{name}", group=group_id, size=size.describe())
             return entry
-        raise last_error or TransientError("no create attempt left")
+        raise TransientError("no create attempt left")
 
     def _no_stock_event(self, message: str, plan: list[tuple[SizeChoice, list[str]]], attempt: int) -> BackendEvent:
         nxt = plan[attempt + 1] if attempt + 1 < len(plan) else None
-        then = (
-            f"; trying {nxt[0].describe()} in {','.join(nxt[1]) or 'the default vSwitches'}"
-            if nxt
-            else "; no alternative left"
-        )
-        now = datetime.now(UTC)
-        return BackendEvent(
-            type="Warning", reason="NoStock", message=message + then, count=1, first_timestamp=now, last_timestamp=now
-        )
+        then = f"; trying {nxt[0].describe()} in {_where(nxt[1])}" if nxt else "; no alternative left"
+        return _now_event("Warning", "NoStock", message + then)
 
     async def _next_attempt(self, entry: _Entry, message: str) -> bool:
         """Replace a NoStock group with the next planned attempt; False when none is left."""
         if entry.request is None or entry.attempt + 1 >= len(entry.plan):
             return False
-        entry.warnings.append(self._no_stock_event(message, entry.plan, entry.attempt))
+        entry.events.append(self._no_stock_event(message, entry.plan, entry.attempt))
         with contextlib.suppress(NotFound):
             await self._call("DeleteContainerGroup", {"ContainerGroupId": entry.group_id})
         try:
             await self._create_attempt(
-                entry.uid, entry.namespace, entry.name, entry.request, entry.plan, entry.attempt + 1, entry.warnings
+                entry.uid, entry.namespace, entry.name, entry.request, entry.plan, entry.attempt + 1, entry.events
             )
         except ProviderError as exc:
             log.warning("eci NoStock retry failed", pod=f"{entry.namespace}/{entry.name}", error=exc.message)
+            if exc.reason == "NoStock":
+                entry.tried = len(entry.plan)  # the remaining attempts were refused at once
             return False
         return True
 
