@@ -197,9 +197,6 @@ class PodsSettings(_Section):
     )
     gc_interval_seconds: float = Field(120.0, gt=0, description="Period of the orphan group GC.")
     gc_min_age_seconds: float = Field(300.0, ge=0, description="GC never touches groups younger than this.")
-    token_refresh_fraction: float = Field(
-        0.8, gt=0, lt=1, description="Refresh projected service-account tokens at this fraction of life."
-    )
     shutdown_timeout_seconds: float = Field(
         20.0, ge=0, description="On SIGTERM, how long in-flight reconciles may run before they are cancelled."
     )

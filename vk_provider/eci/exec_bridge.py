@@ -1,7 +1,7 @@
 """An exec session over ExecContainerCommand's WebSocketUri.
 
 The real service's framing is undocumented; this module speaks the simulator's (see
-docs/sandbox.md), kept in one place so another framing can be swapped in. Every message is a binary
+docs/sandbox-eci.md), kept in one place so another framing can be swapped in. Every message is a binary
 frame whose first byte is a channel:
 
 - 0 stdin (to the container), 1 stdout, 2 stderr (from it);

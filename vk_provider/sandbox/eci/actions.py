@@ -20,7 +20,16 @@ from vk_provider.sandbox.eci.views import event_view, group_view, metric_record,
 from vk_provider.sandbox.eci.wire import ApiError, Params, invalid, missing, nest, not_found, parse_time, rfc3339nano
 
 Handler = Callable[[Params], Awaitable[dict[str, Any]]]
-_SIGNING_KEYS = {"Signature", "SignatureNonce", "Timestamp", "AccessKeyId", "SignatureType", "SignatureMethod"}
+_SIGNING_KEYS = {
+    "Signature",
+    "SignatureNonce",
+    "Timestamp",
+    "AccessKeyId",
+    "SignatureType",
+    "SignatureMethod",
+    "SecurityToken",
+    "SignatureVersion",
+}
 EXEC_TOKEN_TTL = 60.0
 MAX_LOG_BYTES = 1 << 20
 
