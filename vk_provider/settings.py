@@ -163,19 +163,26 @@ class ECISettings(_Section):
     connect_timeout_seconds: float = Field(5.0, gt=0, description="SDK connect timeout.")
     read_timeout_seconds: float = Field(10.0, gt=0, description="SDK read timeout.")
     status_poll_interval_seconds: float = Field(
-        3.0, gt=0, description="Incremental status poll period (DescribeContainerGroupStatus + SinceSecond)."
+        3.0,
+        gt=0,
+        description="Poller tick: each tick makes one incremental status poll (DescribeContainerGroupStatus + "
+        "SinceSecond) and advances the presence check or full resync under way by at most one page.",
     )
     presence_check_interval_seconds: float = Field(
         300.0,
         gt=0,
-        description="How often the list of existing group ids is fetched (DescribeContainerGroupStatus, 200 per "
-        "call) to notice groups deleted outside Kubernetes; 50 calls at 10,000 pods.",
+        description="How long after the last presence check completed the next one starts: the list of existing "
+        "group ids (DescribeContainerGroupStatus, 200 per call, one call per tick) that notices groups deleted "
+        "outside Kubernetes. At 10,000 pods it is 50 calls over 150 s (300 s while a resync shares the ticks).",
     )
     full_resync_interval_seconds: float = Field(
-        1200.0,
+        3600.0,
         gt=0,
-        description="Full resync by tag (DescribeContainerGroups, 20 groups per call). At 10,000 pods one resync "
-        "is 500 calls, so 1200 s keeps the steady-state total under 60 calls/min.",
+        description="How long after the last full resync completed the next one starts: DescribeContainerGroups "
+        "by tag, 20 groups per call, one call per tick (500 calls over 25-35 min at 10,000 pods). It only re-reads "
+        "every group's details in case an incremental poll missed a change: the polls see status changes and the "
+        "presence checks see deletions and unknown groups, so once an hour is enough. list_pods answers from the "
+        "index while a resync is that recent or under way.",
     )
 
     @field_validator("vswitch_ids", "cluster_dns", mode="before")

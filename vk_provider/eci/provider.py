@@ -1,19 +1,29 @@
 """ECIProvider: the ECI implementation of PodLifecycle and PodStreams.
 
 State lives in one in-memory index of this node's groups, keyed by pod UID and by group id, kept
-fresh by a poller task:
+fresh by a poller task. Every ``eci.status_poll_interval_seconds`` (a tick) it makes one incremental
+poll — DescribeContainerGroupStatus with SinceSecond (and our cluster/node tags) names the groups whose
+status changed; their details come from DescribeContainerGroups by id, 20 per call — and advances the
+periodic listings by tag ("sweeps") by at most one page:
 
-- every ``eci.status_poll_interval_seconds``: DescribeContainerGroupStatus with SinceSecond (and our
-  cluster/node tags) names the groups whose status changed; their details come from
-  DescribeContainerGroups by id, 20 per call;
-- every ``eci.presence_check_interval_seconds``: DescribeContainerGroupStatus by tag without
-  SinceSecond, 200 ids per page, tells which groups still exist (groups deleted behind our back leave
-  the index, so list_pods and the GC see them gone);
-- every ``eci.full_resync_interval_seconds``: DescribeContainerGroups by tag, 20 per page, replaces
-  the index.
+- the presence check, ``eci.presence_check_interval_seconds`` after the last one completed:
+  DescribeContainerGroupStatus by tag without SinceSecond, 200 ids per page, tells which groups still
+  exist (groups deleted behind our back leave the index, so list_pods and the GC see them gone; ids
+  the index does not know are described);
+- the full resync, ``eci.full_resync_interval_seconds`` after the last one completed:
+  DescribeContainerGroups by tag, 20 per page, each page applied to the index as it arrives.
 
-Budget at 10,000 steady pods with the defaults: 20 polls/min + 50 calls per 5 min + 500 calls per
-20 min = about 55 calls/min; the node's ping is free while the poller's calls succeed.
+When both are under way they take pages in turn. At the end of a sweep, groups it did not see that
+were in the index 30 s before it started are described by id and forgotten if gone. A page that fails
+abandons its sweep (it starts again later) and never holds up the polls. Only the first resync (the
+index, and adoption, wait for it), list_pods with a stale index and the resync after the poller was
+down for an hour run at full speed.
+
+Budget at 10,000 steady pods with the defaults: at most one poll and one sweep page per 3 s tick,
+i.e. at most 40 calls/min whatever the pod count, plus describes of groups that really changed. On
+average: 20 polls/min, a 50-page presence check every 7.5 to 10 min (300 s plus its own 150 to 300 s) and a
+500-page resync about every 95 min (3600 s plus the ~33 min it takes, sharing ticks with presence
+checks), about 31 calls/min; the node's ping is free while the poller's calls succeed.
 
 Lookups never scan: ``get_pod`` answers from the index, and only asks ECI (by id, or by the UID tag
 before the first resync) when the index cannot know. Identity comes only from tags (names.py).
@@ -81,7 +91,9 @@ from vk_provider.settings import ECISettings
 
 log = structlog.get_logger("vk_provider.eci.provider")
 
-PAGE = 20
+PAGE = 20  # DescribeContainerGroups' maximum page
+PRESENCE_PAGE = 200  # DescribeContainerGroupStatus' maximum page
+RESYNC, PRESENCE = "resync", "presence"
 MAX_ATTEMPTS = 10
 NO_STOCK_CODES = ("NoStock", "StockExhaust", "StockClose", "RecommendEmpty", "OutOfStock")
 
@@ -102,6 +114,19 @@ class _Entry:
     tried: int = 0  # attempts of the plan made so far (the NoStock failure message lists them)
     events: list[BackendEvent] = field(default_factory=list)
     scheduled_announced: bool = False
+
+
+@dataclass
+class _Sweep:
+    """One listing by tag of this node's groups — a full resync (DescribeContainerGroups) or a presence
+    check (DescribeContainerGroupStatus) — walked page by page: all at once (a burst), or by the poller,
+    one page per tick (paced)."""
+
+    kind: str  # RESYNC or PRESENCE
+    started: float = field(default_factory=time.monotonic)
+    token: str = ""
+    seen: set[str] = field(default_factory=set)
+    pages: int = 0
 
 
 def _fingerprint(group: ContainerGroup) -> str:
@@ -166,6 +191,10 @@ class ECIProvider:
         self._last_poll_ok: float | None = None
         self._last_resync: float | None = None
         self._last_presence: float | None = None
+        self._last_burst = -math.inf  # when the last full-speed resync completed
+        self._sweeps: dict[str, _Sweep] = {}  # the poller's paced sweeps under way, by kind
+        self._sweep_retry_at: dict[str, float] = {}  # a sweep that failed starts again from then
+        self._sweep_turn = ""  # the kind that had the last page
         self._last_call_ok: float = 0.0
         self._status_fp: dict[str, str] = {}
         self._pending: dict[str, BackendPod] = {}
@@ -346,55 +375,145 @@ class ECIProvider:
                 break
         return out
 
-    async def resync(self) -> list[BackendPod]:
-        """Full resync by tag: replace the index, publish what changed, forget vanished groups."""
-        async with self._resync_lock:
-            started = time.monotonic()
-            groups = await self._describe_by_tags()
-            seen: set[str] = set()
-            changed: list[_Entry] = []
-            for g in groups:
-                seen.add(g.ContainerGroupId)
-                entry = self._remember(g)
-                if entry is not None:
-                    changed.append(entry)
-            for uid, entry in list(self._by_uid.items()):
-                # A group created while the listing ran may be missing from it: keep young entries.
-                if entry.group_id not in seen and entry.created_at < started - 30:
-                    self._forget(uid)
-            self._synced = True
-            self._last_resync = time.monotonic()
-            for entry in changed:
-                await self._after_change(entry)
-            return [self._backend_pod(e) for e in self._by_uid.values()]
+    # --- sweeps: the listings by tag (full resync, presence check) -----------------------------------
 
-    async def presence_check(self) -> None:
-        """Which groups still exist: DescribeContainerGroupStatus by tag without SinceSecond, 200 per page
-        (50 calls at 10k pods, against 500 for a full resync). Groups gone from it leave the index, so
-        list_pods — and the GC's vanished-group check — see them gone; unknown ones are described."""
-        started = time.monotonic()
-        present: set[str] = set()
-        token = ""
-        for _ in range(10000):
-            params: dict[str, Any] = {**self._tag_params(), "Limit": 200}
-            if token:
-                params["NextToken"] = token
-            resp = DescribeContainerGroupStatusResponse.model_validate(
+    async def _sweep_page(self, sweep: _Sweep) -> bool:
+        """Fetch and apply the next page of a sweep; True when it was the last one.
+
+        A resync page's groups go into the index at once (``_remember`` + ``_after_change``), so what
+        a sweep learns is never older than its last call; a presence page only records the ids."""
+        params: dict[str, Any] = {**self._tag_params(), "Limit": PAGE if sweep.kind == RESYNC else PRESENCE_PAGE}
+        if sweep.token:
+            params["NextToken"] = sweep.token
+        if sweep.kind == RESYNC:
+            resp = DescribeContainerGroupsResponse.model_validate(await self._call("DescribeContainerGroups", params))
+            count, token = len(resp.ContainerGroups), resp.NextToken
+            for g in resp.ContainerGroups:
+                sweep.seen.add(g.ContainerGroupId)
+                changed = self._remember(g)
+                if changed is not None:
+                    await self._after_change(changed)
+        else:
+            status = DescribeContainerGroupStatusResponse.model_validate(
                 await self._call("DescribeContainerGroupStatus", params)
             )
-            present.update(item.ContainerGroupId for item in resp.Data)
-            token = resp.NextToken
-            if not token or not resp.Data:
-                break
-        for uid, entry in list(self._by_uid.items()):
-            if entry.group_id not in present and entry.created_at < started - 30:
-                self._forget(uid)
-        unknown = [gid for gid in present if gid not in self._by_group]
-        for g in await self._describe_ids(unknown) if unknown else []:
+            count, token = len(status.Data), status.NextToken
+            sweep.seen.update(item.ContainerGroupId for item in status.Data)
+        sweep.pages += 1
+        sweep.token = token
+        return not token or not count
+
+    async def _finish_sweep(self, sweep: _Sweep, *, verify: bool) -> None:
+        """What a listing does once complete: forget the groups it did not see (unless created less than
+        30 s before it started: they may be missing from it), and, for a presence check, describe the
+        ids it saw but the index does not know. A paced sweep (``verify``) spans minutes, long enough
+        for groups to be created and deleted under its cursor, so it forgets a group only after a
+        describe by id has confirmed it is gone."""
+        missing = [
+            e for e in self._by_uid.values() if e.group_id not in sweep.seen and e.created_at < sweep.started - 30
+        ]
+        unknown = [gid for gid in sweep.seen if gid not in self._by_group] if sweep.kind == PRESENCE else []
+        to_describe = unknown + ([e.group_id for e in missing] if verify else [])
+        found = await self._describe_ids(to_describe) if to_describe else []
+        found_ids = {g.ContainerGroupId for g in found}
+        for entry in missing:
+            if entry.group_id not in found_ids and self._by_uid.get(entry.uid) is entry:
+                self._forget(entry.uid)
+        for g in found:
             changed = self._remember(g)
             if changed is not None:
                 await self._after_change(changed)
-        self._last_presence = time.monotonic()
+        now = time.monotonic()
+        if sweep.kind == RESYNC:
+            self._synced = True
+            self._last_resync = now
+        else:
+            self._last_presence = now
+        # A listing completed, paced or not: the poller's sweep of that kind has nothing left to do.
+        if self._sweeps.get(sweep.kind) is sweep or not verify:
+            self._sweeps.pop(sweep.kind, None)
+            self._sweep_retry_at.pop(sweep.kind, None)
+
+    async def _burst(self, kind: str) -> _Sweep:
+        """A listing at full speed, every page at once."""
+        sweep = _Sweep(kind)
+        for _ in range(100000):  # bounded: 2M groups
+            if await self._sweep_page(sweep):
+                break
+        await self._finish_sweep(sweep, verify=False)
+        return sweep
+
+    async def resync(self) -> list[BackendPod]:
+        """Full resync by tag at full speed: refresh the index, publish what changed, forget vanished
+        groups. Used at start (adoption waits for it), by list_pods when the index is stale, and after
+        the poller was down for an hour; the periodic resync is a paced sweep instead (``_sweep_step``).
+        A caller that waited for a burst already under way takes its result."""
+        asked = time.monotonic()
+        async with self._resync_lock:
+            if self._synced and self._last_burst >= asked:
+                return [self._backend_pod(e) for e in self._by_uid.values()]
+            await self._burst(RESYNC)
+            self._last_burst = time.monotonic()
+            return [self._backend_pod(e) for e in self._by_uid.values()]
+
+    async def presence_check(self) -> None:
+        """Which groups still exist, at full speed: DescribeContainerGroupStatus by tag without SinceSecond,
+        200 per page (50 calls at 10k pods, against 500 for a full resync). Groups gone from it leave the
+        index, so list_pods — and the GC's vanished-group check — see them gone; unknown ones are described.
+        The poller runs the same listing as a paced sweep (``_sweep_step``)."""
+        await self._burst(PRESENCE)
+
+    async def _sweep_step(self) -> None:
+        """One page of the periodic sweeps, at most, per poller tick.
+
+        A sweep starts when its interval has passed since the previous listing of its kind completed;
+        when both are under way they take pages in turn, so a long resync does not hold up the presence
+        check. A page that fails abandons its sweep, which starts again from the first page later
+        (after ``min(interval, 20 polls)``); the status polls go on meanwhile."""
+        now = time.monotonic()
+        for kind, last, every in (
+            (RESYNC, self._last_resync, self.settings.full_resync_interval_seconds),
+            (PRESENCE, self._last_presence, self.settings.presence_check_interval_seconds),
+        ):
+            if kind in self._sweeps or last is None or now - last < every:
+                continue
+            if now < self._sweep_retry_at.get(kind, now):
+                continue
+            self._sweep_retry_at.pop(kind, None)
+            self._sweeps[kind] = _Sweep(kind)
+            log.info("eci sweep started", sweep=kind, groups=len(self._by_uid))
+        if not self._sweeps:
+            return
+        kind = next((k for k in self._sweeps if k != self._sweep_turn), self._sweep_turn)
+        self._sweep_turn = kind
+        sweep = self._sweeps[kind]
+        try:
+            last_page = await self._sweep_page(sweep)
+            if self._sweeps.get(kind) is not sweep:
+                return  # a burst listing of the same kind completed meanwhile
+            if last_page:
+                await self._finish_sweep(sweep, verify=True)
+                took = round(time.monotonic() - sweep.started, 1)
+                log.info("eci sweep done", sweep=kind, pages=sweep.pages, seconds=took)
+        except Exception as exc:
+            if self._sweeps.get(kind) is not sweep:
+                return
+            del self._sweeps[kind]
+            every = (
+                self.settings.full_resync_interval_seconds
+                if kind == RESYNC
+                else self.settings.presence_check_interval_seconds
+            )
+            retry_in = min(every, 20 * self.settings.status_poll_interval_seconds)
+            self._sweep_retry_at[kind] = time.monotonic() + retry_in
+            error = exc.message if isinstance(exc, ProviderError) else repr(exc)
+            log.warning(
+                "eci sweep failed, starting it again later",
+                sweep=kind,
+                page=sweep.pages + 1,
+                error=error,
+                retry_in=retry_in,
+            )
 
     async def poll_once(self) -> None:
         """One incremental poll: statuses changed since the last successful poll, then their details."""
@@ -460,28 +579,26 @@ class ECIProvider:
         self._publish(entry)
 
     async def _poll_loop(self) -> None:
+        """Each tick: the first full resync (at full speed) until one succeeded; then one incremental
+        poll and, when the poll succeeded, at most one page of the periodic sweeps."""
         interval = self.settings.status_poll_interval_seconds
         while not self._closed:
+            polled = False
             try:
-                due = self._last_resync is None or (
-                    time.monotonic() - self._last_resync >= self.settings.full_resync_interval_seconds
-                )
-                presence_due = self._last_presence is not None and (
-                    time.monotonic() - self._last_presence >= self.settings.presence_check_interval_seconds
-                )
-                if due:
+                if self._last_resync is None:
                     await self.resync()
                     self._last_poll_ok = self._last_poll_ok or time.monotonic()
                     self._last_presence = time.monotonic()
-                elif presence_due:
-                    await self.presence_check()
                 else:
                     await self.poll_once()
+                    polled = True
             except ProviderError as exc:
                 log.warning("eci status poll failed", error=exc.message, reason=exc.reason)
             except Exception as exc:
                 # A malformed answer must not stop status updates for every pod: log and poll again.
                 log.error("eci status poll crashed", error=repr(exc), exc_info=exc)
+            if polled and not self._closed:
+                await self._sweep_step()
             await self._sleep(interval)
 
     # --- PodLifecycle -------------------------------------------------------------------------------
@@ -643,14 +760,19 @@ class ECIProvider:
         return self._backend_pod(entry, pod)
 
     async def list_pods(self) -> list[BackendPod]:
-        """Every group of this node. From the index when a full resync ran within its interval (the
-        GC asks every few minutes, and a listing is 500 calls at 10k pods); otherwise a resync."""
+        """Every group of this node. From the index when a full resync completed within its interval, or
+        while the poller's paced resync is under way (the GC asks every few minutes, and a listing is
+        500 calls at 10k pods); otherwise a resync at full speed."""
         fresh = self._last_resync is not None and (
             time.monotonic() - self._last_resync < self.settings.full_resync_interval_seconds
         )
-        if not (self._synced and fresh):
+        pacing = (RESYNC in self._sweeps or RESYNC in self._sweep_retry_at) and self._poller_running()
+        if not (self._synced and (fresh or pacing)):
             return await self.resync()
         return [self._backend_pod(e) for e in self._by_uid.values()]
+
+    def _poller_running(self) -> bool:
+        return self._poller is not None and not self._poller.done() and not self._closed
 
     async def status_changes(self) -> AsyncIterator[BackendPod]:
         while not self._closed:

@@ -1,0 +1,300 @@
+"""The poller's periodic listings (full resync, presence check) run as paced sweeps: at most one page per
+tick next to the incremental poll. Against the scripted ECI endpoint, with the poller's sleep replaced by a
+step the test controls, so every tick's calls can be counted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.eci.conftest import FakeECI, Reply, error, make_settings
+from vk_provider.eci import names
+from vk_provider.eci.provider import PRESENCE, RESYNC, ECIProvider
+
+NODE = "vk"
+
+
+def _group(gid: str) -> dict[str, Any]:
+    n = gid.removeprefix("eci-")
+    tags = {
+        names.TAG_CLUSTER: "test-cluster",
+        names.TAG_NODE: NODE,
+        names.TAG_NAMESPACE: "default",
+        names.TAG_POD: f"p-{n}",
+        names.TAG_UID: f"uid-{n}",
+    }
+    return {
+        "ContainerGroupId": gid,
+        "Status": "Running",
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+        "Containers": [{"Name": "app", "Image": "busybox", "Ready": True, "CurrentState": {"State": "Running"}}],
+    }
+
+
+@dataclass
+class World:
+    """This node's groups as the fake endpoint lists them, in small pages so a few groups make many pages."""
+
+    ids: list[str]
+    page: int = 3
+    changed: set[str] = field(default_factory=set)  # reported by the next incremental poll
+    fail: dict[str, int] = field(default_factory=dict)  # "resync"/"presence" -> fail that page number (1-based)
+
+    def _page(self, kind: str, params: dict[str, str]) -> tuple[list[str], str, bool]:
+        """(ids of the page, NextToken, whether to refuse it); the token is the last id of the page."""
+        ids = sorted(self.ids)
+        after = params.get("NextToken", "")
+        start = next((i for i, g in enumerate(ids) if g > after), len(ids)) if after else 0
+        chunk = ids[start : start + self.page]
+        more = start + self.page < len(ids)
+        refuse = self.fail.get(kind) == start // self.page + 1
+        if refuse:
+            del self.fail[kind]
+        return chunk, chunk[-1] if more and chunk else "", refuse
+
+    def describe(self, params: dict[str, str]) -> Reply:
+        if "ContainerGroupIds" in params:
+            wanted = json.loads(params["ContainerGroupIds"])
+            return 200, {"ContainerGroups": [_group(g) for g in wanted if g in self.ids], "NextToken": ""}
+        chunk, token, refuse = self._page(RESYNC, params)
+        if refuse:
+            return error("InvalidParameter", "page refused")
+        return 200, {"ContainerGroups": [_group(g) for g in chunk], "NextToken": token}
+
+    def status(self, params: dict[str, str]) -> Reply:
+        if "SinceSecond" in params:
+            data = [{"ContainerGroupId": g, "Status": "Running", "Reason": "again"} for g in sorted(self.changed)]
+            self.changed.clear()
+            return 200, {"Data": data, "NextToken": ""}
+        chunk, token, refuse = self._page(PRESENCE, params)
+        if refuse:
+            return error("InvalidParameter", "page refused")
+        return 200, {"Data": [{"ContainerGroupId": g, "Status": "Running"} for g in chunk], "NextToken": token}
+
+
+def kind_of(action: str, params: dict[str, str]) -> str:
+    if action == "DescribeContainerGroupStatus":
+        return "poll" if "SinceSecond" in params else PRESENCE
+    if action == "DescribeContainerGroups":
+        return "describe" if "ContainerGroupIds" in params else RESYNC
+    return action
+
+
+class Ticker:
+    """The poller's sleep: each tick ends in it; ``step`` lets exactly one more tick run."""
+
+    def __init__(self, fake: FakeECI) -> None:
+        self.fake = fake
+        self.marks: list[int] = []  # len(fake.calls) at the end of each tick
+        self._asleep = asyncio.Event()
+        self._go = asyncio.Event()
+
+    async def sleep(self, _seconds: float) -> None:
+        self.marks.append(len(self.fake.calls))
+        self._asleep.set()
+        await self._go.wait()
+        self._go.clear()
+
+    async def first(self) -> None:
+        await asyncio.wait_for(self._asleep.wait(), 10)
+
+    async def step(self, n: int = 1) -> None:
+        for _ in range(n):
+            self._asleep.clear()
+            self._go.set()
+            await asyncio.wait_for(self._asleep.wait(), 10)
+
+    def tick(self, i: int) -> list[str]:
+        """The calls of tick ``i`` (0 = the first), by kind."""
+        start = self.marks[i - 1] if i else 0
+        return [kind_of(a, p) for a, p in self.fake.calls[start : self.marks[i]]]
+
+
+Started = tuple[ECIProvider, World, Ticker]
+
+
+@pytest.fixture
+def start(fake_eci: FakeECI) -> Callable[..., Any]:
+    """start(groups) -> (provider, world, ticker) with the poller past its first tick."""
+
+    async def go(groups: int, **settings: Any) -> Started:
+        world = World(ids=[f"eci-{i:02d}" for i in range(groups)])
+        fake_eci.script("DescribeContainerGroups", world.describe)
+        fake_eci.script("DescribeContainerGroupStatus", world.status)
+        base: dict[str, Any] = {
+            "status_poll_interval_seconds": 0.01,
+            "presence_check_interval_seconds": 1000,
+            "full_resync_interval_seconds": 1000,
+        }
+        base.update(settings)
+        ticker = Ticker(fake_eci)
+        provider = ECIProvider(make_settings(fake_eci.endpoint, **base), node_name=NODE, sleep=ticker.sleep)
+        await provider.start()
+        await ticker.first()
+        return provider, world, ticker
+
+    return go
+
+
+def make_due(provider: ECIProvider, *kinds: str) -> None:
+    """Age the last listing of each kind past its interval (and the index's entries past the 30 s grace)."""
+    old = time.monotonic() - 5000
+    for kind in kinds:
+        if kind == RESYNC:
+            provider._last_resync = old
+        else:
+            provider._last_presence = old
+    for entry in provider._by_uid.values():
+        entry.created_at = old
+
+
+async def test_initial_resync_is_one_burst(fake_eci: FakeECI) -> None:
+    """The first tick is the whole resync at full speed (every page, no poll), and a list_pods made while
+    it runs (adoption) takes its result instead of listing again."""
+    world = World(ids=[f"eci-{i:02d}" for i in range(10)])
+    fake_eci.script("DescribeContainerGroups", world.describe)
+    fake_eci.script("DescribeContainerGroupStatus", world.status)
+    fake_eci.delay["DescribeContainerGroups"] = 0.3  # the first page is slow
+    ticker = Ticker(fake_eci)
+    provider = ECIProvider(make_settings(fake_eci.endpoint), node_name=NODE, sleep=ticker.sleep)
+    try:
+        await provider.start()
+        await asyncio.sleep(0.1)
+        adopted = await provider.list_pods()
+        await ticker.first()
+        assert len(adopted) == 10
+        assert ticker.tick(0) == [RESYNC] * 4
+        assert provider._synced and len(provider._by_uid) == 10
+        await ticker.step()
+        assert ticker.tick(1) == ["poll"]
+    finally:
+        await provider.close()
+
+
+async def test_concurrent_bursts_share_one_listing(start: Any) -> None:
+    """Two resyncs asked together make one listing: the second caller takes the first one's result."""
+    provider, _, ticker = await start(10)
+    try:
+        before = len(ticker.fake.calls)
+        a, b = await asyncio.gather(provider.resync(), provider.resync())
+        assert len(a) == len(b) == 10
+        assert [kind_of(x, p) for x, p in ticker.fake.calls[before:]] == [RESYNC] * 4
+    finally:
+        await provider.close()
+
+
+async def test_periodic_resync_takes_one_page_per_tick(start: Any) -> None:
+    """A due resync of 4 pages spreads over 4 ticks, each with its incremental poll; list_pods answers from
+    the index meanwhile; the sweep's end marks the resync done."""
+    provider, _, ticker = await start(10)
+    try:
+        make_due(provider, RESYNC)
+        before = provider._last_resync
+        await ticker.step()
+        assert ticker.tick(1) == ["poll", RESYNC]
+        calls = len(ticker.fake.calls)
+        assert len(await provider.list_pods()) == 10  # no burst while the paced resync is under way
+        assert len(ticker.fake.calls) == calls
+        await ticker.step(3)
+        assert [ticker.tick(i) for i in (2, 3, 4)] == [["poll", RESYNC]] * 3
+        assert provider._last_resync is not None and before is not None and provider._last_resync > before
+        assert RESYNC not in provider._sweeps and len(provider._by_uid) == 10
+        await ticker.step(2)
+        assert [ticker.tick(i) for i in (5, 6)] == [["poll"], ["poll"]]
+    finally:
+        await provider.close()
+
+
+async def test_both_sweeps_take_pages_in_turn(start: Any) -> None:
+    """With the resync and the presence check both due, they alternate pages; no tick makes more than one poll
+    and one sweep page, plus the describe of a group whose status really changed."""
+    provider, world, ticker = await start(10)
+    try:
+        make_due(provider, RESYNC, PRESENCE)
+        await ticker.step(2)
+        world.changed.add("eci-03")
+        await ticker.step(6)
+        ticks = [ticker.tick(i) for i in range(1, 9)]
+        pages = [k for t in ticks for k in t if k in (RESYNC, PRESENCE)]
+        assert pages == [RESYNC, PRESENCE] * 4
+        for t in ticks:
+            assert t.count("poll") == 1 and len([k for k in t if k in (RESYNC, PRESENCE)]) == 1
+            assert set(t) <= {"poll", RESYNC, PRESENCE, "describe"} and t.count("describe") <= 1
+        assert ticks[2] == ["poll", "describe", RESYNC]  # eci-03's change, described on the next tick's poll
+        assert not provider._sweeps
+        await ticker.step()
+        assert ticker.tick(9) == ["poll"]
+    finally:
+        await provider.close()
+
+
+async def test_presence_sweep_forgets_groups_deleted_outside(start: Any) -> None:
+    """A group deleted behind our back stays in the index while the presence sweep pages run, then leaves
+    it when the sweep ends (after a describe by id confirmed it is gone); a group the index did not know is
+    described and learned."""
+    provider, world, ticker = await start(10)
+    try:
+        make_due(provider, PRESENCE)
+        world.ids.remove("eci-05")
+        world.ids.append("eci-99")  # made by someone with our tags; no poll reports it
+        await ticker.step(3)
+        assert "uid-05" in {bp.uid for bp in await provider.list_pods()}
+        await ticker.step()
+        assert ticker.tick(4) == ["poll", PRESENCE, "describe"]
+        described = [json.loads(p["ContainerGroupIds"]) for a, p in ticker.fake.calls if "ContainerGroupIds" in p]
+        assert sorted(described[-1]) == ["eci-05", "eci-99"]
+        uids = {bp.uid for bp in await provider.list_pods()}
+        assert "uid-05" not in uids and "uid-99" in uids and len(uids) == 10
+        assert PRESENCE not in provider._sweeps
+    finally:
+        await provider.close()
+
+
+async def test_a_failed_sweep_page_does_not_stop_polling(start: Any) -> None:
+    """A presence page refused by ECI abandons the sweep (nothing is forgotten); polls go on every tick and
+    the sweep starts again from its first page later, then completes."""
+    provider, world, ticker = await start(10, status_poll_interval_seconds=0.01)
+    try:
+        make_due(provider, PRESENCE)
+        world.ids.remove("eci-05")
+        world.fail[PRESENCE] = 2
+        await ticker.step(2)
+        assert ticker.tick(1) == ["poll", PRESENCE]
+        assert ticker.tick(2) == ["poll", PRESENCE]  # refused
+        assert PRESENCE not in provider._sweeps and PRESENCE in provider._sweep_retry_at
+        assert "uid-05" in provider._by_uid
+        provider._sweep_retry_at[PRESENCE] = time.monotonic() + 60
+        await ticker.step(2)
+        assert [ticker.tick(i) for i in (3, 4)] == [["poll"], ["poll"]]
+        provider._sweep_retry_at[PRESENCE] = 0.0  # "later" has come
+        start_at = len(ticker.fake.calls)
+        await ticker.step(4)
+        first = next(p for a, p in ticker.fake.calls[start_at:] if kind_of(a, p) == PRESENCE)
+        assert "NextToken" not in first  # from the first page again
+        assert [ticker.tick(i) for i in (5, 6, 7)] == [["poll", PRESENCE]] * 2 + [["poll", PRESENCE, "describe"]]
+        assert ticker.tick(8) == ["poll"]
+        assert "uid-05" not in provider._by_uid and not provider._sweeps
+    finally:
+        await provider.close()
+
+
+async def test_a_failed_resync_page_keeps_list_pods_on_the_index(start: Any) -> None:
+    """While a paced resync waits to start again after an error, list_pods still answers from the index."""
+    provider, world, ticker = await start(10)
+    try:
+        make_due(provider, RESYNC)
+        world.fail[RESYNC] = 1
+        await ticker.step()
+        assert ticker.tick(1) == ["poll", RESYNC]
+        assert RESYNC in provider._sweep_retry_at
+        calls = len(ticker.fake.calls)
+        assert len(await provider.list_pods()) == 10
+        assert len(ticker.fake.calls) == calls
+    finally:
+        await provider.close()
