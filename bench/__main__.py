@@ -70,7 +70,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "daemon_steady",
         "whole stack with many steady pods: ECI calls/min, status writes/min, daemon RSS and CPU",
-        ("--pods", "10000", "--measure-seconds", "120", "--settle-seconds", "20", "--timeout", "1800"),
+        ("--pods", "10000", "--measure-seconds", "180", "--settle-seconds", "20", "--timeout", "1800"),
         ("--pods", "500", "--measure-seconds", "30", "--settle-seconds", "5", "--timeout", "300"),
         2400,
     ),

@@ -166,6 +166,26 @@ async def test_backend_outage_never_makes_the_node_not_ready() -> None:
     assert conds(kube)["NetworkUnavailable"]["status"] == "False"
 
 
+async def test_a_short_outage_and_its_end_are_written_at_once() -> None:
+    """Within the grace only the Ready message changes; both its start and its end still poke a write."""
+    kube = FakeKube()
+    ctl, _, ping = make(kube, backend_outage_grace_seconds=300)
+    await ctl.register()
+    await ctl.patch_status()
+    ping.fail = True
+    ctl.changed.clear()
+    await ctl.ping_once()
+    assert ctl.changed.is_set()
+    await ctl.patch_status()
+    assert "unreachable" in conds(kube)["Ready"]["message"]
+    ping.fail = False
+    ctl.changed.clear()
+    await ctl.ping_once()
+    assert ctl.changed.is_set()
+    await ctl.patch_status()
+    assert conds(kube)["Ready"]["message"] == "virtual kubelet is ready; ECI API reachable"
+
+
 async def test_status_loop_writes_on_change_and_periodically() -> None:
     """run_status writes at once when poked with a change, and again after the interval."""
     kube = FakeKube()

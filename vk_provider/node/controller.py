@@ -194,10 +194,12 @@ class NodeController:
         return out
 
     def _signature(self) -> tuple[tuple[str, str, str], ...]:
-        # The adoption state (not its message: an error text may change on every retry) is written at once too.
+        # The adoption state and whether ECI answers are written at once too (not their messages: an error
+        # text or an outage's length changes on every retry), so the Ready message never lags behind them.
         pending = self._adoption_pending()
         adoption = ("Adoption", pending[0] if pending else "done", "")
-        return (*((c.type, c.status, c.reason) for c in self.conditions()), adoption)
+        backend = ("Backend", "down" if self._backend_down_since is not None else "up", "")
+        return (*((c.type, c.status, c.reason) for c in self.conditions()), adoption, backend)
 
     def node_status(self) -> dict[str, Any]:
         cap = self.capacity()
