@@ -46,7 +46,7 @@ def banner(kubeconfig: Path, node: str, metrics_url: str) -> str:
             f"  export KUBECONFIG={kubeconfig}",
             "  kubectl apply -f manifests/examples/deployment.yaml",
             "  kubectl logs deploy/hello-eci",
-            "  kubectl exec deploy/hello-eci -- sh -c 'echo hello from $(hostname)'",
+            "  kubectl exec deploy/hello-eci -- sh -c 'echo hello from $HOSTNAME'",
             "",
             "Ctrl-C stops everything.",
             "",
