@@ -245,8 +245,9 @@ async def test_capacity_from_quota() -> None:
 
 
 async def test_pending_adoption_keeps_the_node_ready_and_says_why() -> None:
-    """ECI down at start: Ready=True once the watch synced, with a message naming the pending adoption; the
-    adoption state changing is a change worth an immediate write; once adopted the plain message returns."""
+    """Ready waits for the first adoption listing; if it fails (ECI down at start) Ready=True anyway, with a
+    message naming the pending adoption; the adoption state changing is worth an immediate write; once
+    adopted the plain message returns."""
     kube = FakeKube()
     pending: list[tuple[str, str] | None] = [("listing", "listing existing ECI container groups for adoption")]
     ctl = NodeController(
@@ -260,14 +261,16 @@ async def test_pending_adoption_keeps_the_node_ready_and_says_why() -> None:
     )
     await ctl.register()
     ready = conds(kube)["Ready"]
-    assert ready["status"] == "True" and ready["reason"] == "KubeletReady"
-    assert "listing existing ECI container groups" in ready["message"] and "creating and deleting" in ready["message"]
-    assert ctl.ready_written.is_set()
+    assert ready["status"] == "False" and "listing existing ECI container groups" in ready["message"]
+    assert not ctl.ready_written.is_set()
     written = ctl._written_sig
     pending[0] = ("failing", "existing ECI container groups not adopted yet: listing them failed (x), retrying")
     assert ctl._signature() != written
     await ctl.patch_status()
-    assert "not adopted yet" in conds(kube)["Ready"]["message"]
+    ready = conds(kube)["Ready"]
+    assert ready["status"] == "True" and ready["reason"] == "KubeletReady"
+    assert "not adopted yet" in ready["message"] and "creating and deleting" in ready["message"]
+    assert ctl.ready_written.is_set()
     pending[0] = ("failing", "existing ECI container groups not adopted yet: listing them failed (y), retrying")
     assert ctl._signature() == ctl._written_sig  # a new error text alone waits for the heartbeat
     pending[0] = None

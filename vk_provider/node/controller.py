@@ -10,9 +10,10 @@ After ``backend_outage_grace_seconds`` of failed pings the node reports ``Networ
 (reason ``BackendUnreachable``): the scheduler stops placing new pods here (a NoSchedule taint, no
 eviction) and the outage is visible in ``kubectl describe node``.
 
-The same holds when ECI is unreachable while the daemon starts: the node turns Ready once the pod
-watch synced, while the pod controller keeps retrying the adoption of existing groups (and holds
-creates and deletes until then); the Ready message says so.
+Readiness needs the pod watch synced and existing groups adopted. The one exception is ECI being
+unreachable while the daemon starts: once the first adoption listing has failed, the node turns Ready
+anyway (NotReady would evict), while the pod controller keeps retrying the adoption (and holds creates
+and deletes until then); the Ready message says so.
 """
 
 from __future__ import annotations
@@ -143,6 +144,10 @@ class NodeController:
         pending = self._adoption_pending()
         if not pods_ready:
             ready = Condition("Ready", "False", "KubeletNotReady", "waiting for the pod watch to sync")
+        elif pending is not None and pending[0] == "listing":
+            # The first adoption attempt (normally one quick listing): Ready waits for it, as a kubelet
+            # waits to know its pods. Only if it fails does the node turn Ready anyway (see below).
+            ready = Condition("Ready", "False", "KubeletNotReady", pending[1])
         elif pending is not None:
             prefix = f"ECI API unreachable for {int(outage)}s; " if outage is not None else ""
             ready = Condition(
