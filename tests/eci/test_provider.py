@@ -526,3 +526,28 @@ def test_adopted_group_is_not_announced_again() -> None:
     provider = ECIProvider(make_settings("http://127.0.0.1:9"), node_name="vk")
     entry = _Entry(uid="u-1", namespace="d", name="p", group_id="eci-1", group=_placed(Status="Running"))
     assert not [e for e in provider._backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
+
+
+async def test_index_keeps_a_placed_group_lean(provider: ECIProvider, sim: ECISimulator) -> None:
+    """Held for every pod, an index entry drops what nothing reads again: the create request once the group
+    is placed (only a NoStock retry needs it), the group's tags (the identity is in the entry), and keeps
+    fingerprints as short digests. Lookups, status and update still work from it."""
+    pod = make_pod("lean", ["sh", "-c", "sleep 30"])
+    await provider.create_pod(pod, PodResources())
+    entry = provider._by_uid["uid-lean"]
+    assert entry.request is not None  # not placed yet: a NoStock retry may still need it
+    await until(provider, "uid-lean", lambda b: b.status["phase"] == "Running")
+    entry = provider._by_uid["uid-lean"]
+    assert entry.request is None and entry.scheduled_announced
+    assert entry.group is not None and entry.group.Tags == []
+    assert isinstance(entry.fingerprint, bytes) and len(entry.fingerprint) == 16
+    assert all(isinstance(fp, bytes) and len(fp) == 16 for fp in provider._status_fp.values())
+    again = await provider.get_pod(pod)
+    assert again is not None and again.uid == "uid-lean" and again.status["phase"] == "Running"
+    assert [(p.namespace, p.name, p.uid) for p in await provider.list_pods()] == [("default", "lean", "uid-lean")]
+    # A resync re-reads the group with its tags: identical, so nothing is published again.
+    await provider.resync()
+    assert provider._by_uid["uid-lean"].fingerprint == entry.fingerprint
+    pod["spec"]["containers"][0]["image"] = "busybox:1.36"
+    await provider.update_pod(pod, PodResources())
+    assert sim.stats()["calls"]["UpdateContainerGroup"] == 1

@@ -138,3 +138,46 @@ def test_compact_shares_strings_and_keeps_values() -> None:
     key_b = next(k for k in b["metadata"] if k == "namespace")
     assert key_a is key_b
     assert a["metadata"]["namespace"] is b["metadata"]["namespace"]
+
+
+def test_for_cache_drops_managed_fields_only() -> None:
+    """The cached form has no metadata.managedFields; everything else is kept, and the input is untouched."""
+    from vk_provider.kube.watch import for_cache
+
+    raw = pod("a", 1)
+    raw["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
+    raw["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": "{}"}
+    raw["spec"] = {"containers": [{"name": "app", "image": "busybox"}]}
+    cached = for_cache(json.loads(json.dumps(raw)))
+    assert "managedFields" not in cached["metadata"]
+    expected = json.loads(json.dumps(raw))
+    del expected["metadata"]["managedFields"]
+    assert cached == expected
+    assert "managedFields" in raw["metadata"]
+    plain = pod("b", 2)
+    assert for_cache(plain) == plain
+
+
+async def test_cache_holds_no_managed_fields(server: tuple[FakeServer, KubeAPI]) -> None:
+    """Neither listed nor watched objects keep managedFields in the cache or in what the handler gets."""
+    fake, api = server
+    managed = [{"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}}]
+    listed = pod("a", 1)
+    listed["metadata"]["managedFields"] = managed
+    watched = pod("b", 11)
+    watched["metadata"]["managedFields"] = managed
+    fake.items = [listed]
+    fake.watches = [[{"type": "ADDED", "object": watched}]]
+    handled: list[dict[str, Any]] = []
+    informer = Informer(api, "/api/v1/pods", handler=lambda kind, obj, old: handled.append(obj))
+    task = asyncio.create_task(informer.run())
+    try:
+        async with asyncio.timeout(5):
+            await fake.done.wait()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sorted(informer.cache) == ["ns/a", "ns/b"]
+    for obj in [*informer.cache.values(), *handled]:
+        assert "managedFields" not in obj["metadata"]
+        assert obj["metadata"]["uid"] in ("u-a", "u-b")

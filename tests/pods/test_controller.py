@@ -551,3 +551,54 @@ async def test_ephemeral_containers_are_refused_with_an_event_and_a_waiting_stat
     await fresh.ready()
     await fresh.ctl.reconcile(key)
     assert env.kube.reasons().count("EphemeralContainersNotSupported") == 2
+
+
+async def test_reconcile_works_from_the_trimmed_cached_pod() -> None:
+    """A pod arriving with managedFields is cached without them, and is still created and given its
+    status from that copy; the copy cached after the status write has none either."""
+    env = Env()
+    await env.ready()
+    raw = make_pod("web")
+    raw["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}]
+    stored = env.kube.put(env.path(raw), raw)
+    env.ctl.informer.apply_event({"type": "ADDED", "object": stored})
+    key = "default/web"
+    assert "managedFields" not in env.ctl.informer.cache[key]["metadata"]
+    await env.ctl.reconcile(key)
+    assert env.provider.actions("create") == ["uid-web"]
+    env.ctl.ingest(
+        BackendPod("default", "web", "uid-web", "eci-1", "Running", {"phase": "Running", "podIP": "10.0.0.5"})
+    )
+    await env.ctl.reconcile(key)
+    assert len(status_patches(env)) == 1
+    cached = env.ctl.informer.cache[key]
+    assert cached["status"]["podIP"] == "10.0.0.5" and "managedFields" not in cached["metadata"]
+    await env.ctl.reconcile(key)
+    assert len(status_patches(env)) == 1
+
+
+async def test_held_groups_carry_no_events_and_mirroring_counts_by_digest() -> None:
+    """Groups held per pod (ingested or adopted) keep no events; a mirrored event is remembered by a short
+    digest, so the same count is not sent again but a higher count is."""
+    env = Env()
+    env.provider.add_group("default", "web", "uid-web")
+    env.provider.groups["uid-web"].events = [BackendEvent("Normal", "Pulled", "image pulled", 1, None, None)]
+    key = env.add(make_pod("web"))
+    await env.ready()
+    assert env.ctl.groups["uid-web"].group.events == []
+    ev = BackendEvent("Normal", "Started", "container started", 1, None, None)
+    bp = BackendPod("default", "web", "uid-web", "eci-1", "Running", {"phase": "Running"}, events=[ev])
+    env.ctl.ingest(bp)
+    assert env.ctl.groups["uid-web"].group.events == []
+    await env.ctl.reconcile(key)
+    env.ctl.ingest(BackendPod("default", "web", "uid-web", "eci-1", "Running", {"phase": "Running"}, events=[ev]))
+    await env.ctl.reconcile(key)
+    assert env.kube.reasons().count("Started") == 1
+    again = BackendEvent("Normal", "Started", "container started", 2, None, None)
+    env.ctl.ingest(BackendPod("default", "web", "uid-web", "eci-1", "Running", {"phase": "Running"}, events=[again]))
+    patches = len(env.kube.writes("PATCH")) - len(status_patches(env))
+    await env.ctl.reconcile(key)
+    # Mirrored again: the recorder bumps the existing Event's count.
+    assert len(env.kube.writes("PATCH")) - len(status_patches(env)) == patches + 1
+    marks = env.ctl._mirrored["uid-web"]
+    assert len(marks) == 1 and all(isinstance(m, bytes) and len(m) == 12 for m in marks)

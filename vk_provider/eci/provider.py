@@ -95,20 +95,22 @@ PAGE = 20  # DescribeContainerGroups' maximum page
 PRESENCE_PAGE = 200  # DescribeContainerGroupStatus' maximum page
 RESYNC, PRESENCE = "resync", "presence"
 MAX_ATTEMPTS = 10
+# Statuses a group reaches only once scheduled (ScheduleFailed, the NoStock case, comes from Scheduling).
+_PLACED = frozenset({"Running", "Restarting", "Updating", "Succeeded", "Failed", "Terminating"})
 NO_STOCK_CODES = ("NoStock", "StockExhaust", "StockClose", "RecommendEmpty", "OutOfStock")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     uid: str
     namespace: str
     name: str
     group_id: str
     group: ContainerGroup | None = None
-    fingerprint: str = ""
+    fingerprint: bytes = b""
     deleting: bool = False
     created_at: float = field(default_factory=time.monotonic)
-    request: CreateRequest | None = None
+    request: CreateRequest | None = None  # groups we created, until placed (only a NoStock retry needs it)
     plan: list[tuple[SizeChoice, list[str]]] = field(default_factory=list)
     attempt: int = 0
     tried: int = 0  # attempts of the plan made so far (the NoStock failure message lists them)
@@ -129,8 +131,13 @@ class _Sweep:
     pages: int = 0
 
 
-def _fingerprint(group: ContainerGroup) -> str:
-    return hashlib.sha256(group.model_dump_json().encode()).hexdigest()
+def _digest(data: bytes) -> bytes:
+    """A 16-byte digest: fingerprints are held for every group, so bytes rather than a hex string."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _fingerprint(group: ContainerGroup) -> bytes:
+    return _digest(group.model_dump_json().encode())
 
 
 def _plan(req: CreateRequest) -> list[tuple[SizeChoice, list[str]]]:
@@ -196,7 +203,7 @@ class ECIProvider:
         self._sweep_retry_at: dict[str, float] = {}  # a sweep that failed starts again from then
         self._sweep_turn = ""  # the kind that had the last page
         self._last_call_ok: float = 0.0
-        self._status_fp: dict[str, str] = {}
+        self._status_fp: dict[str, bytes] = {}
         self._pending: dict[str, BackendPod] = {}
         self._wakeup = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
@@ -269,6 +276,9 @@ class ECIProvider:
                 f"{status.get('message') or 'no stock'}; tried {_tried(entry.plan, entry.tried)}, no attempt left"
             )
         self._announce_scheduled(entry)
+        if entry.request is not None and entry.scheduled_announced and group.Status in _PLACED:
+            # Placed: it can no longer fail to schedule, so no NoStock retry will need the request.
+            entry.request = None
         return BackendPod(
             namespace=entry.namespace,
             name=entry.name,
@@ -335,6 +345,9 @@ class ECIProvider:
             self._by_uid[uid] = entry
             self._by_group[group.ContainerGroupId] = uid
         fp = _fingerprint(group)
+        # The tags gave the identity (kept in the entry); nothing reads them again, and they are a good
+        # part of a group's model. The fingerprint above includes them.
+        group.Tags = []
         entry.group = group
         if fp == entry.fingerprint:
             return None
@@ -525,7 +538,7 @@ class ECIProvider:
             self._last_poll_ok = now
             return
         ids: list[str] = []
-        new_fps: dict[str, str] = {}
+        new_fps: dict[str, bytes] = {}
         token = ""
         for _ in range(1000):
             params: dict[str, Any] = {**self._tag_params(), "SinceSecond": since, "Limit": 200}
@@ -538,7 +551,7 @@ class ECIProvider:
                 gid = item.ContainerGroupId
                 # The window overlaps earlier polls: describe a group only when its reported status
                 # (phase, conditions, container states) differs from the last one we acted on.
-                fp = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+                fp = _digest(json.dumps(raw, sort_keys=True, default=str).encode())
                 known = self._by_uid.get(self._by_group.get(gid, ""))
                 if known is not None and known.group is not None and self._status_fp.get(gid) == fp:
                     continue

@@ -42,6 +42,20 @@ def compact(value: Any) -> Any:
     return value
 
 
+def for_cache(obj: JSON) -> JSON:
+    """The form an object is cached in: ``metadata.managedFields`` dropped, then ``compact``.
+
+    managedFields (server-side apply bookkeeping, often the largest part of a pod's metadata) is read
+    by nothing here; every other field is kept, since translation and status mapping read the spec,
+    status, labels and annotations (the downward API can expose all of them).
+    """
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    cached: JSON = compact(obj)
+    return cached
+
+
 def object_key(obj: JSON) -> str:
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
@@ -87,7 +101,7 @@ class Informer:
         while True:
             page = await self.api.get(self.path, query={**self._selectors(), "limit": self.page_size, "continue": cont})
             for item in page.get("items") or []:
-                items[object_key(item)] = compact(item)
+                items[object_key(item)] = for_cache(item)
             meta = page.get("metadata") or {}
             rv = str(meta.get("resourceVersion") or rv)
             cont = meta.get("continue") or None
@@ -115,7 +129,7 @@ class Informer:
     def apply_event(self, event: JSON) -> bool:
         """Apply one watch event. Returns False when the watch must re-list (410 Gone)."""
         etype = event.get("type")
-        obj = compact(event.get("object") or {})
+        obj = for_cache(event.get("object") or {})
         if etype == "ERROR":
             code = obj.get("code")
             if code == 410:

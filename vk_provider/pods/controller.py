@@ -26,6 +26,7 @@ it (``ready`` is the watch sync): NotReady would get every pod evicted after 5 m
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from vk_provider.aio import Backoff
 from vk_provider.errors import InvalidInput, NotSupported, PermanentError, ProviderError, TransientError
 from vk_provider.kube.client import MERGE_PATCH, KubeAPI, KubeError, parse_time
 from vk_provider.kube.events import EventRecorder
-from vk_provider.kube.watch import Informer, compact, object_key
+from vk_provider.kube.watch import Informer, compact, for_cache, object_key
 from vk_provider.metrics import GC_DELETED, POD_CREATED_TO_RUNNING, PODS, RECONCILES, STATUS_PROPAGATION, STATUS_WRITES
 from vk_provider.pods.queue import KeyedQueue, QueueShutDown
 from vk_provider.pods.resources import (
@@ -80,6 +81,14 @@ class _Known:
 
     group: BackendPod
     first_seen: float = field(default_factory=time.monotonic)
+
+
+def _hold(bp: BackendPod) -> BackendPod:
+    """Make a group's view fit to be held for every pod: the status compacted (keys and short strings
+    shared), the events dropped (only ``ingest`` mirrors them, from ``_pending_events``)."""
+    bp.status = compact(bp.status)
+    bp.events = []
+    return bp
 
 
 def _meta(pod: Pod) -> dict[str, Any]:
@@ -143,7 +152,8 @@ class PodController:
         self._announced: dict[str, set[str]] = {}  # uid -> one-off events already sent
         self._seen_at: dict[str, float] = {}  # uid -> monotonic time a backend change was seen
         self._pending_events: dict[str, list[BackendEvent]] = {}
-        self._mirrored: dict[str, dict[tuple[str, str, str], int]] = {}  # uid -> event -> count mirrored
+        # uid -> digest of (type, reason, message) -> count mirrored; a digest, not the strings, is kept per pod
+        self._mirrored: dict[str, dict[bytes, int]] = {}
         self._phases: dict[str, str] = {}
         self._phase_counts: Counter[str] = Counter()
         self._stopping = False
@@ -218,6 +228,7 @@ class PodController:
                     notify()
                 await asyncio.sleep(delay)
         for bp in groups:
+            _hold(bp)
             known = self.groups.get(bp.uid)
             if known is None:
                 self.groups[bp.uid] = _Known(bp)
@@ -482,7 +493,7 @@ class PodController:
                 based_on = _meta(current).get("resourceVersion")
                 if cached is not None and _uid(cached) == uid and _meta(cached).get("resourceVersion") == based_on:
                     # Let the next reconcile compare against what we wrote, not the stale copy.
-                    self.informer.cache[key] = written
+                    self.informer.cache[key] = for_cache(written)
             return
         raise TransientError(f"status of {meta.get('namespace')}/{meta.get('name')} kept conflicting")
 
@@ -490,7 +501,9 @@ class PodController:
         """A group's status changed on the backend: remember it and requeue its pod."""
         if bp.uid in self._delete_requested and bp.uid not in self.groups:
             return
-        bp.status = compact(bp.status)  # held for every pod: share keys and short strings
+        if bp.events:
+            self._pending_events.setdefault(bp.uid, []).extend(bp.events)
+        _hold(bp)  # events are mirrored once from _pending_events, not kept for every pod
         known = self.groups.get(bp.uid)
         if known is None:
             self.groups[bp.uid] = _Known(bp)
@@ -499,9 +512,6 @@ class PodController:
                 bp.group_id = known.group.group_id
             known.group = bp
         self._seen_at.setdefault(bp.uid, time.monotonic())
-        if bp.events:
-            self._pending_events.setdefault(bp.uid, []).extend(bp.events)
-            bp.events = []  # mirrored once from _pending_events; not kept for every pod
         key = f"{bp.namespace}/{bp.name}"
         pod = self.informer.cache.get(key)
         if pod is not None and _uid(pod) == bp.uid:
@@ -514,7 +524,7 @@ class PodController:
             return
         mirrored = self._mirrored.setdefault(uid, {})
         for ev in pending:
-            mark = (ev.type, ev.reason, ev.message)
+            mark = _event_mark(ev)
             if mirrored.get(mark, 0) >= ev.count:
                 continue
             mirrored[mark] = ev.count
@@ -573,7 +583,7 @@ class PodController:
         if known.group.group_status not in TERMINAL_GROUP_STATES:
             fresh = await self.provider.get_pod(pod)
             if fresh is not None and fresh.group_status not in TERMINAL_GROUP_STATES:
-                known.group = fresh
+                known.group = _hold(fresh)
                 polls = self._delete_polls.get(uid, 0)
                 self._delete_polls[uid] = polls + 1
                 self.queue.add_after(key, min(self.delete_poll_max_seconds, 0.25 * (2**polls)))
@@ -615,7 +625,7 @@ class PodController:
             known = self.groups.get(bp.uid)
             if bp.uid in alive:
                 if known is None:
-                    self.groups[bp.uid] = _Known(bp)
+                    self.groups[bp.uid] = _Known(_hold(bp))
                 continue
             if bp.uid in self._delete_requested:
                 continue
@@ -667,6 +677,12 @@ class PodController:
         """Stop taking work; workers finish their current key and exit."""
         self._stopping = True
         await self.queue.shutdown()
+
+
+def _event_mark(ev: BackendEvent) -> bytes:
+    """What identifies a mirrored backend event: a 12-byte digest of its type, reason and message."""
+    text = f"{ev.type}\0{ev.reason}\0{ev.message}"
+    return hashlib.blake2b(text.encode(), digest_size=12).digest()
 
 
 def _tokens_not_rotated(tokens: list[ExpiringToken]) -> str:
