@@ -60,11 +60,13 @@ from vk_provider.eci.exec_bridge import WebSocketExecSession
 from vk_provider.eci.logs import stream_logs
 from vk_provider.eci.models import (
     ContainerGroup,
+    ContainerState,
     CreateContainerGroupResponse,
     DescribeContainerGroupsResponse,
     DescribeContainerGroupStatusResponse,
     DescribeContainerLogResponse,
     ExecContainerCommandResponse,
+    share_field_sets,
 )
 from vk_provider.eci.specs import SizeChoice
 from vk_provider.eci.status import (
@@ -138,6 +140,36 @@ def _digest(data: bytes) -> bytes:
 
 def _fingerprint(group: ContainerGroup) -> bytes:
     return _digest(group.model_dump_json().encode())
+
+
+_NO_STATE = ContainerState()  # shared by the containers of held groups whose state is empty
+share_field_sets(_NO_STATE)
+
+
+def _held(group: ContainerGroup, *, events: bool) -> ContainerGroup:
+    """A freshly described group made fit to be held in the index for every pod, once its fingerprint and
+    identity were taken: no tags (the entry has the identity and nothing reads them again), one shared
+    instance for empty container states, shared field-name sets, and, unless ``events`` (its events are
+    still to be published), only its Warning events (``failure_reason`` reads them; the others were
+    published with an earlier state of the group). Held groups are never changed afterwards."""
+    group.Tags = []
+    if not events:
+        group.Events = [e for e in group.Events if e.Type == "Warning"]
+    for c in group.Containers + group.InitContainers:
+        if c.PreviousState.__dict__ == _NO_STATE.__dict__:
+            c.PreviousState = _NO_STATE
+        if c.CurrentState.__dict__ == _NO_STATE.__dict__:
+            c.CurrentState = _NO_STATE
+    share_field_sets(group)
+    return group
+
+
+def _published(group: ContainerGroup) -> ContainerGroup:
+    """The held group once its events went out on status_changes(): only the Warning events are kept."""
+    if all(e.Type == "Warning" for e in group.Events):
+        return group
+    values = {**group.__dict__, "Events": [e for e in group.Events if e.Type == "Warning"]}
+    return ContainerGroup.model_construct(group.model_fields_set, **values)
 
 
 def _plan(req: CreateRequest) -> list[tuple[SizeChoice, list[str]]]:
@@ -344,12 +376,10 @@ class ECIProvider:
                 self._by_group.pop(prev.group_id, None)
             self._by_uid[uid] = entry
             self._by_group[group.ContainerGroupId] = uid
-        fp = _fingerprint(group)
-        # The tags gave the identity (kept in the entry); nothing reads them again, and they are a good
-        # part of a group's model. The fingerprint above includes them.
-        group.Tags = []
-        entry.group = group
-        if fp == entry.fingerprint:
+        fp = _fingerprint(group)  # of the group as described, tags and events included
+        changed = fp != entry.fingerprint
+        entry.group = _held(group, events=changed)
+        if not changed:
             return None
         entry.fingerprint = fp
         return entry
@@ -364,6 +394,7 @@ class ECIProvider:
         if entry.group is None:
             return
         self._pending[entry.uid] = self._backend_pod(entry)
+        entry.group = _published(entry.group)
         self._wakeup.set()
 
     async def _describe_ids(self, ids: list[str]) -> list[ContainerGroup]:
