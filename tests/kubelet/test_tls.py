@@ -186,3 +186,37 @@ async def test_files_mode_serves_the_given_pair(tmp_path: Path) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("approver_acts_at_once", [True, False])
+async def test_needs_approval_warning_only_when_nobody_approves(
+    tmp_path: Path, csr_api: tuple[FakeAuthAPI, FakeCSRAPI], approver_acts_at_once: bool
+) -> None:
+    """An approver that signs at once (the sandbox's, a cluster's auto-approver) never makes the operator read
+    the warning; a CSR still pending after one poll is announced once, with the command to run."""
+    from structlog.testing import capture_logs
+
+    auth, csrs = csr_api
+    csrs.auto_approve = approver_acts_at_once
+    api = k8s.ApiClient(k8s.Configuration(host=auth.url))
+    serving = tls.ServingTLS(
+        settings(tmp_path), node_name="vk-node", addresses=["127.0.0.1"], api=api, client_ca_pem=None
+    )
+    with capture_logs() as logs:
+        await serving.start()
+        try:
+            if approver_acts_at_once:
+                await wait_for(lambda: serving.ready)
+            else:
+                await wait_for(lambda: len(csrs.csrs) == 1)
+                await asyncio.sleep(0.3)  # several polls
+                csrs.approve(next(iter(csrs.csrs)))
+                await wait_for(lambda: serving.ready)
+        finally:
+            await serving.stop()
+            await api.close()
+    warnings = [e for e in logs if "needs approval" in e["event"]]
+    if approver_acts_at_once:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warnings[0]["approve"].startswith("kubectl certificate approve ")
