@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -135,12 +136,15 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
     tail = sandbox.kubectl("logs", "hello-eci", "--tail=1", "--timestamps").splitlines()
     assert len(tail) == 1 and tail[0][:4].isdigit() and "hello from ECI" in tail[0]
     with subprocess.Popen([KUBECTL, "logs", "-f", "hello-eci", "--tail=1"], env=sandbox.env, stdout=PIPE) as follow:
+        watchdog = threading.Timer(30, follow.kill)  # a stuck stream fails the test instead of hanging it
+        watchdog.start()
         try:
             assert follow.stdout is not None
             first = follow.stdout.readline()
             second = follow.stdout.readline()  # written after the request: -f really follows
             assert b"hello from ECI" in first and b"hello from ECI" in second and first != second
         finally:
+            watchdog.cancel()
             follow.kill()
 
     # exec: arguments with spaces, exit codes and stdin over both protocols.
@@ -172,12 +176,15 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
     local = free_port()
     forwarding = [KUBECTL, "port-forward", "pod/http", f"{local}:{port}"]
     with subprocess.Popen(forwarding, env=sandbox.env, stdout=PIPE) as forward:
+        watchdog = threading.Timer(30, forward.kill)
+        watchdog.start()
         try:
             assert forward.stdout is not None
             assert b"Forwarding from" in forward.stdout.readline()
             with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=10) as response:
                 assert response.status == 200
         finally:
+            watchdog.cancel()
             forward.kill()
 
     # The daemon's metrics endpoint answers.
