@@ -52,6 +52,11 @@ GC_DELETED = Counter("vk_gc_deleted_groups_total", "Orphan container groups dele
 
 NODE_READY = Gauge("vk_node_ready", "1 when the virtual node reports Ready.", registry=REGISTRY)
 BACKEND_UP = Gauge("vk_backend_up", "1 when the last ECI ping succeeded.", registry=REGISTRY)
+ADOPTION_PENDING = Gauge(
+    "vk_adoption_pending",
+    "1 while the existing container groups are not adopted yet (creates, deletes and GC wait for it).",
+    registry=REGISTRY,
+)
 LEASE_RENEWALS = Counter("vk_lease_renewals_total", "Node Lease renewals by result.", ["result"], registry=REGISTRY)
 
 KUBELET_REQUESTS = Counter(

@@ -17,6 +17,7 @@ from tests.pods.fakes import FakeProvider, make_pod
 from vk_provider.errors import PermanentError, TransientError
 from vk_provider.kube.client import KubeError
 from vk_provider.kube.events import EventRecorder
+from vk_provider.metrics import REGISTRY
 from vk_provider.pods.controller import PodController, Requeue
 from vk_provider.pods.resources import jwt_expiry
 from vk_provider.provider import BackendEvent, BackendPod
@@ -484,6 +485,7 @@ async def test_adoption_failing_at_start_holds_creates_and_deletes_but_not_readi
         assert env.ctl.ready and not env.ctl.adopted.is_set()
         pending = env.ctl.adoption_pending()
         assert pending is not None and pending[0] == "failing" and "unreachable" in pending[1]
+        assert REGISTRY.get_sample_value("vk_adoption_pending") == 1  # alertable, not only in the message
         env.remove(gone)
         for key in (old, new, gone, leaving):
             await env.ctl.reconcile(key)
@@ -500,6 +502,7 @@ async def test_adoption_failing_at_start_holds_creates_and_deletes_but_not_readi
     finally:
         adopt.cancel()
     assert env.ctl.adoption_pending() is None and notified[0] is not None and notified[-1] is None
+    assert REGISTRY.get_sample_value("vk_adoption_pending") == 0
     assert len(env.ctl.queue) == 4  # every pod, and the force-deleted one, requeued
     for key in (old, new, gone, leaving):
         await env.ctl.reconcile(key)

@@ -41,7 +41,15 @@ from vk_provider.errors import InvalidInput, NotSupported, PermanentError, Provi
 from vk_provider.kube.client import MERGE_PATCH, KubeAPI, KubeError, parse_time
 from vk_provider.kube.events import EventRecorder
 from vk_provider.kube.watch import Informer, compact, for_cache, object_key
-from vk_provider.metrics import GC_DELETED, POD_CREATED_TO_RUNNING, PODS, RECONCILES, STATUS_PROPAGATION, STATUS_WRITES
+from vk_provider.metrics import (
+    ADOPTION_PENDING,
+    GC_DELETED,
+    POD_CREATED_TO_RUNNING,
+    PODS,
+    RECONCILES,
+    STATUS_PROPAGATION,
+    STATUS_WRITES,
+)
 from vk_provider.pods.queue import KeyedQueue, QueueShutDown
 from vk_provider.pods.resources import (
     EXTENDED_TOKEN_SECONDS,
@@ -211,6 +219,7 @@ class PodController:
         Retries with backoff until the listing succeeds (ECI may be down when the daemon starts);
         ``notify`` is called when ``adoption_pending()`` changes. Then every pod is requeued.
         """
+        ADOPTION_PENDING.set(1)
         await self.informer.synced.wait()
         attempt = 0
         backoff = Backoff(base=self.settings.retry_base_seconds, cap=min(30.0, self.settings.retry_max_seconds))
@@ -243,6 +252,7 @@ class PodController:
                 self._spec_images[uid] = _images(pod)
         # No await from here on: a worker that saw "not adopted" and held a key is requeued below.
         self.adopted.set()
+        ADOPTION_PENDING.set(0)
         self._adoption_error = None
         for key in list(self.informer.cache) + list(self._deleted):
             self.queue.add(key)
