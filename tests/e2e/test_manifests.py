@@ -16,28 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import KUBECTL
 from tests.e2e.conftest import NODE, StackFactory, daemon_flags
+from tests.sandbox.apiserver.conftest import Kubectl
 from vk_provider.app import Daemon
 from vk_provider.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
-
-
-async def kubectl(env: dict[str, str], *args: str, timeout: float = 90) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode == 0, f"kubectl {' '.join(args)}: {err.decode()}"
-    return out.decode()
 
 
 def shipped(kind: str, name: str) -> dict[str, Any]:
@@ -52,8 +38,8 @@ async def test_manifests_are_enough_to_run_the_examples(
     make_stack: StackFactory, tmp_path: Path, kubectl_env: dict[str, str]
 ) -> None:
     stack = await make_stack(runtime="process", daemon=False)
-    admin = {**kubectl_env, "KUBECONFIG": str(stack.apiserver.kubeconfig_path)}
-    await kubectl(admin, "apply", "-k", str(MANIFESTS))
+    admin = Kubectl(kubectl_env, stack.apiserver.kubeconfig_path)
+    await admin.ok("apply", "-k", str(MANIFESTS))
 
     deployment = shipped("Deployment", "vk-eci")
     namespace = deployment["metadata"]["namespace"]
@@ -81,8 +67,7 @@ async def test_manifests_are_enough_to_run_the_examples(
         deadline = time.monotonic() + 20
         names = ""
         while not names and time.monotonic() < deadline:
-            names = await kubectl(
-                admin,
+            names = await admin.ok(
                 "get",
                 "csr",
                 "-o",
@@ -90,15 +75,15 @@ async def test_manifests_are_enough_to_run_the_examples(
             )
             await asyncio.sleep(0.1)
         assert names, "the daemon filed no serving CSR"
-        await kubectl(admin, "certificate", "approve", *names.split())
+        await admin.ok("certificate", "approve", *names.split())
         await daemon.wait_serving(timeout=20)
 
-        await kubectl(admin, "apply", "-f", str(MANIFESTS / "examples"))
-        await kubectl(admin, "wait", "--for=condition=Available", "deployment/hello-eci", "--timeout=60s")
-        await kubectl(admin, "wait", "--for=condition=Ready", "pod/hello-eci", "pod/web-eci", "--timeout=60s")
-        await kubectl(admin, "wait", "--for=condition=Complete", "job/pi-eci", "--timeout=90s")
-        assert "3.1415926536" in await kubectl(admin, "logs", "job/pi-eci")
-        assert (await kubectl(admin, "exec", "hello-eci", "--", "echo", "through the kubelet API")).strip() == (
+        await admin.ok("apply", "-f", str(MANIFESTS / "examples"))
+        await admin.ok("wait", "--for=condition=Available", "deployment/hello-eci", "--timeout=60s", timeout=90)
+        await admin.ok("wait", "--for=condition=Ready", "pod/hello-eci", "pod/web-eci", "--timeout=60s", timeout=90)
+        await admin.ok("wait", "--for=condition=Complete", "job/pi-eci", "--timeout=90s", timeout=120)
+        assert "3.1415926536" in await admin.ok("logs", "job/pi-eci")
+        assert (await admin.ok("exec", "hello-eci", "--", "echo", "through the kubelet API")).strip() == (
             "through the kubelet API"
         )
 

@@ -46,8 +46,10 @@ class Kubectl:
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
 
-    async def ok(self, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> str:
-        rc, out, err = await self.run(*args, stdin=stdin, env=env)
+    async def ok(
+        self, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None, timeout: float = 30.0
+    ) -> str:
+        rc, out, err = await self.run(*args, stdin=stdin, env=env, timeout=timeout)
         assert rc == 0, f"kubectl {' '.join(args)} failed ({rc}): {err}{out}"
         return out
 
