@@ -94,7 +94,7 @@ from vk_provider.settings import ECISettings
 log = structlog.get_logger("vk_provider.eci.provider")
 
 PAGE = 20  # DescribeContainerGroups' maximum page
-PRESENCE_PAGE = 200  # DescribeContainerGroupStatus' maximum page
+STATUS_PAGE = 200  # DescribeContainerGroupStatus' maximum page
 RESYNC, PRESENCE = "resync", "presence"
 MAX_ATTEMPTS = 10
 # Statuses a group reaches only once scheduled (ScheduleFailed, the NoStock case, comes from Scheduling).
@@ -426,7 +426,7 @@ class ECIProvider:
 
         A resync page's groups go into the index at once (``_remember`` + ``_after_change``), so what
         a sweep learns is never older than its last call; a presence page only records the ids."""
-        params: dict[str, Any] = {**self._tag_params(), "Limit": PAGE if sweep.kind == RESYNC else PRESENCE_PAGE}
+        params: dict[str, Any] = {**self._tag_params(), "Limit": PAGE if sweep.kind == RESYNC else STATUS_PAGE}
         if sweep.token:
             params["NextToken"] = sweep.token
         if sweep.kind == RESYNC:
@@ -507,6 +507,11 @@ class ECIProvider:
         The poller runs the same listing as a paced sweep (``_sweep_step``)."""
         await self._burst(PRESENCE)
 
+    def _sweep_interval(self, kind: str) -> float:
+        if kind == RESYNC:
+            return self.settings.full_resync_interval_seconds
+        return self.settings.presence_check_interval_seconds
+
     async def _sweep_step(self) -> None:
         """One page of the periodic sweeps, at most, per poller tick.
 
@@ -515,11 +520,8 @@ class ECIProvider:
         check. A page that fails abandons its sweep, which starts again from the first page later
         (after ``min(interval, 20 polls)``); the status polls go on meanwhile."""
         now = time.monotonic()
-        for kind, last, every in (
-            (RESYNC, self._last_resync, self.settings.full_resync_interval_seconds),
-            (PRESENCE, self._last_presence, self.settings.presence_check_interval_seconds),
-        ):
-            if kind in self._sweeps or last is None or now - last < every:
+        for kind, last in ((RESYNC, self._last_resync), (PRESENCE, self._last_presence)):
+            if kind in self._sweeps or last is None or now - last < self._sweep_interval(kind):
                 continue
             if now < self._sweep_retry_at.get(kind, now):
                 continue
@@ -543,12 +545,7 @@ class ECIProvider:
             if self._sweeps.get(kind) is not sweep:
                 return
             del self._sweeps[kind]
-            every = (
-                self.settings.full_resync_interval_seconds
-                if kind == RESYNC
-                else self.settings.presence_check_interval_seconds
-            )
-            retry_in = min(every, 20 * self.settings.status_poll_interval_seconds)
+            retry_in = min(self._sweep_interval(kind), 20 * self.settings.status_poll_interval_seconds)
             self._sweep_retry_at[kind] = time.monotonic() + retry_in
             error = exc.message if isinstance(exc, ProviderError) else repr(exc)
             log.warning(
@@ -572,7 +569,7 @@ class ECIProvider:
         new_fps: dict[str, bytes] = {}
         token = ""
         for _ in range(1000):
-            params: dict[str, Any] = {**self._tag_params(), "SinceSecond": since, "Limit": 200}
+            params: dict[str, Any] = {**self._tag_params(), "SinceSecond": since, "Limit": STATUS_PAGE}
             if token:
                 params["NextToken"] = token
             data = await self._call("DescribeContainerGroupStatus", params)
