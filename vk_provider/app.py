@@ -1,8 +1,9 @@
 """Wiring: build every component from Settings, start them in order, stop them in reverse.
 
 ``Daemon.start()`` returns once the Node is registered and the kubelet API is listening;
-``wait_ready()`` once the Node reported Ready (pod watch synced; the adoption of existing groups may
-still be under way, e.g. while ECI is unreachable, and holds creates and deletes until done). ``stop()``
+``wait_ready()`` once the Node reported Ready (pod watch synced and existing groups adopted; if the first
+adoption listing fails, e.g. ECI unreachable, Ready anyway while adoption retries and holds creates and
+deletes). ``stop()``
 (what SIGTERM does) stops taking work, lets in-flight reconciles finish within
 ``pods.shutdown_timeout_seconds``, and never deletes a container group.
 """
@@ -156,7 +157,7 @@ class Daemon:
     async def _adopt_then_ready(self) -> None:
         assert self.pods is not None and self.node is not None
         await self.pods.informer.synced.wait()
-        self.node.notify()  # Ready now: adoption may take long (ECI down at start) and NotReady evicts
+        self.node.notify()  # the watch synced: the node writes that it is listing groups for adoption
         await self.pods.adopt(notify=self.node.notify)
 
     async def wait_ready(self, timeout: float | None = None) -> None:

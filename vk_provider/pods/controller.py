@@ -19,8 +19,9 @@ answers IdempotentParameterMismatch (a permanent failure here) instead of the ex
 idempotency window may be limited as well. So until ``adopt()``
 has listed the groups, workers do status work only (groups already reported by the status stream,
 DaemonSet refusals, events) and hold creates, updates and deletes; the GC does not run. ``adopt()``
-retries with backoff for as long as it takes and then requeues every pod. The node does not wait for
-it (``ready`` is the watch sync): NotReady would get every pod evicted after 5 minutes.
+retries with backoff for as long as it takes and then requeues every pod. The node's Ready waits for
+the first listing only: if that fails (ECI down at start) the node turns Ready anyway with the adoption
+pending (``adoption_pending``), since NotReady would get every pod evicted after 5 minutes.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class PodController:
 
     @property
     def ready(self) -> bool:
-        """The node may report Ready: the pod watch synced. Adoption may still be under way."""
+        """The pod watch synced. The node also waits for the first adoption listing (``adoption_pending``)."""
         return self.informer.synced.is_set()
 
     def adoption_pending(self) -> tuple[str, str] | None:
@@ -621,7 +622,7 @@ class PodController:
 
         Returns the number of groups deleted. Safe only after the watch synced and groups were adopted.
         """
-        if not (self.informer.synced.is_set() and self.adopted.is_set()):
+        if not self.adopted.is_set():  # adoption itself waits for the watch sync
             return 0
         started = time.monotonic()
         known_before = {uid: k for uid, k in self.groups.items() if k.first_seen <= started - self.vanish_grace_seconds}
