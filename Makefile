@@ -10,11 +10,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The product (vk-eci) and the test bed (vk-eci-sandbox, in sandbox/) are two distributions; a checkout installs both.
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e . -e ./sandbox
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml sandbox/pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./sandbox
 	touch $(STAMP)
 
 install-dev: $(STAMP)
@@ -24,8 +25,8 @@ run: install
 	$(BIN)/vk-provider sandbox --dir .sandbox
 
 lint: install-dev
-	$(BIN)/ruff check vk_provider tests bench
-	$(BIN)/ruff format --check vk_provider tests bench
+	$(BIN)/ruff check vk_provider sandbox tests bench
+	$(BIN)/ruff format --check vk_provider sandbox tests bench
 
 typecheck: install-dev
 	$(BIN)/mypy
@@ -43,4 +44,4 @@ bench: install-dev
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info sandbox/build sandbox/*.egg-info

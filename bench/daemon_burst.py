@@ -30,9 +30,9 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
 from vk_provider.kube.client import KubeAPI
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
-from vk_provider.sandbox.eci.server import ECISimulator
 from vk_provider.settings import FIELDS
+from vk_sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.eci.server import ECISimulator
 
 NODE = "vk-bench"
 VK = str(Path(sys.executable).with_name("vk-provider"))

@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.provider import PodResources
-from vk_provider.sandbox.eci.server import ECISimulator
 from vk_provider.settings import ECISettings
+from vk_sandbox.eci.server import ECISimulator
 
 
 def _total(stats: dict[str, Any]) -> int:

@@ -23,7 +23,7 @@ from aliyunsdkeci.request.v20180808.CreateContainerGroupRequest import CreateCon
 from aliyunsdkeci.request.v20180808.DescribeContainerGroupsRequest import DescribeContainerGroupsRequest
 from aliyunsdkeci.request.v20180808.DescribeContainerGroupStatusRequest import DescribeContainerGroupStatusRequest
 
-from vk_provider.sandbox.eci.server import ECISimulator
+from vk_sandbox.eci.server import ECISimulator
 
 
 async def run(groups: int, concurrency: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +21,10 @@ def test_wheel_installs_and_cli_runs(tmp_path: Path) -> None:
     )
     wheels = list(dist.glob("vk_eci-*.whl"))
     assert len(wheels) == 1
+    # The production wheel (and so the image) carries no test bed.
+    with zipfile.ZipFile(wheels[0]) as whl:
+        names = whl.namelist()
+    assert not [n for n in names if "sandbox" in n.split("/")[0]], names
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
@@ -35,3 +40,9 @@ def test_wheel_installs_and_cli_runs(tmp_path: Path) -> None:
         [str(env_dir / "bin" / "vk-provider"), "--version"], capture_output=True, text=True, timeout=60, check=True
     )
     assert version.stdout.startswith("vk-provider ")
+    # Without the test bed, `vk-provider sandbox` says what to install (exit 2), never a traceback.
+    missing = subprocess.run(
+        [str(env_dir / "bin" / "vk-provider"), "sandbox"], capture_output=True, text=True, timeout=60
+    )
+    assert missing.returncode == 2
+    assert "pip install -e ./sandbox" in missing.stderr and "Traceback" not in missing.stderr

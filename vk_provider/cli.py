@@ -31,10 +31,15 @@ class _SubcommandModule(Protocol):
 
 # subcommand path -> (module, help). Modules are imported lazily so `--help` stays fast.
 _SANDBOX_COMMANDS: dict[str, tuple[str, str]] = {
-    "apiserver": ("vk_provider.sandbox.apiserver.cli", "run the sandbox Kubernetes API server alone"),
-    "eci": ("vk_provider.sandbox.eci.cli", "run the ECI OpenAPI simulator alone"),
+    "apiserver": ("vk_sandbox.apiserver.cli", "run the sandbox Kubernetes API server alone"),
+    "eci": ("vk_sandbox.eci.cli", "run the ECI OpenAPI simulator alone"),
 }
-_SANDBOX_ALL_IN_ONE = "vk_provider.sandbox.up"
+_SANDBOX_ALL_IN_ONE = "vk_sandbox.up"
+_SANDBOX_PACKAGE = "vk_sandbox"
+_SANDBOX_MISSING = (
+    "vk-provider: the sandbox is not installed (it is the separate distribution vk-eci-sandbox, which the "
+    "production image leaves out); in a checkout run `make run`, or `pip install -e ./sandbox`"
+)
 
 
 def _load(module: str) -> _SubcommandModule:
@@ -117,10 +122,14 @@ def _load_optional_arguments(parser: argparse.ArgumentParser, module: str) -> No
     try:
         mod = _load(module)
     except ModuleNotFoundError as exc:
-        if exc.name != module:
+        if not _is_sandbox_missing(exc):
             raise
-        return  # not built yet; dispatch says so
+        return  # the test bed is not installed; dispatch says so
     mod.add_arguments(parser)
+
+
+def _is_sandbox_missing(exc: ModuleNotFoundError) -> bool:
+    return exc.name is not None and exc.name.split(".")[0] == _SANDBOX_PACKAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,10 +163,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         try:
             mod = _load(module)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            if not _is_sandbox_missing(exc):
                 raise
-            print(f"vk-provider: {module} is not available in this build", file=sys.stderr)
-            return EXIT_FAILURE
+            print(_SANDBOX_MISSING, file=sys.stderr)
+            return EXIT_USAGE
         return mod.main(args)
     parser.print_help()
     return EXIT_USAGE

@@ -16,9 +16,9 @@ from kubernetes_asyncio import config as k8s_config
 
 from vk_provider.app import Daemon
 from vk_provider.kube.client import KubeAPI, KubeError
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
-from vk_provider.sandbox.eci.server import ECISimulator
 from vk_provider.settings import Settings, load_settings
+from vk_sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.eci.server import ECISimulator
 
 NODE = "vk-e2e"
 

@@ -22,7 +22,7 @@ from tests.eci.conftest import FakeECI, error, make_settings
 from vk_provider.eci.client import ECIClient, credential_for, encode_value, error_code, map_sdk_error
 from vk_provider.errors import NotFound, PermanentError, TransientError
 from vk_provider.metrics import ECI_CALLS, ECI_RETRIES
-from vk_provider.sandbox.eci.server import ECISimulator
+from vk_sandbox.eci.server import ECISimulator
 
 
 def _sample(metric: object, **labels: str) -> float:

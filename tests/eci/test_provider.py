@@ -19,8 +19,8 @@ from vk_provider.eci.status import container_group_to_pod_status, group_events, 
 from vk_provider.eci.translate import translate_pod
 from vk_provider.errors import InvalidInput, NotFound, NotSupported, PermanentError, TransientError
 from vk_provider.provider import BackendPod, LogOptions, PodResources
-from vk_provider.sandbox.eci.server import ECISimulator
 from vk_provider.settings import ECISettings
+from vk_sandbox.eci.server import ECISimulator
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tests.eci.conftest import make_settings
 from vk_provider.eci.translate import apply_to_sdk_request, translate_pod
 from vk_provider.errors import InvalidInput, NotSupported
 from vk_provider.provider import PodResources
-from vk_provider.sandbox.eci.server import ECISimulator
+from vk_sandbox.eci.server import ECISimulator
 
 
 class _SimThread:

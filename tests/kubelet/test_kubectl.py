@@ -22,8 +22,8 @@ from kubernetes_asyncio import config as k8s_config
 from tests.conftest import KUBECTL
 from tests.kubelet.doubles import FakePods, FakeStreams, make_pod, usage_fixture
 from vk_provider.kubelet.server import KubeletServer
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
 from vk_provider.settings import KubeletSettings
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 NODE = "vk-node"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KUBECTL
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 
 @pytest.fixture

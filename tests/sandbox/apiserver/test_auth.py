@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vk_provider.sandbox.apiserver.auth import Attributes, Authorizer, Identity, bootstrap_rbac, identity_from_peercert
-from vk_provider.sandbox.apiserver.store import Store
+from vk_sandbox.apiserver.auth import Attributes, Authorizer, Identity, bootstrap_rbac, identity_from_peercert
+from vk_sandbox.apiserver.store import Store
 
 RBAC = "rbac.authorization.k8s.io"
 

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from vk_provider.sandbox.apiserver.certs import CertificateAuthority, subject_of
-from vk_provider.sandbox.apiserver.errors import ApiError
+from vk_sandbox.apiserver.certs import CertificateAuthority, subject_of
+from vk_sandbox.apiserver.errors import ApiError
 
 
 def test_issue_client_and_server_certificates() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vk_provider.aio import Backoff
-from vk_provider.sandbox.apiserver.controllers._common import (
+from vk_sandbox.apiserver.controllers._common import (
     Informer,
     KeyQueue,
     guarded,
@@ -15,8 +15,8 @@ from vk_provider.sandbox.apiserver.controllers._common import (
     selector_matches,
     set_condition,
 )
-from vk_provider.sandbox.apiserver.errors import ApiError
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.errors import ApiError
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 
 def obj(name: str, rv: int, owner: str | None = None) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.sandbox.apiserver.test_controllers_replicaset import until
-from vk_provider.sandbox.apiserver.controllers.csr import SIGNER, kubelet_serving_problem
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.controllers.csr import SIGNER, kubelet_serving_problem
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 CSR_KEY = "certificatesigningrequests.certificates.k8s.io"
 USAGES = ["digital signature", "server auth"]

@@ -11,14 +11,14 @@ import pytest
 
 from tests.conftest import KUBECTL
 from tests.sandbox.apiserver.test_controllers_replicaset import StandInKubelet, until
-from vk_provider.sandbox.apiserver.controllers.deployment import (
+from vk_sandbox.apiserver.controllers.deployment import (
     HASH_LABEL,
     resolve_int_or_percent,
     rolling_targets,
     template_hash,
 )
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
-from vk_provider.sandbox.apiserver.store import Store
+from vk_sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.store import Store
 
 
 @pytest.fixture

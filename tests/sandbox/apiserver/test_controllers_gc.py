@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.sandbox.apiserver.test_controllers_replicaset import StandInKubelet, until
-from vk_provider.sandbox.apiserver.controllers.gc import collect_garbage
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
-from vk_provider.sandbox.apiserver.store import Store
+from vk_sandbox.apiserver.controllers.gc import collect_garbage
+from vk_sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.store import Store
 
 
 @pytest.fixture

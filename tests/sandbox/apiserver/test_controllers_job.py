@@ -11,9 +11,9 @@ import pytest
 
 from tests.conftest import KUBECTL
 from tests.sandbox.apiserver.test_controllers_replicaset import StandInKubelet, until
-from vk_provider.sandbox.apiserver.controllers.job import plan_job
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
-from vk_provider.sandbox.apiserver.store import Store
+from vk_sandbox.apiserver.controllers.job import plan_job
+from vk_sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.store import Store
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from vk_provider.sandbox.apiserver.controllers import matching as m
+from vk_sandbox.apiserver.controllers import matching as m
 
 
 def node(

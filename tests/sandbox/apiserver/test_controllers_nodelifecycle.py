@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from vk_provider.sandbox.apiserver.controllers.nodelifecycle import check_nodes, last_heartbeat, mark_unknown
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.controllers.nodelifecycle import check_nodes, last_heartbeat, mark_unknown
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 GRACE = 1.0
 

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
-from vk_provider.sandbox.apiserver.store import Store
+from vk_sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.store import Store
 
 T = TypeVar("T")
 NODE = "worker"

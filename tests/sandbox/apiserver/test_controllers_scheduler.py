@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vk_provider.sandbox.apiserver.errors import ApiError
-from vk_provider.sandbox.apiserver.patch import strategic_merge
-from vk_provider.sandbox.apiserver.resources import RESOURCES
-from vk_provider.sandbox.apiserver.store import Store
+from vk_sandbox.apiserver.errors import ApiError
+from vk_sandbox.apiserver.patch import strategic_merge
+from vk_sandbox.apiserver.resources import RESOURCES
+from vk_sandbox.apiserver.store import Store
 
 _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["", "x", "Bad_Name", "c"]))
 _JSON = st.recursive(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from vk_provider.sandbox.apiserver.discovery import (
+from vk_sandbox.apiserver.discovery import (
     aggregated,
     api_group_list,
     openapi_group,
     openapi_root,
     resource_list,
 )
-from vk_provider.sandbox.apiserver.resources import _ALL, GROUPS
+from vk_sandbox.apiserver.resources import _ALL, GROUPS
 
 
 def test_aggregated_and_legacy_discovery_list_every_resource() -> None:

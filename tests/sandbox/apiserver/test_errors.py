@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vk_provider.sandbox.apiserver.errors import already_exists, conflict, invalid, not_found
+from vk_sandbox.apiserver.errors import already_exists, conflict, invalid, not_found
 
 
 def test_status_bodies_match_the_real_server() -> None:

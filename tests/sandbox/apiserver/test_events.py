@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vk_provider.sandbox.apiserver.events import from_events_v1, to_events_v1
+from vk_sandbox.apiserver.events import from_events_v1, to_events_v1
 
 CORE = {
     "apiVersion": "v1",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vk_provider.sandbox.apiserver.errors import ApiError
-from vk_provider.sandbox.apiserver.handlers import default_container, discovery_version, parse_resource_path, truthy
+from vk_sandbox.apiserver.errors import ApiError
+from vk_sandbox.apiserver.handlers import default_container, discovery_version, parse_resource_path, truthy
 
 
 def test_parse_resource_paths() -> None:

@@ -13,7 +13,7 @@ import yaml
 
 from tests.conftest import KUBECTL
 from tests.sandbox.apiserver.conftest import Kubectl
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 pytestmark = pytest.mark.kubectl
 

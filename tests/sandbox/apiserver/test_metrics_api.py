@@ -15,12 +15,12 @@ from tests.sandbox.apiserver.conftest import Kubectl
 from vk_provider.kube.client import KubeError
 from vk_provider.kubelet.stats import build_summary, render_resource_metrics
 from vk_provider.provider import ContainerUsage, PodUsage
-from vk_provider.sandbox.apiserver import metrics_api
-from vk_provider.sandbox.apiserver.discovery import aggregated, api_group_list, resource_list
-from vk_provider.sandbox.apiserver.metrics_api import (
+from vk_sandbox.apiserver import metrics_api
+from vk_sandbox.apiserver.discovery import aggregated, api_group_list, resource_list
+from vk_sandbox.apiserver.metrics_api import (
     NODE as NODE_KEY,
 )
-from vk_provider.sandbox.apiserver.metrics_api import (
+from vk_sandbox.apiserver.metrics_api import (
     advance,
     cpu_quantity,
     go_duration,
@@ -29,7 +29,7 @@ from vk_provider.sandbox.apiserver.metrics_api import (
     summary_rates,
     usages,
 )
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 PODS = "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vk_provider.sandbox.apiserver.errors import ApiError
-from vk_provider.sandbox.apiserver.patch import apply_json_patch, json_merge_patch, strategic_merge
+from vk_sandbox.apiserver.errors import ApiError
+from vk_sandbox.apiserver.patch import apply_json_patch, json_merge_patch, strategic_merge
 
 POD = {
     "metadata": {"name": "p", "labels": {"a": "1", "b": "2"}, "finalizers": ["x"]},

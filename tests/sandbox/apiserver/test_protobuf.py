@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vk_provider.sandbox.apiserver.errors import ApiError
-from vk_provider.sandbox.apiserver.protobuf import MAGIC, decode
+from vk_sandbox.apiserver.errors import ApiError
+from vk_sandbox.apiserver.protobuf import MAGIC, decode
 
 
 def _varint(n: int) -> bytes:

@@ -16,13 +16,13 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import KUBECTL
-from vk_provider.sandbox.apiserver.proxy import (
+from vk_sandbox.apiserver.proxy import (
     DEFAULT_KUBELET_PORT,
     KubeletDialError,
     kubelet_location,
     proxy_to_kubelet,
 )
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 NODE = "n1"
 TOKEN = "proxy-test-admin-token"
@@ -101,7 +101,7 @@ class StubKubelet:
 def server_tls(server: SandboxAPIServer, tmp_path: Path, *, self_signed: bool = False) -> ssl.SSLContext:
     """A kubelet serving context: a CA-issued cert for 127.0.0.1 (or a self-signed one); client certs optional."""
     if self_signed:
-        from vk_provider.sandbox.apiserver.certs import CertificateAuthority
+        from vk_sandbox.apiserver.certs import CertificateAuthority
 
         other = CertificateAuthority("someone-else")
         cert, key = other.issue("kubelet", [], ip_addresses=["127.0.0.1"], client=False, server=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vk_provider.sandbox.apiserver.resources import BY_PATH, RESOURCES, by_kind
+from vk_sandbox.apiserver.resources import BY_PATH, RESOURCES, by_kind
 
 
 def test_keys_storage_and_lookup() -> None:

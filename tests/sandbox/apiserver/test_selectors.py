@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vk_provider.sandbox.apiserver.errors import ApiError
-from vk_provider.sandbox.apiserver.resources import RESOURCES
-from vk_provider.sandbox.apiserver.selectors import field_predicate, label_predicate
+from vk_sandbox.apiserver.errors import ApiError
+from vk_sandbox.apiserver.resources import RESOURCES
+from vk_sandbox.apiserver.selectors import field_predicate, label_predicate
 
 OBJ = {
     "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web", "tier": "front"}},

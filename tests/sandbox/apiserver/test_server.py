@@ -15,7 +15,7 @@ import kubernetes_asyncio
 import pytest
 from kubernetes_asyncio.client.rest import ApiException as AsyncApiException
 
-from vk_provider.sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.server import SandboxAPIServer
 
 POD = {
     "apiVersion": "v1",

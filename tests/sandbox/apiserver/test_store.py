@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from vk_provider.sandbox.apiserver.errors import ApiError
-from vk_provider.sandbox.apiserver.store import Store
+from vk_sandbox.apiserver.errors import ApiError
+from vk_sandbox.apiserver.store import Store
 
 
 def _store() -> Store:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vk_provider.sandbox.apiserver.resources import RESOURCES
-from vk_provider.sandbox.apiserver.tables import human_duration, pod_status, table
+from vk_sandbox.apiserver.resources import RESOURCES
+from vk_sandbox.apiserver.tables import human_duration, pod_status, table
 
 
 @pytest.mark.parametrize(

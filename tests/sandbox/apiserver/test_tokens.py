@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from vk_provider.sandbox.apiserver.tokens import TokenSigner
+from vk_sandbox.apiserver.tokens import TokenSigner
 
 
 def test_mint_and_verify_round_trip() -> None:

@@ -18,7 +18,7 @@ from aliyunsdkeci.request.v20180808.RestartContainerGroupRequest import RestartC
 from aliyunsdkeci.request.v20180808.UpdateContainerGroupRequest import UpdateContainerGroupRequest
 
 from tests.sandbox.eci.conftest import call, call_error, create_request, describe, status_is, wait_for
-from vk_provider.sandbox.eci.server import ECISimulator
+from vk_sandbox.eci.server import ECISimulator
 
 SLEEPER = [{"Name": "main", "Image": "busybox", "Commands": ["sleep", "3600"]}]
 

@@ -9,8 +9,8 @@ from aliyunsdkeci.request.v20180808.DescribeContainerGroupsRequest import Descri
 from aliyunsdkeci.request.v20180808.DescribeRegionsRequest import DescribeRegionsRequest
 
 from tests.sandbox.eci.conftest import call, call_error, create_request, describe, status_is, wait_for
-from vk_provider.sandbox.eci.faults import Faults
-from vk_provider.sandbox.eci.server import ECISimulator
+from vk_sandbox.eci.faults import Faults
+from vk_sandbox.eci.server import ECISimulator
 
 
 async def test_throttling_at_a_random_rate(vsim: ECISimulator) -> None:

@@ -20,7 +20,7 @@ from aliyunsdkeci.request.v20180808.ExecContainerCommandRequest import ExecConta
 from aliyunsdkeci.request.v20180808.RestartContainerGroupRequest import RestartContainerGroupRequest
 
 from tests.sandbox.eci.conftest import call, call_error, create_request, describe, status_is, wait_for
-from vk_provider.sandbox.eci.server import ECISimulator
+from vk_sandbox.eci.server import ECISimulator
 
 
 def _free_port() -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vk_provider.sandbox.eci.specs import round_spec
-from vk_provider.sandbox.eci.wire import ApiError
+from vk_sandbox.eci.specs import round_spec
+from vk_sandbox.eci.wire import ApiError
 
 
 @pytest.mark.parametrize(

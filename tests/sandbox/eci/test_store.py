@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.sandbox.eci.conftest import call, create_request, describe, status_is, wait_for
-from vk_provider.sandbox.eci.server import ECISimulator
+from vk_sandbox.eci.server import ECISimulator
 
 
 async def test_virtual_groups_survive_a_restart(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from aliyunsdkeci.request.v20180808.DeleteContainerGroupRequest import DeleteCon
 from aliyunsdkeci.request.v20180808.DescribeRegionsRequest import DescribeRegionsRequest
 
 from tests.sandbox.eci.conftest import call, call_error, sdk_client
-from vk_provider.sandbox.eci.server import ECISimulator
-from vk_provider.sandbox.eci.wire import ApiError, NonceCache, nest, parse_bool, sign, verify
+from vk_sandbox.eci.server import ECISimulator
+from vk_sandbox.eci.wire import ApiError, NonceCache, nest, parse_bool, sign, verify
 
 
 def _signed_url(sim: ECISimulator, action: str, method: str = "GET", body: dict[str, str] | None = None) -> str:

@@ -1,0 +1,153 @@
+"""`vk-provider sandbox`: the sandbox API server, the ECI simulator and the daemon in one process.
+
+It uses the product exactly as a user would: the daemon gets a kubeconfig and an ECI endpoint with
+credentials, nothing else. Ctrl-C or SIGTERM stops the daemon, then the simulator (which kills its
+container processes), then the API server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+NODE_NAME = "virtual-kubelet-eci"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, default=Path(".sandbox"), help="directory holding all state")
+    parser.add_argument("--ready-file", type=Path, help="write JSON with the endpoints here when ready")
+    parser.add_argument(
+        "--runtime", choices=("process", "virtual"), default="process", help="how the simulator runs groups"
+    )
+    parser.add_argument("--node-name", default=NODE_NAME, help="name of the virtual node")
+
+
+def _progress(message: str, started: float) -> None:
+    print(f"[{time.monotonic() - started:5.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def banner(kubeconfig: Path, node: str, metrics_url: str) -> str:
+    return "\n".join(
+        [
+            "",
+            "vk-eci sandbox is ready: a local API server, the ECI simulator and the daemon.",
+            f"  kubeconfig:   {kubeconfig}",
+            f"  virtual node: {node}",
+            f"  metrics:      {metrics_url}",
+            "",
+            "Try it (in another terminal):",
+            f"  export KUBECONFIG={kubeconfig}",
+            "  kubectl apply -f manifests/examples/deployment.yaml",
+            "  kubectl logs deploy/hello-eci",
+            "  kubectl exec deploy/hello-eci -- sh -c 'echo hello from $HOSTNAME'",
+            "",
+            "Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+def _prepare(directory: Path) -> Path:
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _write_ready(path: Path, ready: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(ready) + "\n")
+    tmp.replace(path)  # readers never see half a file
+
+
+async def run_sandbox(
+    directory: Path,
+    *,
+    runtime: str = "process",
+    node_name: str = NODE_NAME,
+    ready_file: Path | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    # Imported here: the all-in-one is the only place the sandbox and the product meet.
+    from vk_provider.app import Daemon
+    from vk_provider.settings import load_settings
+    from vk_sandbox.apiserver.server import SandboxAPIServer
+    from vk_sandbox.eci.server import ECISimulator
+
+    started = time.monotonic()
+    directory = await asyncio.to_thread(_prepare, directory)
+    stop = stop or asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        _progress("starting the sandbox API server", started)
+        apiserver = await stack.enter_async_context(SandboxAPIServer(directory=directory / "apiserver"))
+        _progress(f"API server on {apiserver.url}", started)
+        _progress(f"starting the ECI simulator ({runtime} runtime)", started)
+        sim = await stack.enter_async_context(ECISimulator(directory=directory / "eci", runtime=runtime))
+        _progress(f"ECI simulator on {sim.endpoint}", started)
+        # The daemon runs as the node's identity (as a kubelet does), so the sandbox's CSR approver signs
+        # its kubelet serving certificate; the extra group lets it do what the manifests' ClusterRole grants.
+        node_kubeconfig = apiserver.user_kubeconfig(
+            directory / "node.kubeconfig", user=f"system:node:{node_name}", groups=["system:nodes", "system:masters"]
+        )
+        flags: dict[str, Any] = {
+            "kube.kubeconfig": str(node_kubeconfig),
+            "node.name": node_name,
+            "node.internal_ip": "127.0.0.1",
+            "eci.endpoint": sim.endpoint,
+            "eci.region": sim.region,
+            "eci.access_key_id": sim.access_key_id,
+            "eci.access_key_secret": sim.access_key_secret,
+            "eci.vswitch_ids": ["vsw-sandbox"],
+            "eci.security_group_id": "sg-sandbox",
+            "eci.cluster_name": "sandbox",
+            "kubelet.port": 0,
+            "kubelet.bind_address": "127.0.0.1",
+            "kubelet.cert_dir": str(directory / "kubelet-certs"),
+            "metrics.port": 0,
+            "metrics.bind_address": "127.0.0.1",
+        }
+        settings = load_settings(flags)
+        _progress("starting the daemon", started)
+        daemon = Daemon(settings)
+        await daemon.start()
+        stack.push_async_callback(daemon.stop)
+        await daemon.wait_ready(timeout=60)
+        await daemon.wait_serving(timeout=60)
+        _progress(f"node {node_name} is Ready; kubelet API on 127.0.0.1:{daemon.kubelet_port}", started)
+        if ready_file is not None:
+            ready = {
+                "kubeconfig": str(apiserver.kubeconfig_path),
+                "node": node_name,
+                "eci_endpoint": sim.endpoint,
+                "kubelet_port": daemon.kubelet_port,
+                "metrics_url": daemon.metrics_url,
+            }
+            await asyncio.to_thread(_write_ready, ready_file, ready)
+        print(banner(apiserver.kubeconfig_path, node_name, daemon.metrics_url), flush=True)
+        await stop.wait()
+        _progress("stopping", started)
+
+
+def main(args: argparse.Namespace) -> int:
+    from vk_provider.log import configure_logging
+
+    configure_logging("warning", "console" if sys.stderr.isatty() else "json")
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_sandbox(
+            args.dir, runtime=args.runtime, node_name=args.node_name, ready_file=args.ready_file, stop=stop
+        )
+
+    asyncio.run(_main())
+    return 0

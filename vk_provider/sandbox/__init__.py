@@ -1,1 +1,0 @@
-"""The sandbox: a local API server and ECI simulator. Never imported by the product's other packages."""
