@@ -1,11 +1,19 @@
-"""What the built-in controllers get to work with: the store and the CA, never HTTP."""
+"""The narrow views of the server that its parts get to work with, instead of the server object itself.
+
+Controllers get the store and the CA, never HTTP. Each HTTP handler module gets only what it reads: the REST verbs
+the store and the open watches; subresources the store and the token signer; reviews and request authentication the
+authenticator and authorizer; the kubelet proxy and the metrics API the store and the kubelet-client TLS context.
+"""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
+from vk_sandbox.apiserver.auth import Authenticator, Authorizer
 from vk_sandbox.apiserver.certs import CertificateAuthority
-from vk_sandbox.apiserver.store import Store
+from vk_sandbox.apiserver.store import Store, Watch
+from vk_sandbox.apiserver.tokens import TokenSigner
 
 
 @dataclass
@@ -13,3 +21,38 @@ class ControllerContext:
     store: Store
     ca: CertificateAuthority
     node_lease_grace_seconds: float
+
+
+@dataclass(frozen=True)
+class AccessContext:
+    """Who is asking and what they may do: bearer tokens, client certificates, RBAC."""
+
+    authenticator: Authenticator
+    authorizer: Authorizer
+
+
+@dataclass(frozen=True)
+class WatchContext:
+    """What reads need besides the store: the set of open watches (the server closes them when it stops) and how
+    often an idle watch gets a bookmark."""
+
+    store: Store
+    watches: set[Watch]
+    bookmark_interval: float
+
+
+@dataclass(frozen=True)
+class SubresourceContext:
+    """Binding, eviction and scale write through the store; ServiceAccount tokens are signed by the signer."""
+
+    store: Store
+    signer: TokenSigner
+
+
+@dataclass(frozen=True)
+class KubeletContext:
+    """How to reach kubelets: the nodes in the store and the kubelet-client certificate (verifying kubelets against
+    the sandbox CA)."""
+
+    store: Store
+    client_ssl: ssl.SSLContext

@@ -80,6 +80,23 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str]]) -> 
     return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {text}', details=details)
 
 
+def field_invalid(
+    kind: str,
+    name: str | None,
+    field: str,
+    message: str,
+    *,
+    reason: str = "FieldValueInvalid",
+    summary: str | None = None,
+) -> ApiError:
+    """422 Invalid with one cause, worded "KIND is invalid: FIELD: SUMMARY" (``summary`` defaults to ``message``)."""
+    details: dict[str, Any] = {"kind": kind}
+    if name:
+        details["name"] = name
+    details["causes"] = [{"reason": reason, "field": field, "message": message}]
+    return ApiError(422, "Invalid", f"{kind} is invalid: {field}: {summary or message}", details=details)
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 

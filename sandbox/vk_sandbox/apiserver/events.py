@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vk_sandbox.apiserver.resources import ResourceType
 from vk_sandbox.apiserver.store import deep_copy
 
 # core/v1 field -> events.k8s.io/v1 field
@@ -43,3 +44,13 @@ def from_events_v1(ev: dict[str, Any]) -> dict[str, Any]:
         out["source"] = {"component": ev["reportingController"]}
     out.setdefault("involvedObject", {})
     return out
+
+
+def external(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    """A stored object as ``rt`` serves it: events.k8s.io converts, every other kind is served as stored."""
+    return to_events_v1(obj) if rt.group == "events.k8s.io" else obj
+
+
+def internal(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    """An object sent to ``rt`` as the store keeps it (the inverse of ``external``)."""
+    return from_events_v1(obj) if rt.group == "events.k8s.io" else obj

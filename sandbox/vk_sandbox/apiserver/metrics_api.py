@@ -34,20 +34,18 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from vk_sandbox.apiserver import proxy
+from vk_sandbox.apiserver.context import KubeletContext
 from vk_sandbox.apiserver.errors import ApiError, method_not_allowed, not_found
+from vk_sandbox.apiserver.handlers.request import Target
 from vk_sandbox.apiserver.resources import METRICS_GROUP
 from vk_sandbox.apiserver.selectors import combine, field_predicate, label_predicate
-
-if TYPE_CHECKING:
-    from vk_sandbox.apiserver.handlers import Target
-    from vk_sandbox.apiserver.server import SandboxAPIServer
 
 log = structlog.get_logger("vk_sandbox.apiserver.metrics")
 
@@ -294,8 +292,8 @@ def _meta(obj: Mapping[str, Any], *, namespaced: bool) -> dict[str, Any]:
 class MetricsAPI:
     """The metrics.k8s.io/v1beta1 endpoints of one sandbox API server, with the points kept between requests."""
 
-    def __init__(self, server: SandboxAPIServer) -> None:
-        self.server = server
+    def __init__(self, ctx: KubeletContext) -> None:
+        self.ctx = ctx
         self._nodes: dict[str, NodeState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -305,7 +303,7 @@ class MetricsAPI:
         host, port = proxy.kubelet_location(dict(node))
         url = f"https://{proxy._host_for_url(host)}:{port}{path}"
         timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT, sock_connect=proxy.CONNECT_TIMEOUT)
-        connector = aiohttp.TCPConnector(ssl=self.server.kubelet_client_ssl, force_close=True)
+        connector = aiohttp.TCPConnector(ssl=self.ctx.client_ssl, force_close=True)
         async with (
             aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
             session.get(url) as response,
@@ -352,8 +350,8 @@ class MetricsAPI:
 
     async def _states(self, names: Iterable[str]) -> dict[str, NodeState]:
         """The states of the named nodes that are Ready (scraped as needed, concurrently)."""
-        nodes = [n for name in sorted(set(names)) if (n := self.server.store.get("nodes", None, name)) and _ready(n)]
-        for gone in [name for name in self._nodes if self.server.store.get("nodes", None, name) is None]:
+        nodes = [n for name in sorted(set(names)) if (n := self.ctx.store.get("nodes", None, name)) and _ready(n)]
+        for gone in [name for name in self._nodes if self.ctx.store.get("nodes", None, name) is None]:
             self._nodes.pop(gone, None)
             self._locks.pop(gone, None)
         states = await asyncio.gather(*(self.node_state(n) for n in nodes))
@@ -384,7 +382,7 @@ class MetricsAPI:
         return {"kind": f"{kind}List", "apiVersion": API_VERSION, "metadata": {}, "items": items}
 
     def _select(self, key: str, namespace: str | None, query: Mapping[str, str]) -> list[dict[str, Any]]:
-        objs, _ = self.server.store.list(key, namespace)
+        objs, _ = self.ctx.store.list(key, namespace)
         # Only metadata.name and metadata.namespace, as metrics-server.
         pred = combine(
             label_predicate(query.get("labelSelector")), field_predicate(query.get("fieldSelector"), key, ())
@@ -393,7 +391,7 @@ class MetricsAPI:
 
     async def _nodes_with_usage(self, name: str | None, query: Mapping[str, str]) -> list[Found]:
         if name is not None:
-            node = self.server.store.get("nodes", None, name)
+            node = self.ctx.store.get("nodes", None, name)
             if node is None:
                 raise not_found("node", "", name)  # the lister's error, which metrics-server passes on
             nodes = [node]
@@ -409,7 +407,7 @@ class MetricsAPI:
 
     async def _pods_with_usage(self, namespace: str | None, name: str | None, query: Mapping[str, str]) -> list[Found]:
         if name is not None:
-            pod = self.server.store.get("pods", namespace, name)
+            pod = self.ctx.store.get("pods", namespace, name)
             if pod is None:
                 raise not_found("pod", "", name)
             pods = [pod]

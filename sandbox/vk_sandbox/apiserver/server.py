@@ -15,10 +15,17 @@ import yaml
 from aiohttp import web
 
 from vk_provider.aio import create_guarded_task
-from vk_sandbox.apiserver.auth import Authenticator, Authorizer, bootstrap_rbac, identity_from_claims
+from vk_sandbox.apiserver.auth import Authenticator, Authorizer, bootstrap_rbac
 from vk_sandbox.apiserver.certs import CertificateAuthority
-from vk_sandbox.apiserver.context import ControllerContext
-from vk_sandbox.apiserver.handlers import MAX_BODY, Handlers
+from vk_sandbox.apiserver.context import (
+    AccessContext,
+    ControllerContext,
+    KubeletContext,
+    SubresourceContext,
+    WatchContext,
+)
+from vk_sandbox.apiserver.handlers.request import MAX_BODY
+from vk_sandbox.apiserver.handlers.router import Router
 from vk_sandbox.apiserver.store import Store, Watch
 from vk_sandbox.apiserver.tokens import TokenSigner
 
@@ -132,8 +139,7 @@ class SandboxAPIServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.ca_path = self._write("ca.crt", self.ca.cert_pem, 0o644)
         app = web.Application(client_max_size=MAX_BODY + 1024)
-        handlers = Handlers(self)
-        app.router.add_route("*", "/{tail:.*}", handlers.dispatch)
+        app.router.add_route("*", "/{tail:.*}", self._router().dispatch)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._server_context())
@@ -149,6 +155,16 @@ class SandboxAPIServer:
             self._start_controllers()
         self.log.debug("sandbox apiserver ready", url=self.url, kubeconfig=str(self.kubeconfig_path))
         return self
+
+    def _router(self) -> Router:
+        """The HTTP side, each part given only the pieces of this server it needs."""
+        return Router(
+            access=AccessContext(self.authenticator, self.authorizer),
+            watches=WatchContext(self.store, self.watches, self.bookmark_interval),
+            subresources=SubresourceContext(self.store, self.signer),
+            kubelets=KubeletContext(self.store, self.kubelet_client_ssl),
+            address=lambda: self.host_port,  # the port is known only once the site listens
+        )
 
     def _start_controllers(self) -> None:
         try:
@@ -266,19 +282,3 @@ class SandboxAPIServer:
             raise ValueError("user_kubeconfig needs a token or a user")
         cert, key = self.ca.issue(user, groups, client=True)
         return self._write_kubeconfig(path, user=user, cert=cert, key=key)
-
-    def token_review(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """The status of a TokenReview for ``spec`` (``token``, optional ``audiences``)."""
-        token = spec.get("token")
-        audiences = spec.get("audiences") or None
-        if not isinstance(token, str) or not token:
-            return {"authenticated": False, "error": "token is required", "user": {}}
-        if token in self.authenticator.static_tokens:
-            ident = self.authenticator.static_tokens[token]
-            return {"authenticated": True, "user": ident.as_user_info(), "audiences": audiences or []}
-        claims = self.authenticator.claims(token, audiences if isinstance(audiences, list) else None)
-        if claims is None:
-            return {"authenticated": False, "error": "invalid bearer token", "user": {}}
-        ident = identity_from_claims(claims)
-        aud = [a for a in claims.audiences if not audiences or a in audiences]
-        return {"authenticated": True, "user": ident.as_user_info(), "audiences": aud}

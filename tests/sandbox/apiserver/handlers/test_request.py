@@ -1,11 +1,11 @@
-"""Request parsing helpers of the HTTP handlers."""
+"""Reading a request: resource paths and query booleans."""
 
 from __future__ import annotations
 
 import pytest
 
 from vk_sandbox.apiserver.errors import ApiError
-from vk_sandbox.apiserver.handlers import default_container, discovery_version, parse_resource_path, truthy
+from vk_sandbox.apiserver.handlers.request import parse_resource_path, truthy
 
 
 def test_parse_resource_paths() -> None:
@@ -33,21 +33,7 @@ def test_parse_resource_paths() -> None:
         assert exc.value.code == 404
 
 
-def test_query_booleans_and_default_container() -> None:
-    """Booleans are false only for 0/false; the default container is the annotation's, else the first."""
+def test_query_booleans() -> None:
+    """Booleans are false only for 0/false."""
     assert truthy("true") and truthy("True") and truthy("1") and truthy("yes")
     assert not truthy("0") and not truthy("FALSE") and not truthy(None)
-    pod = {"metadata": {}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}}
-    assert default_container(pod) == "a"
-    pod["metadata"] = {"annotations": {"kubectl.kubernetes.io/default-container": "b"}}
-    assert default_container(pod) == "b"
-
-
-def test_discovery_version_follows_the_accept_header() -> None:
-    """Aggregated discovery is chosen by the first acceptable APIGroupDiscoveryList range; plain JSON is legacy."""
-    v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
-    beta = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
-    assert discovery_version(f"{v2},{beta},application/json") == "v2"
-    assert discovery_version(f"{beta},application/json") == "v2beta1"
-    assert discovery_version("application/json, */*") is None
-    assert discovery_version("application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList") is None
