@@ -1,0 +1,69 @@
+"""Admission: the one step every API write passes before the store."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.sandbox.apiserver.conftest import Kubectl
+from vk_sandbox.apiserver.auth import Identity
+from vk_sandbox.apiserver.handlers.admission import CSR, admit
+from vk_sandbox.apiserver.resources import RESOURCES
+from vk_sandbox.apiserver.server import SandboxAPIServer
+
+ALICE = Identity("alice", ("devs", "system:authenticated"))
+
+
+def _csr_body(name: str) -> dict[str, Any]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "system:node:n1")]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    return {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {
+            "request": base64.b64encode(csr).decode(),
+            "signerName": "kubernetes.io/kubelet-serving",
+            "usages": ["server auth"],
+            "username": "system:node:n1",
+            "groups": ["system:nodes"],
+            "uid": "forged-uid",
+        },
+    }
+
+
+def test_a_created_csr_records_its_requester_and_nothing_else_changes() -> None:
+    """On create a CSR's requester fields are the caller's, whatever the body said; updates, subresources and other
+    kinds pass unchanged."""
+    obj = _csr_body("c")
+    admit("CREATE", RESOURCES[CSR], None, obj, ALICE)
+    assert obj["spec"]["username"] == "alice" and obj["spec"]["groups"] == ["devs", "system:authenticated"]
+    assert "uid" not in obj["spec"]
+    for op, sub in (("UPDATE", None), ("UPDATE", "status"), ("UPDATE", "approval")):
+        other = _csr_body("c")
+        admit(op, RESOURCES[CSR], sub, other, ALICE)  # type: ignore[arg-type]
+        assert other["spec"]["username"] == "system:node:n1" and other["spec"]["uid"] == "forged-uid"
+    pod = {"metadata": {"name": "p"}, "spec": {"username": "x"}}
+    admit("CREATE", RESOURCES["pods"], None, pod, ALICE)
+    assert pod["spec"] == {"username": "x"}
+
+
+async def test_server_side_apply_create_passes_admission(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
+    """A CSR created by server-side apply records its requester too, as one created by POST."""
+    await kubectl.ok("apply", "--server-side", "-f", "-", stdin=json.dumps(_csr_body("applied")).encode())
+    await kubectl.ok("create", "-f", "-", stdin=json.dumps(_csr_body("posted")).encode())
+    for name in ("applied", "posted"):
+        stored = apiserver.store.get(CSR, None, name)
+        assert stored is not None
+        assert stored["spec"]["username"] == "sandbox-admin" and "uid" not in stored["spec"]
