@@ -27,7 +27,9 @@ from vk_sandbox.apiserver.resources import METRICS_GROUP
 
 log = structlog.get_logger("vk_sandbox.apiserver")
 
-# The RBAC verb of an HTTP method on a named object (collections: list/watch, create, deletecollection).
+# The RBAC verb of an HTTP method on a non-resource path, and on a named object (a collection's are list or watch,
+# create and deletecollection).
+_PATH_VERBS = {"GET": "get", "HEAD": "get", "POST": "post", "PUT": "put", "DELETE": "delete"}
 _OBJECT_VERBS = {"GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete", "POST": "create"}
 
 
@@ -94,8 +96,8 @@ class Router:
         path = request.path
         parts = [p for p in path.split("/") if p]
         if not parts or parts[0] not in ("api", "apis") or len(parts) <= (2 if parts[0] == "api" else 3):
-            verb = {"GET": "get", "HEAD": "get", "POST": "post", "PUT": "put", "DELETE": "delete"}
-            self.access.authorize(ident, Attributes(verb=verb.get(request.method, "get"), path=path))
+            verb = _PATH_VERBS.get(request.method, "get")
+            self.access.authorize(ident, Attributes(verb=verb, path=path))
             return non_resource(request, parts, self.address())
         return await self._resource(request, ident, parse_resource_path(parts))
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from tests.sandbox.apiserver.conftest import Kubectl
+from tests.sandbox.apiserver.test_controllers_csr import csr_object, csr_pem
 from vk_sandbox.apiserver.auth import Identity
 from vk_sandbox.apiserver.handlers.admission import CSR, admit
 from vk_sandbox.apiserver.resources import RESOURCES
@@ -21,26 +16,10 @@ ALICE = Identity("alice", ("devs", "system:authenticated"))
 
 
 def _csr_body(name: str) -> dict[str, Any]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "system:node:n1")]))
-        .sign(key, hashes.SHA256())
-        .public_bytes(serialization.Encoding.PEM)
-    )
-    return {
-        "apiVersion": "certificates.k8s.io/v1",
-        "kind": "CertificateSigningRequest",
-        "metadata": {"name": name},
-        "spec": {
-            "request": base64.b64encode(csr).decode(),
-            "signerName": "kubernetes.io/kubelet-serving",
-            "usages": ["server auth"],
-            "username": "system:node:n1",
-            "groups": ["system:nodes"],
-            "uid": "forged-uid",
-        },
-    }
+    """A CSR whose body claims to come from node n1 (with a uid), whoever sends it."""
+    body = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", **csr_object(name, csr_pem())}
+    body["spec"]["uid"] = "forged-uid"
+    return body
 
 
 def test_a_created_csr_records_its_requester_and_nothing_else_changes() -> None:
