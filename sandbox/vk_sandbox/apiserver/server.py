@@ -194,7 +194,7 @@ class SandboxAPIServer:
         self._tasks.clear()
         for w in list(self.watches):
             w.aclose_now()
-        for w in list(self.store._watchers):
+        for w in list(self.store.events.watchers):
             w.aclose_now()
         if self._runner is not None:
             # Abort client connections first: a graceful TLS close waits for the peer's close_notify, which a

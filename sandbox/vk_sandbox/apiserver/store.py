@@ -80,7 +80,7 @@ class _Event:
 class Watch:
     """One watch: an async iterator of ``{"type", "object"}`` events. ``aclose()`` releases it."""
 
-    store: Store
+    log: EventLog
     key: str
     namespace: str | None
     pred: Predicate | None
@@ -156,11 +156,65 @@ class Watch:
 
     def aclose_now(self) -> None:
         self.closed = True
-        self.store._watchers.discard(self)
+        self.log.watchers.discard(self)
         self.wake.set()
 
     async def aclose(self) -> None:
         self.aclose_now()
+
+
+class EventLog:
+    """The global resourceVersion, the last ``history`` events, and the open watches every new event is offered to."""
+
+    def __init__(self, *, history: int, watch_buffer: int) -> None:
+        self.rv = 1
+        self.history: deque[_Event] = deque(maxlen=history)
+        self.watchers: set[Watch] = set()
+        self.watch_buffer = watch_buffer
+
+    def next_rv(self) -> str:
+        self.rv += 1
+        return str(self.rv)
+
+    def emit(self, rt: ResourceType, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        ev = _Event(self.rv, rt.key, etype, obj, old)
+        self.history.append(ev)
+        for w in list(self.watchers):
+            w._offer(ev)
+
+    def watch(
+        self,
+        key: str,
+        namespace: str | None,
+        pred: Predicate | None,
+        copy: bool,
+        resource_version: str | None,
+        current: _List[dict[str, Any]],
+    ) -> Watch:
+        """A watch of ``key`` starting with ``current`` as ADDED ("0"/None/""), else replaying the kept events after
+        ``resource_version`` (410 when they are no longer kept)."""
+        w = Watch(self, key, namespace, pred, copy, self.watch_buffer)
+        if resource_version in (None, "", "0"):
+            current.sort(key=lambda o: int(o["metadata"]["resourceVersion"]))
+            w.buffer.extend({"type": "ADDED", "object": o} for o in current)
+        else:
+            try:
+                since = int(resource_version)
+            except ValueError as exc:
+                raise bad_request(f'invalid resource version "{resource_version}"') from exc
+            oldest = self.history[0].rv if self.history else self.rv + 1
+            if since < oldest - 1 and since < self.rv:
+                raise ApiError(410, "Expired", f"too old resource version: {since} ({oldest - 1})")
+            for ev in self.history:
+                if ev.rv > since:
+                    w._offer(ev)
+        w.seen_rv = self.rv
+        if w.overflowed:
+            raise ApiError(410, "Expired", f"too old resource version: {resource_version}")
+        self.watchers.add(w)
+        if w.buffer:
+            w.wake.set()
+        return w
 
 
 class Store:
@@ -168,10 +222,7 @@ class Store:
 
     def __init__(self, *, history: int = 50_000, watch_buffer: int = 50_000) -> None:
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
-        self._rv = 1
-        self._history: deque[_Event] = deque(maxlen=history)
-        self._watchers: set[Watch] = set()
-        self.watch_buffer = watch_buffer
+        self.events = EventLog(history=history, watch_buffer=watch_buffer)
         self.namespace_guard = True
 
     # ---- helpers
@@ -185,20 +236,10 @@ class Store:
 
     @property
     def resource_version(self) -> str:
-        return str(self._rv)
+        return str(self.events.rv)
 
     def _bucket(self, rt: ResourceType) -> dict[tuple[str, str], dict[str, Any]]:
         return self._objects.setdefault(rt.key, {})
-
-    def _emit(self, rt: ResourceType, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        ev = _Event(self._rv, rt.key, etype, obj, old)
-        self._history.append(ev)
-        for w in list(self._watchers):
-            w._offer(ev)
-
-    def _next_rv(self) -> str:
-        self._rv += 1
-        return str(self._rv)
 
     # ---- reads
 
@@ -234,15 +275,10 @@ class Store:
         """Items (shared, do not mutate), the list resourceVersion and a continue token (or None)."""
         rt = self.resource(key)
         pred = self._predicate(rt, label_selector, field_selector)
-        rv = str(self._rv)
+        rv = str(self.events.rv)
         start: tuple[str, str] | None = None
         if continue_token:
-            try:
-                raw = json.loads(base64.urlsafe_b64decode(continue_token.encode()))
-                start = (str(raw["start"][0]), str(raw["start"][1]))
-                rv = str(raw["rv"])
-            except (ValueError, KeyError, TypeError, IndexError, binascii.Error) as exc:
-                raise bad_request("continue key is not valid") from exc
+            rv, start = _read_continue(continue_token)
         keys = sorted(self._bucket(rt))
         out: _List[dict[str, Any]] = []
         token: str | None = None
@@ -256,9 +292,7 @@ class Store:
                 continue
             if limit is not None and len(out) >= limit:
                 last = out[-1]["metadata"]
-                token = base64.urlsafe_b64encode(
-                    json.dumps({"rv": rv, "start": [last.get("namespace", ""), last["name"]]}).encode()
-                ).decode()
+                token = _continue_token(rv, (last.get("namespace", ""), last["name"]))
                 break
             out.append(obj)
         return out, rv, token
@@ -276,33 +310,15 @@ class Store:
         """Events after ``resource_version``; "0"/None/"" first replays the current state as ADDED."""
         rt = self.resource(key)
         pred = self._predicate(rt, label_selector, field_selector)
-        w = Watch(self, rt.key, namespace if rt.namespaced else None, pred, copy, self.watch_buffer)
+        ns = namespace if rt.namespaced else None
+        current = []
         if resource_version in (None, "", "0"):
-            objs = [
+            current = [
                 o
-                for (ns, _), o in self._bucket(rt).items()
-                if (w.namespace is None or ns == w.namespace) and (pred is None or pred(o))
+                for (o_ns, _), o in self._bucket(rt).items()
+                if (ns is None or o_ns == ns) and (pred is None or pred(o))
             ]
-            objs.sort(key=lambda o: int(o["metadata"]["resourceVersion"]))
-            w.buffer.extend({"type": "ADDED", "object": o} for o in objs)
-        else:
-            try:
-                since = int(resource_version)
-            except ValueError as exc:
-                raise bad_request(f'invalid resource version "{resource_version}"') from exc
-            oldest = self._history[0].rv if self._history else self._rv + 1
-            if since < oldest - 1 and since < self._rv:
-                raise ApiError(410, "Expired", f"too old resource version: {since} ({oldest - 1})")
-            for ev in self._history:
-                if ev.rv > since:
-                    w._offer(ev)
-        w.seen_rv = self._rv
-        if w.overflowed:
-            raise ApiError(410, "Expired", f"too old resource version: {resource_version}")
-        self._watchers.add(w)
-        if w.buffer:
-            w.wake.set()
-        return w
+        return self.events.watch(rt.key, ns, pred, copy, resource_version, current)
 
     # ---- writes
 
@@ -361,9 +377,9 @@ class Store:
             return obj
         if rt.key in _HAS_GENERATION:
             meta["generation"] = 1
-        meta["resourceVersion"] = self._next_rv()
+        meta["resourceVersion"] = self.events.next_rv()
         bucket[(ns, name)] = obj
-        self._emit(rt, "ADDED", obj, None)
+        self.events.emit(rt, "ADDED", obj, None)
         return deep_copy(obj)
 
     async def update(self, key: str, obj: dict[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
@@ -444,38 +460,7 @@ class Store:
         dry_run: bool = False,
     ) -> dict[str, Any]:
         old_meta = old["metadata"]
-        if subresource in ("status", "approval"):
-            # A status write changes nothing but status (an approval only the conditions).
-            status = new.get("status")
-            new = deep_copy(old)
-            if subresource == "approval":
-                conds = status.get("conditions") if isinstance(status, dict) else None
-                new.setdefault("status", {})["conditions"] = conds or []
-            else:
-                new["status"] = status if status is not None else {}
-        else:
-            if rt.has_status and subresource != "binding":
-                if "status" in old:
-                    new["status"] = deep_copy(old["status"])
-                else:
-                    new.pop("status", None)
-            meta = new["metadata"]
-            if not isinstance(meta, dict):
-                raise bad_request("metadata must be an object")
-            for f in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
-                if f in old_meta:
-                    meta[f] = old_meta[f]
-                else:
-                    meta.pop(f, None)
-            meta["name"] = old_meta["name"]
-            if rt.namespaced:
-                meta["namespace"] = old_meta["namespace"]
-            else:
-                meta.pop("namespace", None)
-            if old_meta.get("deletionTimestamp"):
-                added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
-                if added:
-                    raise invalid_finalizers(rt, old_meta["name"])
+        new = _written_part(rt, old, new, subresource)
         new["apiVersion"] = rt.api_version
         new["kind"] = rt.kind
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
@@ -489,7 +474,7 @@ class Store:
             return deep_copy(old)  # a no-op write does not bump the resourceVersion, as the real server
         if "generation" in old_meta and new.get("spec") != old.get("spec"):
             new["metadata"]["generation"] = int(old_meta["generation"]) + 1
-        new["metadata"]["resourceVersion"] = self._next_rv()
+        new["metadata"]["resourceVersion"] = self.events.next_rv()
         key = (old_meta.get("namespace", "") if rt.namespaced else "", old_meta["name"])
         meta = new["metadata"]
         if (
@@ -498,11 +483,11 @@ class Store:
             and (rt.key != "pods" or meta.get("deletionGracePeriodSeconds", 0) == 0)
         ):
             del self._bucket(rt)[key]
-            self._emit(rt, "DELETED", new, old)
+            self.events.emit(rt, "DELETED", new, old)
             self._after_removal(rt, new)
             return deep_copy(new)
         self._bucket(rt)[key] = new
-        self._emit(rt, "MODIFIED", new, old)
+        self.events.emit(rt, "MODIFIED", new, old)
         return deep_copy(new)
 
     async def delete(
@@ -546,21 +531,7 @@ class Store:
         if old is None:
             raise not_found(rt.plural, rt.group, name)
         old_meta = old["metadata"]
-        if uid_precondition and uid_precondition != old_meta["uid"]:
-            raise conflict(
-                rt.plural,
-                rt.group,
-                name,
-                f"Precondition failed: UID in precondition: {uid_precondition}, UID in object meta: {old_meta['uid']}",
-            )
-        if resource_version_precondition and resource_version_precondition != old_meta["resourceVersion"]:
-            raise conflict(
-                rt.plural,
-                rt.group,
-                name,
-                f"Precondition failed: ResourceVersion in precondition: {resource_version_precondition}, "
-                f"ResourceVersion in object meta: {old_meta['resourceVersion']}",
-            )
+        _check_preconditions(rt, old_meta, uid_precondition, resource_version_precondition)
         if propagation_policy not in (None, "Background", "Foreground", "Orphan"):
             raise bad_request(f'propagationPolicy "{propagation_policy}" is not supported')
         if dry_run:
@@ -569,19 +540,7 @@ class Store:
             # The real garbage collector strips the owner reference from dependents; we do it right away, and never
             # park the owner on an "orphan" finalizer, so nothing can get stuck on one.
             self._orphan_dependents(old_meta["uid"])
-        grace = 0
-        if rt.key == "pods":
-            spec = old.get("spec") or {}
-            grace = (
-                grace_period_seconds
-                if grace_period_seconds is not None
-                else int(spec.get("terminationGracePeriodSeconds", 30) or 0)
-            )
-            phase = (old.get("status") or {}).get("phase")
-            if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
-                grace = 0
-            if grace < 0:
-                grace = 1  # as the real server: a negative grace period means "as soon as possible", not "now"
+        grace = _pod_grace(old, grace_period_seconds) if rt.key == "pods" else 0
         if rt.key == "namespaces":
             return self._delete_namespace(old)
         finalizers = old_meta.get("finalizers") or []
@@ -594,18 +553,18 @@ class Store:
         meta = new["metadata"]
         meta["deletionTimestamp"] = now_rfc3339(grace)
         meta["deletionGracePeriodSeconds"] = grace
-        meta["resourceVersion"] = self._next_rv()
+        meta["resourceVersion"] = self.events.next_rv()
         bucket[(ns, name)] = new
-        self._emit(rt, "MODIFIED", new, old)
+        self.events.emit(rt, "MODIFIED", new, old)
         return deep_copy(new)
 
     def _remove(self, rt: ResourceType, old: dict[str, Any]) -> dict[str, Any]:
         meta = old["metadata"]
         key = (meta.get("namespace", "") if rt.namespaced else "", meta["name"])
         gone = deep_copy(old)
-        gone["metadata"]["resourceVersion"] = self._next_rv()
+        gone["metadata"]["resourceVersion"] = self.events.next_rv()
         del self._bucket(rt)[key]
-        self._emit(rt, "DELETED", gone, old)
+        self.events.emit(rt, "DELETED", gone, old)
         self._after_removal(rt, gone)
         return deep_copy(gone)
 
@@ -628,9 +587,9 @@ class Store:
         new["metadata"]["deletionTimestamp"] = now_rfc3339()
         new["metadata"]["deletionGracePeriodSeconds"] = 0
         new["status"] = {**(new.get("status") or {}), "phase": "Terminating"}
-        new["metadata"]["resourceVersion"] = self._next_rv()
+        new["metadata"]["resourceVersion"] = self.events.next_rv()
         self._bucket(RESOURCES["namespaces"])[("", ns)] = new
-        self._emit(RESOURCES["namespaces"], "MODIFIED", new, old)
+        self.events.emit(RESOURCES["namespaces"], "MODIFIED", new, old)
         # The namespace controller's job: delete every object in it; bound pods leave when their kubelet says so.
         for key in list(self._objects):
             rt = RESOURCES[key]
@@ -655,13 +614,96 @@ class Store:
                     new["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
                     if not new["metadata"]["ownerReferences"]:
                         del new["metadata"]["ownerReferences"]
-                    new["metadata"]["resourceVersion"] = self._next_rv()
+                    new["metadata"]["resourceVersion"] = self.events.next_rv()
                     bucket[k] = new
-                    self._emit(RESOURCES[key], "MODIFIED", new, obj)
+                    self.events.emit(RESOURCES[key], "MODIFIED", new, obj)
 
     def all_objects(self, key: str) -> _List[dict[str, Any]]:
         """Every object of a type (shared, do not mutate); for controllers scanning without selectors."""
         return list(self._bucket(self.resource(key)).values())
+
+
+def _written_part(
+    rt: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None
+) -> dict[str, Any]:
+    """``new`` limited to what a write of ``subresource`` may change: a status write only status (an approval only
+    the conditions); a main-resource write keeps status and the server-owned metadata."""
+    old_meta = old["metadata"]
+    if subresource in ("status", "approval"):
+        status = new.get("status")
+        new = deep_copy(old)
+        if subresource == "approval":
+            conds = status.get("conditions") if isinstance(status, dict) else None
+            new.setdefault("status", {})["conditions"] = conds or []
+        else:
+            new["status"] = status if status is not None else {}
+        return new
+    if rt.has_status and subresource != "binding":
+        if "status" in old:
+            new["status"] = deep_copy(old["status"])
+        else:
+            new.pop("status", None)
+    meta = new["metadata"]
+    if not isinstance(meta, dict):
+        raise bad_request("metadata must be an object")
+    for f in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+        if f in old_meta:
+            meta[f] = old_meta[f]
+        else:
+            meta.pop(f, None)
+    meta["name"] = old_meta["name"]
+    if rt.namespaced:
+        meta["namespace"] = old_meta["namespace"]
+    else:
+        meta.pop("namespace", None)
+    if old_meta.get("deletionTimestamp"):
+        added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+        if added:
+            raise invalid_finalizers(rt, old_meta["name"])
+    return new
+
+
+def _check_preconditions(rt: ResourceType, meta: dict[str, Any], uid: str | None, resource_version: str | None) -> None:
+    """409 unless the object's UID and resourceVersion are those a delete's preconditions name."""
+    if uid and uid != meta["uid"]:
+        raise conflict(
+            rt.plural,
+            rt.group,
+            meta["name"],
+            f"Precondition failed: UID in precondition: {uid}, UID in object meta: {meta['uid']}",
+        )
+    if resource_version and resource_version != meta["resourceVersion"]:
+        raise conflict(
+            rt.plural,
+            rt.group,
+            meta["name"],
+            f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
+            f"ResourceVersion in object meta: {meta['resourceVersion']}",
+        )
+
+
+def _pod_grace(pod: dict[str, Any], requested: int | None) -> int:
+    """The grace period a pod's deletion gets: the request's, else the pod's own; 0 for an unbound or terminal pod."""
+    spec = pod.get("spec") or {}
+    grace = requested if requested is not None else int(spec.get("terminationGracePeriodSeconds", 30) or 0)
+    phase = (pod.get("status") or {}).get("phase")
+    if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+        return 0
+    return 1 if grace < 0 else grace  # as the real server: a negative grace means "as soon as possible", not "now"
+
+
+def _continue_token(rv: str, last: tuple[str, str]) -> str:
+    """A list continues after ``last`` (namespace, name), as of ``rv``."""
+    return base64.urlsafe_b64encode(json.dumps({"rv": rv, "start": list(last)}).encode()).decode()
+
+
+def _read_continue(token: str) -> tuple[str, tuple[str, str]]:
+    """The resourceVersion and last key of a continue token; 400 when it is not one of ours."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return str(raw["rv"]), (str(raw["start"][0]), str(raw["start"][1]))
+    except (ValueError, KeyError, TypeError, IndexError, binascii.Error) as exc:
+        raise bad_request("continue key is not valid") from exc
 
 
 def invalid_finalizers(rt: ResourceType, name: str) -> ApiError:

@@ -212,7 +212,7 @@ async def test_wait_sees_condition_change(apiserver: SandboxAPIServer, kubectl: 
     async def later() -> None:
         # Change the pod only once kubectl is watching, so the condition arrives through the watch.
         async with asyncio.timeout(15):
-            while not any(w.key == "pods" for w in apiserver.store._watchers):
+            while not any(w.key == "pods" for w in apiserver.store.events.watchers):
                 await asyncio.sleep(0.02)
 
         def ready(p: dict[str, Any]) -> dict[str, Any]:

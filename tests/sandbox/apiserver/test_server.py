@@ -195,7 +195,7 @@ async def test_async_client_watch_selectors_bookmarks_and_410(apiserver: Sandbox
         assert events == [("ADDED", "p1"), ("MODIFIED", "p1"), ("DELETED", "p1")]
         assert bookmarks == 1
         # Make the store forget old history, then a watch from rv=1 is expired.
-        apiserver.store._history.clear()
+        apiserver.store.events.history.clear()
         await v1.create_namespaced_pod("default", {**POD, "metadata": {"name": "p3"}})
         status, body = await _raw(apiserver, "GET", "/api/v1/namespaces/default/pods?watch=1&resourceVersion=2")
         assert status == 200 and body["type"] == "ERROR" and body["object"]["code"] == 410

@@ -173,7 +173,7 @@ async def test_watch_replays_from_version_and_maps_selector_transitions() -> Non
     names = [(await all_w.get(timeout=1) or {})["object"]["metadata"]["name"] for _ in range(2)]
     assert names == ["a", "b"]
     await all_w.aclose()
-    assert not s._watchers
+    assert not s.events.watchers
 
 
 async def test_watch_too_old_and_overflow_give_410() -> None:
