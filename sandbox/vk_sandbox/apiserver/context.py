@@ -1,8 +1,9 @@
 """The narrow views of the server that its parts get to work with, instead of the server object itself.
 
 Controllers get the store and the CA, never HTTP. Each HTTP handler module gets only what it reads: the REST verbs
-the store and the open watches; subresources the store and the token signer; reviews and request authentication the
-authenticator and authorizer; the kubelet proxy and the metrics API the store and the kubelet-client TLS context.
+the store (reads also the bookmark interval); subresources the store and the token signer; reviews and request
+authentication the authenticator and authorizer; the kubelet proxy and the metrics API the store and the
+kubelet-client TLS context.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from vk_sandbox.apiserver.auth import Authenticator, Authorizer
 from vk_sandbox.apiserver.certs import CertificateAuthority
-from vk_sandbox.apiserver.store import Store, Watch
+from vk_sandbox.apiserver.store import Store
 from vk_sandbox.apiserver.tokens import TokenSigner
 
 
@@ -32,12 +33,11 @@ class AccessContext:
 
 
 @dataclass(frozen=True)
-class WatchContext:
-    """What reads need besides the store: the set of open watches (the server closes them when it stops) and how
-    often an idle watch gets a bookmark."""
+class ReadContext:
+    """What reads need: the store (whose open watches the server closes when it stops) and how often an idle watch
+    gets a bookmark."""
 
     store: Store
-    watches: set[Watch]
     bookmark_interval: float
 
 

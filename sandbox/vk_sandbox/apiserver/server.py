@@ -21,12 +21,12 @@ from vk_sandbox.apiserver.context import (
     AccessContext,
     ControllerContext,
     KubeletContext,
+    ReadContext,
     SubresourceContext,
-    WatchContext,
 )
 from vk_sandbox.apiserver.handlers.request import MAX_BODY
 from vk_sandbox.apiserver.handlers.router import Router
-from vk_sandbox.apiserver.store import Store, Watch
+from vk_sandbox.apiserver.store import Store
 from vk_sandbox.apiserver.tokens import TokenSigner
 
 __all__ = ["ControllerContext", "SandboxAPIServer"]
@@ -71,7 +71,6 @@ class SandboxAPIServer:
         self.signer = TokenSigner()
         self.authenticator = Authenticator(self.store, self.signer)
         self.authorizer = Authorizer(self.store)
-        self.watches: set[Watch] = set()
         self.url = ""
         self.kubeconfig_path = self.directory / "kubeconfig"
         self._runner: web.AppRunner | None = None
@@ -160,7 +159,7 @@ class SandboxAPIServer:
         """The HTTP side, each part given only the pieces of this server it needs."""
         return Router(
             access=AccessContext(self.authenticator, self.authorizer),
-            watches=WatchContext(self.store, self.watches, self.bookmark_interval),
+            reads=ReadContext(self.store, self.bookmark_interval),
             subresources=SubresourceContext(self.store, self.signer),
             kubelets=KubeletContext(self.store, self.kubelet_client_ssl),
             address=lambda: self.host_port,  # the port is known only once the site listens
@@ -192,8 +191,6 @@ class SandboxAPIServer:
             except Exception as err:  # already logged by the guard
                 self.log.debug("controller ended with an error", error=repr(err))
         self._tasks.clear()
-        for w in list(self.watches):
-            w.aclose_now()
         for w in list(self.store.events.watchers):
             w.aclose_now()
         if self._runner is not None:

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from vk_sandbox.apiserver import tables
-from vk_sandbox.apiserver.context import WatchContext
+from vk_sandbox.apiserver.context import ReadContext
 from vk_sandbox.apiserver.errors import ApiError, bad_request, method_not_allowed, not_found
 from vk_sandbox.apiserver.events import external
 from vk_sandbox.apiserver.handlers.request import Target, truthy
@@ -22,7 +22,7 @@ from vk_sandbox.apiserver.handlers.response import (
 
 
 class Reads:
-    def __init__(self, ctx: WatchContext) -> None:
+    def __init__(self, ctx: ReadContext) -> None:
         self.ctx = ctx
         self.store = ctx.store
 
@@ -111,7 +111,6 @@ class Reads:
             await resp.write((dumps({"type": "ERROR", "object": err.status()}) + "\n").encode())
             await resp.write_eof()
             return resp
-        self.ctx.watches.add(w)
         await resp.prepare(request)
         deadline = time.monotonic() + timeout if timeout is not None else None
         interval = self.ctx.bookmark_interval
@@ -155,7 +154,6 @@ class Reads:
             return resp
         finally:
             w.aclose_now()
-            self.ctx.watches.discard(w)
         try:
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from vk_sandbox.apiserver.auth import Attributes, Identity
-from vk_sandbox.apiserver.context import AccessContext, KubeletContext, SubresourceContext, WatchContext
+from vk_sandbox.apiserver.context import AccessContext, KubeletContext, ReadContext, SubresourceContext
 from vk_sandbox.apiserver.errors import ApiError, method_not_allowed
 from vk_sandbox.apiserver.handlers import kubelet
 from vk_sandbox.apiserver.handlers.access import RequestAccess
@@ -64,16 +64,16 @@ class Router:
         self,
         *,
         access: AccessContext,
-        watches: WatchContext,
+        reads: ReadContext,
         subresources: SubresourceContext,
         kubelets: KubeletContext,
         address: Callable[[], str],
     ) -> None:
         self.address = address
         self.access = RequestAccess(access)
-        self.reads = Reads(watches)
-        self.writes = Writes(watches.store)
-        self.deletes = Deletes(watches.store)
+        self.reads = Reads(reads)
+        self.writes = Writes(reads.store)
+        self.deletes = Deletes(reads.store)
         self.subresources = Subresources(subresources)
         self.reviews = Reviews(access)
         self.kubelet = KubeletProxy(kubelets)
