@@ -24,6 +24,7 @@ class FakeECI:
 
     scripts: dict[str, list[Reply | Callable[[dict[str, str]], Reply]]] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    wire: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (HTTP method, query string) per call
     delay: dict[str, float] = field(default_factory=dict)
     endpoint: str = ""
 
@@ -35,6 +36,7 @@ class FakeECI:
 
     async def handle(self, request: web.Request) -> web.Response:
         params = dict(request.query)
+        self.wire.append((request.method, dict(request.query)))
         if request.method == "POST":
             params.update({k: str(v) for k, v in (await request.post()).items()})
         action = params.get("Action", "")

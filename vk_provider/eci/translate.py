@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from vk_provider.eci import names
+from vk_provider.eci import limits, names
 from vk_provider.eci.annotations import PodAnnotations, parse_annotations
 from vk_provider.eci.specs import SizeChoice, ceil_div, container_size, parse_quantity, size_for_pod
 from vk_provider.errors import InvalidInput, NotSupported, TransientError
@@ -422,6 +422,7 @@ def translate_pod(pod: Pod, resources: PodResources, settings: ECISettings, node
     req.host_aliases = [
         (str(a.get("ip")), [str(h) for h in a.get("hostnames") or []]) for a in spec.get("hostAliases") or []
     ]
+    limits.check_request(req, spec)
     return TranslateResult(request=req, warnings=ctx.warnings)
 
 
