@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from vk_provider.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from vk_provider.eci.translate import CreateRequest, VolumeSpec
+    from vk_provider.eci.request import CreateRequest, VolumeSpec
 
 KIB = 1024
 MAX_CONFIG_FILE_BYTES = 32 * KIB
