@@ -48,14 +48,15 @@ class Feed:
             events=entry.events + group_events(group),
         )
 
-    def all(self) -> list[BackendPod]:
+    def backend_pods(self) -> list[BackendPod]:
+        """Every group of the index."""
         return [self.backend_pod(e) for e in self._index.entries()]
 
     def publish(self, entry: Entry) -> None:
         if entry.group is None:
             return
         self._pending[entry.uid] = self.backend_pod(entry)
-        self._index.published(entry)
+        self._index.mark_published(entry)
         self._wakeup.set()
 
     async def changes(self) -> AsyncIterator[BackendPod]:

@@ -150,7 +150,7 @@ class Index:
         entry.fingerprint = fp
         return entry
 
-    def published(self, entry: Entry) -> None:
+    def mark_published(self, entry: Entry) -> None:
         """The entry's group went out on status_changes(): its Normal events need not be held any more."""
         if entry.group is not None:
             entry.group = _published(entry.group)

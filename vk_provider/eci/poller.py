@@ -201,10 +201,10 @@ class Poller:
         asked = time.monotonic()
         async with self._resync_lock:
             if self.synced and self._last_burst >= asked:
-                return self._feed.all()
+                return self._feed.backend_pods()
             await self._burst(RESYNC)
             self._last_burst = time.monotonic()
-            return self._feed.all()
+            return self._feed.backend_pods()
 
     async def presence_check(self) -> None:
         """Which groups still exist, at full speed: DescribeContainerGroupStatus by tag without SinceSecond,

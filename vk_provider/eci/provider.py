@@ -199,7 +199,7 @@ class ECIProvider:
         (``Poller.index_current``), otherwise a resync at full speed."""
         if not self.poller.index_current():
             return await self.poller.resync()
-        return self.feed.all()
+        return self.feed.backend_pods()
 
     def status_changes(self) -> AsyncIterator[BackendPod]:
         return self.feed.changes()
