@@ -1,5 +1,6 @@
-"""ECIProvider end to end against the ECI simulator (process runtime): the real SDK, real signing. The
-front's own work — lookups, create/update/delete, ping and quota; the rooms behind it have their own tests."""
+"""ECIProvider end to end against the ECI simulator: the real SDK, real signing. The front's own work —
+create (adoption by a second provider), update, delete, ping and quota; the rooms behind it (index, poller,
+placement, streams, listing) have their own tests."""
 
 from __future__ import annotations
 
