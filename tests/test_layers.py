@@ -48,3 +48,36 @@ def test_only_kube_and_controllers_import_kubernetes_asyncio() -> None:
         if rel[0] not in allowed and any(n.startswith("kubernetes_asyncio") for n in _imports(p)):
             offenders.append(str(p))
     assert offenders == []
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycles() -> None:
+    """The product's imports form no cycle (``eci/provider.py`` is a front: nothing below it imports it)."""
+    modules = {_module_name(p): p for p in _product_modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = _imports(path)
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                deps.update(f"{node.module}.{alias.name}" for alias in node.names)  # from package import module
+        graph[name] = {d for d in deps if d in modules and d != name}
+    done: set[str] = set()
+
+    def cycle_from(name: str, path: list[str]) -> list[str] | None:
+        if name in path:
+            return [*path[path.index(name) :], name]
+        if name in done:
+            return None
+        for dep in sorted(graph[name]):
+            found = cycle_from(dep, [*path, name])
+            if found:
+                return found
+        done.add(name)
+        return None
+
+    cycles = [c for name in sorted(graph) if (c := cycle_from(name, []))]
+    assert cycles == []
