@@ -135,7 +135,7 @@ class Daemon:
                 kubelet_port=self.kubelet_port,
                 ping=self._provider.ping,
                 pods_ready=lambda: pods.ready,
-                adoption_pending=pods.adoption_pending,
+                adoption_pending=pods.adoption.pending,
                 quota=getattr(self._provider, "quota", None),
             )
             await node.register()
@@ -145,8 +145,8 @@ class Daemon:
             self.supervisor.spawn("pods.adopt", self._adopt_then_ready(), oneshot=True)
             for i in range(s.pods.workers):
                 self._workers.append(self.supervisor.spawn(f"pods.worker.{i}", pods.run_worker(), critical=False))
-            self.supervisor.spawn("pods.status", pods.run_status_sync())
-            self.supervisor.spawn("pods.gc", pods.run_gc())
+            self.supervisor.spawn("pods.status", pods.sync.run())
+            self.supervisor.spawn("pods.gc", pods.gc.run())
             self.supervisor.spawn("memory.trim", run_heap_trimmer(60.0))
             self._started = True
             log.info("daemon started", node=self.node_name, kubelet_port=self.kubelet_port, metrics=self.metrics_url)
@@ -158,7 +158,7 @@ class Daemon:
         assert self.pods is not None and self.node is not None
         await self.pods.informer.synced.wait()
         self.node.notify()  # the watch synced: the node writes that it is listing groups for adoption
-        await self.pods.adopt(notify=self.node.notify)
+        await self.pods.adoption.run(notify=self.node.notify)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Until the Node was written Ready (or the daemon failed)."""

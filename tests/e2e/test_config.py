@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import random
+import string
 
 import pytest
 
@@ -88,3 +91,85 @@ async def test_config_map_env_and_secret_volume_visible_in_the_container(make_st
     log = await stack.logs("show")
     assert "GREETING=hello-from-cm" in log
     assert "s3cret-from-secret" in log
+
+
+def _text(size: int, seed: int) -> str:
+    """Printable text of ``size`` bytes that differs from line to line (so a truncated or reordered copy shows)."""
+    rng = random.Random(seed)
+    line = string.ascii_letters + string.digits + " =:#/.-_"
+    out = []
+    while sum(map(len, out)) < size:
+        out.append("".join(rng.choice(line) for _ in range(79)) + "\n")
+    return "".join(out)[:size]
+
+
+async def test_a_pod_with_large_configuration_runs_and_sees_it_byte_for_byte(make_stack: StackFactory) -> None:
+    """Two 30 KiB config files (60 KiB: ECI's per-volume limit), a 30 KiB binary Secret and 300 variables:
+    far past what a URL carries (the request is sent as a POST body), and every byte arrives."""
+    stack = await make_stack(runtime="process")
+    files = {"a.conf": _text(30 * 1024, 1), "b.conf": _text(30 * 1024, 2)}
+    blob = random.Random(3).randbytes(30 * 1024)
+    await stack.create("/api/v1/namespaces/default/configmaps", {"metadata": {"name": "bigconf"}, "data": files})
+    secret = {"metadata": {"name": "blob"}, "data": {"blob.bin": base64.b64encode(blob).decode()}}
+    await stack.create("/api/v1/namespaces/default/secrets", secret)
+    env = [{"name": f"VAR_{i}", "value": f"{i}-" + "v" * 90} for i in range(300)]
+    await stack.create_pod(
+        {
+            "metadata": {"name": "big"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox",
+                        "command": ["sh", "-c", "sha256sum /etc/conf/*.conf /etc/sec/blob.bin; env | grep -c '^VAR_'"],
+                        "env": env,
+                        "volumeMounts": [
+                            {"name": "conf", "mountPath": "/etc/conf"},
+                            {"name": "sec", "mountPath": "/etc/sec"},
+                        ],
+                    }
+                ],
+                "volumes": [
+                    {"name": "conf", "configMap": {"name": "bigconf"}},
+                    {"name": "sec", "secret": {"secretName": "blob"}},
+                ],
+            },
+        }
+    )
+    await stack.wait_pod("big", phase_is("Succeeded"), timeout=30)
+    log = await stack.logs("big")
+    for name, text in files.items():
+        assert f"{hashlib.sha256(text.encode()).hexdigest()}  /etc/conf/{name}" in log
+    assert f"{hashlib.sha256(blob).hexdigest()}  /etc/sec/blob.bin" in log
+    assert log.strip().endswith("300")
+
+
+async def test_a_configuration_over_ecis_limit_fails_clearly_before_any_call(make_stack: StackFactory) -> None:
+    """A 200 KiB ConfigMap file is over ECI's 32 KiB per file: ConfigTooLarge with the names and numbers,
+    no CreateContainerGroup sent, and no byte of the content in the event or the status."""
+    stack = await make_stack()
+    content = _text(200 * 1024, 4)
+    await stack.create(
+        "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "huge"}, "data": {"app.conf": content}}
+    )
+    await stack.create_pod(
+        {
+            "metadata": {"name": "huge"},
+            "spec": {
+                "containers": [
+                    {"name": "main", "image": "busybox", "volumeMounts": [{"name": "c", "mountPath": "/etc/app"}]}
+                ],
+                "volumes": [{"name": "c", "configMap": {"name": "huge"}}],
+            },
+        }
+    )
+    pod = await stack.wait_pod("huge", phase_is("Failed"), timeout=30)
+    assert pod is not None
+    status = pod["status"]
+    assert status["reason"] == "ConfigTooLarge"
+    assert 'volume "c" (ConfigMap huge): file app.conf is 200.0 KiB' in status["message"]
+    event = await stack.wait_event("huge", "ProviderCreateFailed", contains="ConfigTooLarge")
+    assert "32.0 KiB per file" in event["message"]
+    assert content[:40] not in status["message"] + event["message"]
+    assert stack.sim.calls.get("CreateContainerGroup", 0) == 0

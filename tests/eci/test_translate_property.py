@@ -1,5 +1,5 @@
 """Property: any valid pod translates to a request the ECI simulator accepts (DryRun), or to a clear
-InvalidInput / NotSupported naming what is wrong. The real SDK sends the request, synchronously."""
+InvalidInput / NotSupported naming what is wrong. ECIClient (the real SDK) sends the request."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aliyunsdkcore.acs_exception.exceptions import ServerException
-from aliyunsdkcore.client import AcsClient
-from aliyunsdkeci.request.v20180808.CreateContainerGroupRequest import CreateContainerGroupRequest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from tests.eci.conftest import make_settings
-from vk_provider.eci.translate import apply_to_sdk_request, translate_pod
-from vk_provider.errors import InvalidInput, NotSupported
+from vk_provider.eci.client import ECIClient, error_code
+from vk_provider.eci.translate import translate_pod
+from vk_provider.errors import InvalidInput, NotSupported, PermanentError
 from vk_provider.provider import PodResources
 from vk_sandbox.eci.server import ECISimulator
 
@@ -44,20 +43,33 @@ class _SimThread:
             await self.stop.wait()
 
 
+class _Sender:
+    """An ECIClient to the simulator; ``call`` runs it on the simulator's loop for a sync hypothesis test."""
+
+    def __init__(self, client: ECIClient, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self.loop = loop
+
+    def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        return asyncio.run_coroutine_threadsafe(self.client.call(action, params), self.loop).result(60)
+
+
 @pytest.fixture(scope="module")
-def sim_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AcsClient, str]]:
+def sim_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Sender]:
     st_ = _SimThread(tmp_path_factory.mktemp("sim"))
     st_.thread.start()
     assert st_.ready.wait(30)
     assert st_.sim is not None and st_.loop is not None and st_.stop is not None
-    client = AcsClient(
-        st_.sim.access_key_id,
-        st_.sim.access_key_secret,
-        st_.sim.region,
-        proxy={"http": "", "https": ""},
-        auto_retry=False,
+    client = ECIClient(
+        make_settings(
+            st_.sim.endpoint,
+            access_key_id=st_.sim.access_key_id,
+            access_key_secret=SecretStr(st_.sim.access_key_secret),
+            region=st_.sim.region,
+        )
     )
-    yield client, st_.sim.endpoint.split("://", 1)[1]
+    yield _Sender(client, st_.loop)
+    asyncio.run_coroutine_threadsafe(client.close(), st_.loop).result(30)
     st_.loop.call_soon_threadsafe(st_.stop.set)
     st_.thread.join(30)
 
@@ -136,21 +148,16 @@ SETTINGS = make_settings("http://127.0.0.1:1")
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(pod=pods())
-def test_any_pod_is_accepted_or_clearly_refused(sim_client: tuple[AcsClient, str], pod: dict[str, Any]) -> None:
+def test_any_pod_is_accepted_or_clearly_refused(sim_client: _Sender, pod: dict[str, Any]) -> None:
     """translate_pod either raises InvalidInput/NotSupported with a message, or gives params that pass DryRun."""
-    client, endpoint = sim_client
     res = PodResources(config_maps={"cm": {"a.conf": "x=1"}})
     try:
         req = translate_pod(pod, res, SETTINGS, "vk").request
     except (InvalidInput, NotSupported) as exc:
         assert exc.message
         return
-    sdk = CreateContainerGroupRequest()
-    sdk.set_endpoint(endpoint)
-    sdk.set_protocol_type("http")
     params = req.to_params()
     params["DryRun"] = True
-    apply_to_sdk_request(sdk, params)
-    with pytest.raises(ServerException) as info:
-        client.do_action_with_exception(sdk)
-    assert info.value.get_error_code() == "DryRunOperation", (info.value.get_error_msg(), json.dumps(pod))
+    with pytest.raises(PermanentError) as info:
+        sim_client.call("CreateContainerGroup", params)
+    assert error_code(info.value) == "DryRunOperation", (info.value.message, json.dumps(pod))

@@ -11,8 +11,12 @@ through ``ECIClient.call``:
 - SDK exceptions become ``vk_provider.errors`` types; messages carry the service's code and message
   and never a parameter value (passwords travel in CreateContainerGroup's parameters).
 
-Parameters are passed as a flat ``{wire name: value}`` mapping and applied with ``add_query_param``:
-one canonical wire form for every action, with booleans as ``true``/``false`` and lists as JSON.
+Parameters are passed as a flat ``{wire name: value}`` mapping: one canonical wire form for every
+action, with booleans as ``true``/``false`` and lists as JSON. Every call is a ``POST`` whose action
+parameters travel in the form body (``add_body_params``), as Alibaba's newer SDKs send RPC calls: the
+SDK's own signer covers the body, and a request line stays small however large a pod's configuration
+(ConfigFile contents, hundreds of variables) is. The common parameters (Action, Version, Signature,
+AccessKeyId, ... and RegionId) stay in the query string, where the SDK puts them.
 
 Credentials (``credential_for``) are the SDK's own: an AccessKey pair, an STS token
 (``StsTokenCredential``, static), or an ECS instance RAM role (``EcsRamRoleCredential``: the SDK's
@@ -77,6 +81,10 @@ _NOT_FOUND_CODES = frozenset(
 )
 
 
+# Parameters that stay in the query string of a POST: the SDK adds RegionId there when it is missing,
+# so sending it in the body as well would carry it twice.
+_QUERY_PARAMS = frozenset({"RegionId"})
+
 # A SignatureDoesNotMatch answer echoes the server's string to sign, URL-encoded, SecurityToken included.
 _TOKEN_INLINE = re.compile(r"(?i)(SecurityToken(?:%253D|%3D|[\"']?\s*[:=]\s*[\"']?))(.+?)(?=%2526|%26|&|[\s\"',]|$)")
 
@@ -93,8 +101,27 @@ def credential_for(settings: ECISettings) -> Any:
     return AccessKeyCredential(key_id, secret)
 
 
+# What an answer may echo of the request, which carries every parameter (Secret values, ConfigFile
+# contents, registry passwords): the string to sign of a SignatureDoesNotMatch, a gateway's copy of the
+# request line in a body that is not an ECI error, or a run of name=value pairs anywhere.
+_STRING_TO_SIGN = re.compile(r"(?is)(string to sign is:?).*")
+_PARAM_RUN = re.compile(r"\S*(?:=|%3D|%253D)\S*(?:&|%26|%2526)\S*")
+_MAX_MESSAGE = 400
+
+
 def _redact(text: str) -> str:
-    return _TOKEN_INLINE.sub(lambda m: m.group(1) + "***", redact_text(text))
+    """A service message fit for errors, events and logs: no echo of the request, no token, bounded."""
+    text = _STRING_TO_SIGN.sub(lambda m: m.group(1) + " [not shown: it holds the request's parameters]", text)
+    text = _PARAM_RUN.sub("[request parameters not shown]", text)
+    text = _TOKEN_INLINE.sub(lambda m: m.group(1) + "***", redact_text(text))
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+
+
+def _not_an_eci_answer(msg: str) -> str:
+    """SDK.UnknownServerError carries the raw body of an answer that is not ECI's JSON (a proxy's or a
+    gateway's page, which may quote the request): name its size, never its text."""
+    body = msg.split("ServerResponseBody:", 1)[-1].strip()
+    return f"the endpoint answered with something that is not an ECI response ({len(body)} bytes, not shown)"
 
 
 def error_code(exc: BaseException) -> str:
@@ -132,6 +159,8 @@ def map_sdk_error(action: str, exc: BaseException) -> ProviderError:
     if isinstance(exc, ClientException):
         code = str(exc.get_error_code() or "")
         msg = _redact(str(exc.get_error_msg() or ""))
+        if code == "SDK.UnknownServerError":
+            msg = _not_an_eci_answer(str(exc.get_error_msg() or ""))
         if code in ("SDK.HttpError", "SDK.ServerUnreachable", "SDK.UnknownServerError"):
             return _with_code(TransientError(f"ECI {action} unreachable: {msg}", reason="ECIUnavailable"), code)
         return _with_code(PermanentError(f"ECI {action}: {code}: {msg}", reason="ProviderFailed"), code)
@@ -214,10 +243,14 @@ class ECIClient:
         request.set_protocol_type(self._protocol)
         request.set_connect_timeout(self.settings.connect_timeout_seconds)
         request.set_read_timeout(self.settings.read_timeout_seconds)
+        request.set_method("POST")
         for key, value in params.items():
             if value is None:
                 continue
-            request.add_query_param(key, encode_value(value))
+            if key in _QUERY_PARAMS:
+                request.add_query_param(key, encode_value(value))
+            else:
+                request.add_body_params(key, encode_value(value))
         return request
 
     def _do(self, action: str, params: Mapping[str, Any]) -> bytes:

@@ -23,6 +23,10 @@ from vk_sandbox.eci.wire import ApiError, NonceCache, Params, error_body, missin
 
 log = structlog.get_logger("vk_sandbox.eci")
 API_VERSION = "2018-08-08"
+# ECI publishes no size limit for a request. These are assumptions, generous where aiohttp's defaults (an
+# 8 KB request line) would refuse what the service is not known to refuse; docs/sandbox-eci.md says so.
+MAX_REQUEST_LINE_BYTES = 64 << 10
+MAX_BODY_BYTES = 8 << 20
 
 # Exec WebSocket channels (our own framing, see docs/sandbox-eci.md).
 CH_STDIN, CH_STDOUT, CH_STDERR, CH_STATUS, CH_RESIZE, CH_CLOSE = 0, 1, 2, 3, 4, 255
@@ -107,13 +111,20 @@ class ECISimulator:
         self._engine = Engine(store, runtime, self.faults, LATENCY_PROFILES[self.latency_profile])
         self._actions = Actions(self._engine, self.region, lambda: self.endpoint)
         self._engine.zone_for = self._actions.zone_for
-        app = web.Application(client_max_size=8 << 20)
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/", self._rpc)
         app.router.add_get("/_sim/stats", self._stats)
         app.router.add_get("/_sim/faults", self._get_faults)
         app.router.add_post("/_sim/faults", self._post_faults)
         app.router.add_get("/_sim/exec/{token}", self._exec_ws)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1,
+            max_line_size=MAX_REQUEST_LINE_BYTES,
+            max_field_size=MAX_REQUEST_LINE_BYTES,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()

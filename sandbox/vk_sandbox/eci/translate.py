@@ -14,6 +14,10 @@ NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,126}[a-z0-9])$")
 CONTAINER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 MAX_CONTAINERS = 20
 MAX_TAGS = 20
+MAX_VOLUMES = 20  # "Limits": volumes per instance
+# "Mount a ConfigFile volume": one file at most 32 KB, all files of the volume at most 60 KB (read as KiB).
+MAX_CONFIG_FILE_BYTES = 32 * 1024
+MAX_CONFIG_VOLUME_BYTES = 60 * 1024
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 SPOT_STRATEGIES = ("NoSpot", "SpotWithPriceLimit", "SpotAsPriceGo")
 VOLUME_TYPES = ("EmptyDirVolume", "ConfigFileVolume", "NFSVolume", "DiskVolume", "FlexVolume", "HostPathVolume")
@@ -162,6 +166,15 @@ def parse_containers(raw: Any, prefix: str, *, init: bool) -> list[ContainerSpec
     return out
 
 
+def config_too_large(name: str, what: str, size: int) -> ApiError:
+    """ECI documents the ConfigFile limits but not the error that enforces them: this code is assumed."""
+    limit = MAX_CONFIG_FILE_BYTES if what == "a file" else MAX_CONFIG_VOLUME_BYTES
+    return ApiError(
+        "InvalidParameter.ValueExceeded",
+        f"The parameter {name} is too large: {what} of a ConfigFile volume holds at most {limit} bytes, got {size}.",
+    )
+
+
 def parse_volumes(raw: Any) -> list[Volume]:
     out: list[Volume] = []
     for i, v in enumerate(as_list(raw, "Volume"), start=1):
@@ -183,11 +196,16 @@ def parse_volumes(raw: Any) -> list[Volume]:
                     raise invalid(f"{where}.ConfigFileVolume.ConfigFileToPath.{j}.Path", "must be relative")
                 content = str(f.get("Content", ""))
                 try:
-                    base64.b64decode(content, validate=True)
+                    size = len(base64.b64decode(content, validate=True))
                 except (binascii.Error, ValueError):
                     raise invalid(f"{where}.ConfigFileVolume.ConfigFileToPath.{j}.Content", "not base64") from None
+                if size > MAX_CONFIG_FILE_BYTES:
+                    raise config_too_large(f"{where}.ConfigFileVolume.ConfigFileToPath.{j}.Content", "a file", size)
                 mode = None if _unset(f.get("Mode")) else _int(f["Mode"], f"{where}.ConfigFileToPath.{j}.Mode")
                 vol.config_files.append(ConfigFile(path=path, content=content, mode=mode))
+            total = sum(len(base64.b64decode(cf.content)) for cf in vol.config_files)
+            if total > MAX_CONFIG_VOLUME_BYTES:
+                raise config_too_large(f"{where}.ConfigFileVolume", "all files of a volume", total)
             # SDK 1.3.3 sends DefaultModel; the newer SDK DefaultMode. Accept both.
             mode = cfg.get("DefaultMode") or cfg.get("DefaultModel")
             if mode not in (None, ""):
@@ -224,6 +242,8 @@ def check_group(containers: list[ContainerSpec], init_containers: list[Container
     names = [c.name for c in [*containers, *init_containers]]
     if len(set(names)) != len(names):
         raise invalid("Container.N.Name", "container names must be unique in a group")
+    if len(volumes) > MAX_VOLUMES:
+        raise ApiError("InvalidParameter.ValueExceeded", f"A container group holds at most {MAX_VOLUMES} volumes.")
     vol_names = {v.name for v in volumes}
     if len(vol_names) != len(volumes):
         raise invalid("Volume.N.Name", "volume names must be unique")

@@ -330,6 +330,16 @@ async def test_bad_input_gets_status_errors(
     assert status == 200
 
 
+async def test_a_large_body_arriving_in_many_chunks_is_read_whole(apiserver: SandboxAPIServer) -> None:
+    """A 900 KB ConfigMap (the real limit is 1 MiB) arrives over TCP in many chunks and is stored whole."""
+    data = {"k": "0123456789abcdef" * (900 * 1024 // 16)}
+    body = json.dumps({"metadata": {"name": "large"}, "data": data}).encode()
+    status, out = await _raw(apiserver, "POST", "/api/v1/namespaces/default/configmaps", body=body)
+    assert status == 201, out
+    status, out = await _raw(apiserver, "GET", "/api/v1/namespaces/default/configmaps/large")
+    assert status == 200 and out["data"] == data
+
+
 async def test_no_content_type_is_json_and_secrets_stay_out_of_errors(apiserver: SandboxAPIServer) -> None:
     """A POST without Content-Type is read as JSON; a rejected Secret's values never appear in the error."""
     status, out = await _raw(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
+from aliyunsdkeci.request.v20180808.CreateContainerGroupRequest import CreateContainerGroupRequest
 from aliyunsdkeci.request.v20180808.DeleteContainerGroupRequest import DeleteContainerGroupRequest
 from aliyunsdkeci.request.v20180808.DescribeContainerGroupEventsRequest import DescribeContainerGroupEventsRequest
 from aliyunsdkeci.request.v20180808.DescribeContainerGroupMetricRequest import DescribeContainerGroupMetricRequest
@@ -297,3 +299,49 @@ async def test_virtual_exit_codes_follow_restart_policy(vsim: ECISimulator) -> N
     ok = [{"Name": "main", "Image": "busybox", "Commands": ["true"]}]
     gid = (await call(vsim, create_request("ok", containers=ok, RestartPolicy="Never")))["ContainerGroupId"]
     assert (await wait_for(vsim, gid, status_is("Succeeded")))["SucceededTime"]
+
+
+def _post_create(name: str, params: dict[str, str]) -> CreateContainerGroupRequest:
+    """A CreateContainerGroup sent as the product sends it: POST, every parameter in the signed form body."""
+    req = CreateContainerGroupRequest()
+    req.set_method("POST")
+    base = {"ContainerGroupName": name, "Container.1.Name": "main", "Container.1.Image": "busybox"}
+    for key, value in {**base, **params}.items():
+        req.add_body_params(key, value)
+    return req
+
+
+def _config_volume(files: dict[str, int], index: int = 1) -> dict[str, str]:
+    out = {f"Volume.{index}.Name": f"v{index}", f"Volume.{index}.Type": "ConfigFileVolume"}
+    for j, (path, size) in enumerate(files.items(), start=1):
+        out[f"Volume.{index}.ConfigFileVolume.ConfigFileToPath.{j}.Path"] = path
+        out[f"Volume.{index}.ConfigFileVolume.ConfigFileToPath.{j}.Content"] = base64.b64encode(b"c" * size).decode()
+    return out
+
+
+async def test_a_large_configuration_in_a_post_body_is_accepted(sim: ECISimulator) -> None:
+    """60 KiB of ConfigFiles and 300 variables (a ~120 KB body) are accepted and kept byte for byte."""
+    params = _config_volume({"a.conf": 30 * 1024, "b.conf": 30 * 1024})
+    for i in range(1, 301):
+        params[f"Container.1.EnvironmentVar.{i}.Key"] = f"VAR_{i}"
+        params[f"Container.1.EnvironmentVar.{i}.Value"] = "v" * 100
+    gid = (await call(sim, _post_create("big", params)))["ContainerGroupId"]
+    group = sim.engine.groups[gid]
+    assert [len(base64.b64decode(f.content)) for f in group.volumes[0].config_files] == [30 * 1024, 30 * 1024]
+    assert len(group.containers[0].env) == 300
+
+
+async def test_configfile_limits_are_enforced(sim: ECISimulator) -> None:
+    """ECI's documented limits: 32 KiB per file, 60 KiB per volume, 20 volumes per group."""
+    file_err = await call_error(sim, _post_create("file-big", _config_volume({"a": 32 * 1024 + 1})))
+    assert file_err.get_error_code() == "InvalidParameter.ValueExceeded"
+    assert "ConfigFileToPath.1.Content" in file_err.get_error_msg()
+    volume_err = await call_error(sim, _post_create("vol-big", _config_volume({"a": 31 * 1024, "b": 30 * 1024})))
+    assert volume_err.get_error_code() == "InvalidParameter.ValueExceeded"
+    assert "Volume.1.ConfigFileVolume" in volume_err.get_error_msg()
+    many: dict[str, str] = {}
+    for i in range(1, 22):
+        many |= {f"Volume.{i}.Name": f"e{i}", f"Volume.{i}.Type": "EmptyDirVolume"}
+    count_err = await call_error(sim, _post_create("many-vols", many))
+    assert count_err.get_error_code() == "InvalidParameter.ValueExceeded" and "20 volumes" in count_err.get_error_msg()
+    assert "ccccc" not in file_err.get_error_msg() + volume_err.get_error_msg()

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from vk_sandbox.apiserver.errors import ApiError, bad_request, method_not_allowed
 from vk_sandbox.apiserver.events import external
-from vk_sandbox.apiserver.handlers.request import MAX_BODY, Target, dry_in_options, dry_run, truthy
+from vk_sandbox.apiserver.handlers.request import Target, dry_in_options, dry_run, read_raw_body, truthy
 from vk_sandbox.apiserver.handlers.response import json_response
 from vk_sandbox.apiserver.resources import ResourceType
 from vk_sandbox.apiserver.store import Store
@@ -60,9 +60,7 @@ async def delete_options(request: web.Request) -> dict[str, Any]:
     """DeleteOptions from the body (optional) with the query's gracePeriodSeconds and propagation on top."""
     opts: dict[str, Any] = {}
     if request.can_read_body:
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
+        raw = await read_raw_body(request)
         if raw.strip():
             try:
                 body = json.loads(raw)

@@ -85,6 +85,23 @@ def encoded_query(request: web.Request) -> str:
     return urlencode(list(request.query.items()), quote_via=quote)
 
 
+async def read_raw_body(request: web.Request) -> bytes:
+    """The whole body, at most MAX_BODY bytes (a StreamReader's read(n) may return only the first chunk)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
+            chunks.append(chunk)
+    except (ValueError, ConnectionError) as exc:
+        raise bad_request("could not read the request body") from exc
+    return b"".join(chunks)
+
+
 async def read_body(request: web.Request, *, allow_patch: bool = False) -> tuple[Any, str]:
     """The decoded body and its media type. 415 for unknown types, 413 for oversized, 400 for garbage."""
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -103,14 +120,7 @@ async def read_body(request: web.Request, *, allow_patch: bool = False) -> tuple
             f'the body of the request was in an unknown format ("{ctype}") - accepted media types include: '
             "application/json, application/yaml",
         )
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
-    try:
-        raw = await request.content.read(MAX_BODY + 1)
-    except (ValueError, ConnectionError) as exc:
-        raise bad_request("could not read the request body") from exc
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
+    raw = await read_raw_body(request)
     if not raw.strip():
         raise bad_request("the request body is empty")
     if ctype == protobuf.PROTOBUF:
