@@ -136,7 +136,7 @@ async def provider(sim: ECISimulator) -> AsyncIterator[ECIProvider]:
     await p.start()
     yield p
     # Delete what the test left behind and wait for it, so no container process outlives the test.
-    for bp in await p.list_pods():
+    for bp in await p.backend_pods():
         await p.delete_group(bp.group_id)
     deadline = time.monotonic() + 15
     while sum(sim.stats()["groups"].values()) and time.monotonic() < deadline:

@@ -40,9 +40,9 @@ async def test_index_keeps_a_placed_group_lean(provider: ECIProvider, sim: ECISi
     assert entry.group.Containers[0].PreviousState is _NO_STATE
     assert isinstance(entry.fingerprint, bytes) and len(entry.fingerprint) == 16
     assert all(isinstance(fp, bytes) and len(fp) == 16 for fp in provider.index._status_fp.values())
-    again = await provider.get_pod(pod)
+    again = await provider.backend_pod(pod)
     assert again is not None and again.uid == "uid-lean" and again.status["phase"] == "Running"
-    assert [(p.namespace, p.name, p.uid) for p in await provider.list_pods()] == [("default", "lean", "uid-lean")]
+    assert [(p.namespace, p.name, p.uid) for p in await provider.backend_pods()] == [("default", "lean", "uid-lean")]
     # A resync re-reads the group with its tags: identical, so nothing is published again.
     await provider.poller.resync()
     assert provider.index.get("uid-lean").fingerprint == entry.fingerprint

@@ -52,7 +52,7 @@ async def test_no_stock_on_every_spec_and_vswitch_lists_them_all(sim: ECISimulat
         await p.create_pod(pod, PodResources())
         bp = await until(p, "uid-all", lambda b: b.status["phase"] == "Failed", timeout=30)
     finally:
-        for left in await p.list_pods():
+        for left in await p.backend_pods():
             await p.delete_group(left.group_id)
         await p.close()
     assert bp.status["reason"] == "NoStock"
@@ -77,7 +77,7 @@ async def test_created_group_gets_an_event_with_its_size_and_zone(provider: ECIP
     assert scheduled[0].type == "Normal"
     assert scheduled[0].message == f"container group {bp.group_id} runs as 1 vCPU, 4 GiB in zone {zone}, vSwitch vsw-a"
     # Later status changes carry the same event (the controller mirrors it once), never a second one.
-    again = await provider.get_pod(pod)
+    again = await provider.backend_pod(pod)
     assert again is not None
     assert [e.reason for e in again.events].count("ContainerGroupScheduled") == 1
 

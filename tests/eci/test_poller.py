@@ -1,7 +1,7 @@
 """The poller (poller.py). Its periodic listings (full resync, presence check) run as paced sweeps: at most
 one page per tick next to the incremental poll. Against the scripted ECI endpoint, with the poller's sleep
 replaced by a step the test controls, so every tick's calls can be counted. Then the index it keeps,
-against the ECI simulator: list_pods between resyncs, groups deleted behind our back, quiet polls."""
+against the ECI simulator: backend_pods between resyncs, groups deleted behind our back, quiet polls."""
 
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def make_due(provider: ECIProvider, *kinds: str) -> None:
 
 
 async def test_initial_resync_is_one_burst(fake_eci: FakeECI) -> None:
-    """The first tick is the whole resync at full speed (every page, no poll), and a list_pods made while
+    """The first tick is the whole resync at full speed (every page, no poll), and a backend_pods made while
     it runs (adoption) takes its result instead of listing again."""
     world = World(ids=[f"eci-{i:02d}" for i in range(10)])
     fake_eci.script("DescribeContainerGroups", world.describe)
@@ -170,7 +170,7 @@ async def test_initial_resync_is_one_burst(fake_eci: FakeECI) -> None:
     try:
         await provider.start()
         await asyncio.sleep(0.1)
-        adopted = await provider.list_pods()
+        adopted = await provider.backend_pods()
         await ticker.first()
         assert len(adopted) == 10
         assert ticker.tick(0) == [RESYNC] * 4
@@ -194,7 +194,7 @@ async def test_concurrent_bursts_share_one_listing(start: Any) -> None:
 
 
 async def test_periodic_resync_takes_one_page_per_tick(start: Any) -> None:
-    """A due resync of 4 pages spreads over 4 ticks, each with its incremental poll; list_pods answers from
+    """A due resync of 4 pages spreads over 4 ticks, each with its incremental poll; backend_pods answers from
     the index meanwhile; the sweep's end marks the resync done."""
     provider, _, ticker = await start(10)
     try:
@@ -203,7 +203,7 @@ async def test_periodic_resync_takes_one_page_per_tick(start: Any) -> None:
         await ticker.step()
         assert ticker.tick(1) == ["poll", RESYNC]
         calls = len(ticker.fake.calls)
-        assert len(await provider.list_pods()) == 10  # no burst while the paced resync is under way
+        assert len(await provider.backend_pods()) == 10  # no burst while the paced resync is under way
         assert len(ticker.fake.calls) == calls
         await ticker.step(3)
         assert [ticker.tick(i) for i in (2, 3, 4)] == [["poll", RESYNC]] * 3
@@ -248,12 +248,12 @@ async def test_presence_sweep_forgets_groups_deleted_outside(start: Any) -> None
         world.ids.remove("eci-05")
         world.ids.append("eci-99")  # made by someone with our tags; no poll reports it
         await ticker.step(3)
-        assert "uid-05" in {bp.uid for bp in await provider.list_pods()}
+        assert "uid-05" in {bp.uid for bp in await provider.backend_pods()}
         await ticker.step()
         assert ticker.tick(4) == ["poll", PRESENCE, "describe"]
         described = [json.loads(p["ContainerGroupIds"]) for a, p in ticker.fake.calls if "ContainerGroupIds" in p]
         assert sorted(described[-1]) == ["eci-05", "eci-99"]
-        uids = {bp.uid for bp in await provider.list_pods()}
+        uids = {bp.uid for bp in await provider.backend_pods()}
         assert "uid-05" not in uids and "uid-99" in uids and len(uids) == 10
         assert PRESENCE not in provider.poller._sweeps
     finally:
@@ -289,7 +289,7 @@ async def test_a_failed_sweep_page_does_not_stop_polling(start: Any) -> None:
 
 
 async def test_a_failed_resync_page_keeps_list_pods_on_the_index(start: Any) -> None:
-    """While a paced resync waits to start again after an error, list_pods still answers from the index."""
+    """While a paced resync waits to start again after an error, backend_pods still answers from the index."""
     provider, world, ticker = await start(10)
     try:
         make_due(provider, RESYNC)
@@ -298,18 +298,18 @@ async def test_a_failed_resync_page_keeps_list_pods_on_the_index(start: Any) -> 
         assert ticker.tick(1) == ["poll", RESYNC]
         assert RESYNC in provider.poller._sweep_retry_at
         calls = len(ticker.fake.calls)
-        assert len(await provider.list_pods()) == 10
+        assert len(await provider.backend_pods()) == 10
         assert len(ticker.fake.calls) == calls
     finally:
         await provider.close()
 
 
 async def test_list_pods_answers_from_the_index_between_resyncs(provider: ECIProvider, sim: ECISimulator) -> None:
-    """After a full resync, list_pods costs no ECI call until the resync interval passes."""
+    """After a full resync, backend_pods costs no ECI call until the resync interval passes."""
     await provider.create_pod(make_pod("idx", ["sleep", "30"]), PodResources())
     await provider.poller.resync()
     before = sim.stats()["calls"]["DescribeContainerGroups"]
-    assert [p.uid for p in await provider.list_pods()] == ["uid-idx"]
+    assert [p.uid for p in await provider.backend_pods()] == ["uid-idx"]
     assert sim.stats()["calls"]["DescribeContainerGroups"] == before
 
 
@@ -325,7 +325,7 @@ async def test_group_deleted_behind_our_back_is_forgotten_on_resync(provider: EC
     while any(p.uid == "uid-ghost" for p in await provider.poller.resync()):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
-    assert await provider.get_pod(pod) is None
+    assert await provider.backend_pod(pod) is None
 
 
 async def test_quiet_polls_do_not_redescribe(provider: ECIProvider, sim: ECISimulator) -> None:
@@ -340,7 +340,7 @@ async def test_quiet_polls_do_not_redescribe(provider: ECIProvider, sim: ECISimu
 
 
 async def test_group_deleted_behind_our_back_leaves_on_presence_check(provider: ECIProvider, sim: ECISimulator) -> None:
-    """A group deleted outside the provider leaves list_pods at the next presence check, without a full resync."""
+    """A group deleted outside the provider leaves backend_pods at the next presence check, without a full resync."""
     pod = make_pod("ghost2", ["sleep", "30"])
     await provider.create_pod(pod, PodResources())
     bp = await until(provider, "uid-ghost2", lambda b: b.status["phase"] == "Running")
@@ -349,7 +349,7 @@ async def test_group_deleted_behind_our_back_leaves_on_presence_check(provider: 
     provider.index.get("uid-ghost2").created_at -= 60
     deadline = time.monotonic() + 10
     before = sim.stats()["calls"]["DescribeContainerGroups"]
-    while any(p.uid == "uid-ghost2" for p in await provider.list_pods()):
+    while any(p.uid == "uid-ghost2" for p in await provider.backend_pods()):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
         await provider.poller.presence_check()

@@ -30,7 +30,7 @@ async def test_create_reaches_running_and_is_idempotent(provider: ECIProvider, s
     other = ECIProvider(provider.settings, node_name="vk")
     try:
         await other.create_pod(pod, PodResources())
-        assert [p.uid for p in await other.list_pods()] == ["uid-web"]
+        assert [p.uid for p in await other.backend_pods()] == ["uid-web"]
     finally:
         await other.close()
     assert sim.stats()["calls"]["CreateContainerGroup"] == 1
@@ -57,13 +57,13 @@ async def test_calls_per_pod_for_a_burst(provider: ECIProvider, sim: ECISimulato
 
 
 async def test_delete_then_gone(provider: ECIProvider) -> None:
-    """delete_pod starts deletion; get_pod turns None once the group is gone; deleting again is fine."""
+    """delete_pod starts deletion; backend_pod turns None once the group is gone; deleting again is fine."""
     pod = make_pod("del", ["sh", "-c", "sleep 30"])
     await provider.create_pod(pod, PodResources())
     await until(provider, "uid-del", lambda b: b.status["phase"] == "Running")
     await provider.delete_pod(pod)
     deadline = time.monotonic() + 15
-    while await provider.get_pod(pod) is not None:
+    while await provider.backend_pod(pod) is not None:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.2)
     await provider.delete_pod(pod)

@@ -30,15 +30,15 @@ async def test_adoption_failing_at_start_holds_creates_and_deletes_but_not_readi
     env.provider.add_group("default", "gone", "uid-gone")  # its pod is force-deleted below
     env.provider.add_group("default", "leaving", "uid-leaving")
     eci_back = asyncio.Event()
-    real_list = env.provider.list_pods
+    real_list = env.provider.backend_pods
 
-    async def list_pods() -> list[BackendPod]:
+    async def backend_pods() -> list[BackendPod]:
         if not eci_back.is_set():
             env.provider.calls.append(("list", ""))
             raise TransientError("ECI DescribeContainerGroups unreachable")
         return await real_list()
 
-    env.provider.list_pods = list_pods  # type: ignore[method-assign]
+    env.provider.backend_pods = backend_pods  # type: ignore[method-assign]
     old = env.add(make_pod("old"))
     new = env.add(make_pod("new"))
     gone = env.add(make_pod("gone"))

@@ -27,7 +27,7 @@ class Feed:
     def _current_pod(self, entry: Entry) -> Pod | None:
         if self.pods is None:
             return None
-        pod = self.pods.get_pod(entry.namespace, entry.name)
+        pod = self.pods.cached_pod(entry.namespace, entry.name)
         if pod is not None and (pod.get("metadata") or {}).get("uid") == entry.uid:
             return pod
         return None

@@ -7,7 +7,7 @@ listings by tag ("sweeps") by at most one page:
 
 - the presence check, ``eci.presence_check_interval_seconds`` after the last one completed:
   DescribeContainerGroupStatus by tag without SinceSecond, 200 ids per page, tells which groups still
-  exist (groups deleted behind our back leave the index, so list_pods and the GC see them gone; ids
+  exist (groups deleted behind our back leave the index, so backend_pods and the GC see them gone; ids
   the index does not know are described);
 - the full resync, ``eci.full_resync_interval_seconds`` after the last one completed:
   DescribeContainerGroups by tag, 20 per page, each page applied to the index as it arrives.
@@ -15,7 +15,7 @@ listings by tag ("sweeps") by at most one page:
 When both are under way they take pages in turn. At the end of a sweep, groups it did not see that
 were in the index 30 s before it started are described by id and forgotten if gone. A page that fails
 abandons its sweep (it starts again later) and never holds up the polls. Only the first resync (the
-index, and adoption, wait for it), list_pods with a stale index and the resync after the poller was
+index, and adoption, wait for it), backend_pods with a stale index and the resync after the poller was
 down for an hour run at full speed (a "burst").
 
 ECI call budget at 10,000 steady pods with the defaults: at most one poll and one sweep page per 3 s
@@ -115,7 +115,7 @@ class Poller:
             self._task = None
 
     def index_current(self) -> bool:
-        """Whether list_pods may answer from the index: a full resync completed within its interval, or
+        """Whether backend_pods may answer from the index: a full resync completed within its interval, or
         the poller's paced resync is under way (the GC asks every few minutes, and a listing is 500
         calls at 10k pods)."""
         fresh = self._last_resync is not None and (
@@ -195,7 +195,7 @@ class Poller:
 
     async def resync(self) -> list[BackendPod]:
         """Full resync by tag at full speed: refresh the index, publish what changed, forget vanished
-        groups. Used at start (adoption waits for it), by list_pods when the index is stale, and after
+        groups. Used at start (adoption waits for it), by backend_pods when the index is stale, and after
         the poller was down for an hour; the periodic resync is a paced sweep instead (``_sweep_step``).
         A caller that waited for a burst already under way takes its result."""
         asked = time.monotonic()
@@ -209,7 +209,7 @@ class Poller:
     async def presence_check(self) -> None:
         """Which groups still exist, at full speed: DescribeContainerGroupStatus by tag without SinceSecond,
         200 per page (50 calls at 10k pods, against 500 for a full resync). Groups gone from it leave the
-        index, so list_pods — and the GC's vanished-group check — see them gone; unknown ones are described.
+        index, so backend_pods — and the GC's vanished-group check — see them gone; unknown ones are described.
         The poller runs the same listing as a paced sweep (``_sweep_step``)."""
         await self._burst(PRESENCE)
 
@@ -291,7 +291,7 @@ class Poller:
         # Groups we just created or are deleting are described too: their first status may predate
         # the window, and a deleted group simply stops being returned.
         # A group someone else is deleting (Terminating without our asking) is followed the same way,
-        # so that it leaves the index — and list_pods, which the GC reads — as soon as it is gone.
+        # so that it leaves the index — and backend_pods, which the GC reads — as soon as it is gone.
         for entry in index.entries():
             following = entry.group is None or entry.deleting or entry.group.Status == "Terminating"
             if following and entry.group_id not in ids:

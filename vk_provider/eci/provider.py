@@ -8,7 +8,7 @@ the work:
 - streams.py: logs, exec, attach, port-forward and usage;
 - listing.py: reading groups from ECI, by id and by tag (the one NextToken loop).
 
-Lookups never scan: ``get_pod`` answers from the index, and only asks ECI (by id, or by the UID tag
+Lookups never scan: ``backend_pod`` answers from the index, and only asks ECI (by id, or by the UID tag
 before the first resync) when the index cannot know. Identity comes only from tags (names.py).
 """
 
@@ -93,11 +93,11 @@ class ECIProvider:
             self._client = ECIClient(self.settings)
         return self._client
 
-    def set_pod_lookup(self, pods: PodLookup) -> None:
-        """Let status mapping see the current pod (container order, condition transition times)."""
-        self.feed.pods = pods
-
-    async def start(self) -> None:
+    async def start(self, pods: PodLookup | None = None) -> None:
+        """Open the SDK client and start the poller. ``pods`` (the watch cache) lets status mapping see the
+        current pod (container order, condition transition times); it may also be given at construction."""
+        if pods is not None:
+            self.feed.pods = pods
         _ = self.client
         self.poller.start()
 
@@ -179,7 +179,7 @@ class ECIProvider:
             if entry is not None:
                 self.index.forget(entry.uid)
 
-    async def get_pod(self, pod: Pod) -> BackendPod | None:
+    async def backend_pod(self, pod: Pod) -> BackendPod | None:
         entry = await self._lookup(pod)
         if entry is None:
             return None
@@ -194,7 +194,7 @@ class ECIProvider:
             self.index.remember(found[0])
         return self.feed.backend_pod(entry, pod)
 
-    async def list_pods(self) -> list[BackendPod]:
+    async def backend_pods(self) -> list[BackendPod]:
         """Every group of this node: from the index when the poller keeps it current
         (``Poller.index_current``), otherwise a resync at full speed."""
         if not self.poller.index_current():

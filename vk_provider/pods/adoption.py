@@ -60,7 +60,7 @@ class Adoption:
         backoff = Backoff(base=self.settings.retry_base_seconds, cap=min(30.0, self.settings.retry_max_seconds))
         while True:
             try:
-                groups = await self.provider.list_pods()
+                groups = await self.provider.backend_pods()
                 break
             except Exception as exc:
                 delay = backoff.delay(attempt)

@@ -84,10 +84,10 @@ class PodController:
         self._event_tasks: set[asyncio.Task[None]] = set()
 
     # ---- PodLookup -------------------------------------------------------------------------------
-    def get_pod(self, namespace: str, name: str) -> Pod | None:
+    def cached_pod(self, namespace: str, name: str) -> Pod | None:
         return self.informer.cache.get(f"{namespace}/{name}")
 
-    def list_pods(self) -> list[Pod]:
+    def cached_pods(self) -> list[Pod]:
         return list(self.informer.cache.values())
 
     @property

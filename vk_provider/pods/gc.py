@@ -57,7 +57,7 @@ class GarbageCollector:
         known_before = {
             pod_uid: k for pod_uid, k in state.groups.items() if k.first_seen <= started - self.vanish_grace_seconds
         }
-        listed = await self.provider.list_pods()
+        listed = await self.provider.backend_pods()
         alive = {uid(p): p for p in state.informer.cache.values()}
         listed_uids = set()
         deleted = 0

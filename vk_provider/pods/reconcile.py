@@ -256,7 +256,7 @@ class Reconciler:
             self.state.delete_requested.add(pod_uid)
             await self.recorder.record(pod, "Normal", "ProviderDeleteSuccess", "container group deletion requested")
         if known.group.group_status not in TERMINAL_GROUP_STATES:
-            fresh = await self.provider.get_pod(pod)
+            fresh = await self.provider.backend_pod(pod)
             if fresh is not None and fresh.group_status not in TERMINAL_GROUP_STATES:
                 known.group = hold(fresh)
                 polls = self._delete_polls.get(pod_uid, 0)
