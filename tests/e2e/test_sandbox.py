@@ -52,10 +52,19 @@ class Sandbox:
         return done.stdout.decode()
 
     def kubectl_rc(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> int:
-        done = subprocess.run(
-            [KUBECTL, *args], env={**self.env, **(env or {})}, capture_output=True, timeout=timeout, check=False
+        return self.run(*args, env=env, timeout=timeout).returncode
+
+    def run(
+        self, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [KUBECTL, *args],
+            input=stdin,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
-        return done.returncode
 
 
 def leftover_processes(directory: Path) -> list[int]:
@@ -147,20 +156,29 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
             watchdog.cancel()
             follow.kill()
 
-    # exec: arguments with spaces, exit codes and stdin over both protocols.
-    for protocol in (WEBSOCKET, SPDY):
+    # exec: arguments with spaces, exit codes and stdin over both protocols; kubectl cp both ways.
+    for name, protocol in (("ws", WEBSOCKET), ("spdy", SPDY)):
         out = sandbox.kubectl("exec", "deploy/hello-eci", "--", "sh", "-c", "echo hello from $HOSTNAME", env=protocol)
         assert out.startswith("hello from hello-eci-")
         assert sandbox.kubectl_rc("exec", "hello-eci", "--", "sh", "-c", "exit 3", env=protocol) == 3
-        done = subprocess.run(
-            [KUBECTL, "exec", "-i", "hello-eci", "--", "tr", "a-z", "A-Z"],
-            input=b"piped\n",
-            env={**sandbox.env, **protocol},
-            capture_output=True,
-            timeout=60,
-            check=False,
+        # A command that stops reading by itself: ECI's exec stream cannot pass stdin's end without a TTY.
+        done = sandbox.run(
+            "exec", "-i", "hello-eci", "--", "sh", "-c", "head -n 1 | tr a-z A-Z", stdin=b"piped\n", env=protocol
         )
-        assert (done.returncode, done.stdout) == (0, b"PIPED\n"), done.stderr
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"PIPED\n", b""), done.stderr
+        # One that reads to the end is ended a grace after its last output: a notice on stderr, and a failure.
+        done = sandbox.run("exec", "-i", "hello-eci", "--", "cat", stdin=b"to the end\n", env=protocol)
+        assert (done.returncode, done.stdout) == (255, b"to the end\n"), done.stderr
+        assert b"stdin ended, but ECI's exec stream cannot pass end-of-input" in done.stderr
+        # kubectl cp to the pod (its tar archive is padded to a whole record, so tar ends) and back from it.
+        local = sandbox.directory / f"cp-{name}"
+        local.mkdir()
+        (local / "sent.bin").write_bytes(bytes(range(256)) * 64)
+        done = sandbox.run("cp", str(local / "sent.bin"), f"hello-eci:{local}/in-pod.bin", env=protocol)
+        assert (done.returncode, done.stderr) == (0, b""), done.stderr
+        done = sandbox.run("cp", f"hello-eci:{local}/in-pod.bin", str(local / "back.bin"), env=protocol)
+        assert done.returncode == 0, done.stderr
+        assert (local / "back.bin").read_bytes() == (local / "sent.bin").read_bytes()
 
     # port-forward reaches an HTTP server in a pod.
     port = free_port()

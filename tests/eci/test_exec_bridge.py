@@ -3,7 +3,9 @@ exact frames and against the simulator for whole sessions."""
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -119,7 +121,7 @@ async def test_other_error_text_goes_to_stderr(ws_server: Callable[[Handler], Aw
 
     sess = await WebSocketExecSession.connect(await ws_server(peer))
     out, err, code = await _run(sess)
-    assert (out, code) == (b"", -1)
+    assert (out, code) == (b"", 255)
     assert (
         err == b"vk-eci: ECI exec error: Internal error occurred: error executing command in container: no such file\n"
     )
@@ -134,7 +136,7 @@ async def test_abnormal_close_is_no_verdict(ws_server: Callable[[Handler], Await
 
     sess = await WebSocketExecSession.connect(await ws_server(peer))
     out, err, code = await _run(sess)
-    assert (out, code) == (b"partial", -1) and b"close code 1001" in err and sess.error
+    assert (out, code) == (b"partial", 255) and b"close code 1001" in err and sess.error
 
 
 @pytest.mark.parametrize(("typed", "eof"), [(b"line\n", b"\x00\x04"), (b"partial", b"\x00\x04\x04")])
@@ -194,12 +196,12 @@ async def test_simulator_exit_codes_and_output(sim: ECISimulator) -> None:
 
 async def test_stdin_end_without_tty_ends_the_quiet_session(sim: ECISimulator) -> None:
     """v1 cannot pass EOF: `cat` never ends by itself, so the session ends the grace after its last output,
-    with a notice on stderr and exit code 0."""
+    with a notice on stderr and exit code 255 (the command did not finish)."""
     sess = await WebSocketExecSession.connect(await _uri(sim, ["cat"]), stdin_eof_grace=0.3)
     await sess.write_stdin(b"piped\n")
     await sess.close_stdin()
     out, err, code = await _run(sess)
-    assert (out, code) == (b"piped\n", 0)
+    assert (out, code) == (b"piped\n", 255)
     assert err.startswith(b"vk-eci: stdin ended, but ECI's exec stream cannot pass end-of-input") and b"0.3 s" in err
 
 
@@ -209,6 +211,52 @@ async def test_stdin_end_without_tty_waits_for_a_command_that_ends(sim: ECISimul
     await sess.write_stdin(b"one line\n")
     await sess.close_stdin()
     assert await _run(sess) == (b"", b"", 4)
+
+
+def _tar(name: str, data: bytes) -> bytes:
+    """A tar archive as Go's archive/tar (kubectl cp) writes it: two zero blocks at the end, no record padding."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return buf.getvalue()[: 512 + -(-len(data) // 512) * 512 + 1024]
+
+
+async def test_a_whole_tar_archive_on_stdin_lets_tar_finish(sim: ECISimulator, tmp_path: Path) -> None:
+    """kubectl cp into a pod: the archive is padded to tar's record, so GNU tar (which waits for a full record)
+    ends by itself with the whole file written and its own exit code."""
+    data = bytes(range(256)) * 70  # not a whole number of records
+    sess = await WebSocketExecSession.connect(await _uri(sim, ["tar", "-xmf", "-", "-C", str(tmp_path)]))
+    archive = _tar("f.bin", data)
+    for i in range(0, len(archive), 4096):
+        await sess.write_stdin(archive[i : i + 4096])
+    await sess.close_stdin()
+    assert await _run(sess) == (b"", b"", 0)
+    assert (tmp_path / "f.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("stdin", "padded"),
+    [(_tar("f", b"x" * 700), True), (b"not a tar" + bytes(2048), False), (_tar("f", b"x")[:-512], False)],
+    ids=["whole-tar", "not-tar", "tar-without-end"],
+)
+async def test_only_a_whole_tar_archive_is_padded(
+    stdin: bytes, padded: bool, ws_server: Callable[[Handler], Awaitable[str]]
+) -> None:
+    got = bytearray()
+
+    async def peer(ws: web.WebSocketResponse) -> None:
+        async for msg in ws:
+            got.extend(msg.data[1:])
+            if padded and len(got) >= len(stdin) and len(got) % 10240 == 0:
+                break  # otherwise read on until the session's grace ends it
+
+    sess = await WebSocketExecSession.connect(await ws_server(peer), stdin_eof_grace=0.2)
+    await sess.write_stdin(stdin)
+    await sess.close_stdin()
+    await _run(sess)
+    assert bytes(got) == (stdin + bytes(-len(stdin) % 10240) if padded else stdin)
 
 
 async def test_stdin_end_with_tty_reaches_the_command(sim: ECISimulator) -> None:
@@ -230,4 +278,4 @@ async def test_pings_keep_a_quiet_session_open(short_idle: ECISimulator) -> None
 async def test_without_pings_the_idle_close_is_no_verdict(short_idle: ECISimulator) -> None:
     uri = await _uri(short_idle, ["sh", "-c", "sleep 30; echo done"])
     out, err, code = await _run(await WebSocketExecSession.connect(uri, ping_interval=None))
-    assert (out, code) == (b"", -1) and b"without a verdict" in err
+    assert (out, code) == (b"", 255) and b"without a verdict" in err

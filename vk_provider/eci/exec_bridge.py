@@ -12,13 +12,16 @@ no subprotocol, and that is what this module speaks:
   ``exit code N`` (``exit status N`` from os/exec); anything else there is an error of the exec itself;
 - the server closes the socket after the command and its error text;
 - v1 cannot half-close stdin. With a TTY, stdin's end is sent as ^D, as a terminal would. Without one,
-  nothing can tell the command; once stdin has ended and the command has been quiet for
-  ``stdin_eof_grace`` seconds, the session is ended (closing the socket stops the command) with a notice
-  on stderr;
+  nothing can tell the command. If what went in is a whole tar archive (``kubectl cp`` into a pod), it is
+  padded with zero blocks to tar's 10240-byte record, as tar itself pads archives, so that tar sees its
+  last record and ends by itself (GNU tar waits for a full record otherwise). Any command still running
+  once stdin has ended and it has been quiet for ``stdin_eof_grace`` seconds is ended (closing the
+  socket stops it), with a notice on stderr and exit code 255;
 - the server closes a socket idle for about 60 s, so we ping every ``ping_interval`` seconds.
 
-The exit status of a session that reached no verdict (the socket dropped, or closed with a code other than
-normal) is -1 with ``error`` saying why.
+A session that reached no verdict (the socket dropped, or closed with a code other than normal, or an
+error text that is not an exit code) reports exit code 255, as ssh does when the connection fails (kubectl
+takes only 0-255), with ``error`` saying why and a line on stderr.
 """
 
 from __future__ import annotations
@@ -38,14 +41,15 @@ log = structlog.get_logger("vk_provider.eci.exec")
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 EOT = b"\x04"  # ^D: a terminal's end of input
+NO_VERDICT = 255
+TAR_BLOCK, TAR_RECORD = 512, 10240  # tar's block, and GNU tar's default record (20 blocks)
 PING_INTERVAL = 30.0
 STDIN_EOF_GRACE = 5.0
 _NON_ZERO = re.compile(r"command terminated with non-zero exit code: .*\bexit (?:code|status) (\d+)\s*\Z", re.S)
 EOF_NOTICE = (
     "vk-eci: stdin ended, but ECI's exec stream cannot pass end-of-input to a command without a TTY; "
-    "the session was ended {grace:g} s after the command's last output, which stopped the command "
-    "(reported as exit code 0: its own exit status is unknown). Use a command that stops reading by "
-    "itself, or -t.\n"
+    "the session was ended {grace:g} s after the command's last output, which stopped the command before "
+    "it finished (reported as exit code 255). Use a command that stops reading by itself, or -t.\n"
 )
 
 
@@ -78,6 +82,9 @@ class WebSocketExecSession:
         self._closed = False
         self._line_start = True  # what a ^D would do on a terminal depends on it
         self._eof_sent = False
+        self._stdin_head = bytearray()  # the first tar block of stdin, and its last two
+        self._stdin_tail = bytearray()
+        self._stdin_len = 0
         self._gave_up = False
         self._activity = asyncio.Event()  # set on every frame from the server
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,6 +117,10 @@ class WebSocketExecSession:
     async def write_stdin(self, data: bytes) -> None:
         if data and not self._eof_sent:
             self._line_start = data[-1:] in (b"\n", b"\r")
+            if len(self._stdin_head) < TAR_BLOCK:
+                self._stdin_head += data[: TAR_BLOCK - len(self._stdin_head)]
+            self._stdin_tail = (self._stdin_tail + data)[-2 * TAR_BLOCK :]
+            self._stdin_len += len(data)
             await self._send(bytes([STDIN]) + data)
 
     async def close_stdin(self) -> None:
@@ -120,7 +131,18 @@ class WebSocketExecSession:
             # ^D ends a read at the start of a line; after a partial line the first one only flushes it.
             await self._send(bytes([STDIN]) + (EOT if self._line_start else EOT + EOT))
             return
+        if self._is_whole_tar() and (pad := -self._stdin_len % TAR_RECORD):
+            await self._send(bytes([STDIN]) + bytes(pad))
         self._tasks.append(asyncio.create_task(self._end_when_quiet(), name="eci-exec-stdin-eof"))
+
+    def _is_whole_tar(self) -> bool:
+        """stdin was a whole tar archive: a ustar header first, whole blocks, two zero blocks at the end."""
+        return (
+            self._stdin_len >= 3 * TAR_BLOCK
+            and self._stdin_len % TAR_BLOCK == 0
+            and self._stdin_head[257:262] == b"ustar"
+            and not any(self._stdin_tail)
+        )
 
     async def resize(self, width: int, height: int) -> None:
         # Only terminal sessions carry resizes (the kubelet opens the resize stream only with a TTY).
@@ -167,7 +189,7 @@ class WebSocketExecSession:
                 yield STDERR, notice.encode()
         finally:
             if self._exit is None:
-                self._exit = -1
+                self._exit = NO_VERDICT
                 self._error = self._error or "the exec stream ended early"
             self._done.set()
 
@@ -179,15 +201,15 @@ class WebSocketExecSession:
             if code is not None:
                 self._exit = code
                 return ""
-            self._exit, self._error = -1, text
+            self._exit, self._error = NO_VERDICT, text
             return f"vk-eci: ECI exec error: {text}\n"
         if self._gave_up:
-            self._exit = 0
+            self._exit, self._error = NO_VERDICT, "stdin ended without a TTY and the command did not finish"
             return EOF_NOTICE.format(grace=self._grace)
         if clean:
             self._exit = 0
             return ""
-        self._exit = -1
+        self._exit = NO_VERDICT
         self._error = f"the ECI exec stream closed without a verdict (close code {self._ws.close_code})"
         return f"vk-eci: {self._error}\n"
 
@@ -197,7 +219,7 @@ class WebSocketExecSession:
 
     async def exit_code(self) -> int:
         await self._done.wait()
-        return self._exit if self._exit is not None else -1
+        return self._exit if self._exit is not None else NO_VERDICT
 
     async def close(self) -> None:
         if self._closed:
