@@ -454,7 +454,7 @@ async def test_exec_client_close_kills_the_command_and_stdin_false_gives_eof(sim
         try:
             if "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
                 break
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # reaped while we looked
             break
         await asyncio.sleep(0.02)
     else:
