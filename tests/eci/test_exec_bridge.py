@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 from aiohttp import WSCloseCode, WSMsgType, web
-from aliyunsdkeci.request.v20180808.ExecContainerCommandRequest import ExecContainerCommandRequest
 
-from tests.sandbox.eci.conftest import call, create_request, status_is, wait_for
+from tests.sandbox.eci.conftest import call, create_request, exec_command, status_is, wait_for
 from vk_provider.eci.exec_bridge import WebSocketExecSession, exit_code_from_error_text
 from vk_sandbox.eci.exec_ws import ExecOptions
 from vk_sandbox.eci.server import ECISimulator
@@ -176,17 +175,11 @@ async def short_idle(tmp_path: Path) -> AsyncIterator[ECISimulator]:
         yield sim
 
 
-async def _uri(sim: ECISimulator, command: list[str], **opts: Any) -> str:
+async def _uri(sim: ECISimulator, command: list[str], **params: Any) -> str:
     req = create_request("bridge", containers=[{"Name": "main", "Image": "busybox", "Commands": ["sleep", "3600"]}])
     gid = str((await call(sim, req))["ContainerGroupId"])
     await wait_for(sim, gid, status_is("Running"))
-    exec_req = ExecContainerCommandRequest()
-    exec_req.set_ContainerGroupId(gid)
-    exec_req.set_ContainerName("main")
-    exec_req.set_Command(json.dumps(command))
-    for key, value in opts.items():
-        exec_req.add_query_param(key, value)
-    return str((await call(sim, exec_req))["WebSocketUri"])
+    return str((await exec_command(sim, gid, command, **params))["WebSocketUri"])
 
 
 async def test_simulator_exit_codes_and_output(sim: ECISimulator) -> None:

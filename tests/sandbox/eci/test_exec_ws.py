@@ -10,9 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aliyunsdkeci.request.v20180808.ExecContainerCommandRequest import ExecContainerCommandRequest
 
-from tests.sandbox.eci.conftest import call, create_request, status_is, wait_for
+from tests.sandbox.eci.conftest import call, create_request, exec_command, status_is, wait_for
 from vk_sandbox.eci.exec_ws import KUBELET_SUBPROTOCOLS, ExecOptions
 from vk_sandbox.eci.server import ECISimulator
 
@@ -24,14 +23,8 @@ async def _running_group(sim: ECISimulator) -> str:
     return gid
 
 
-async def _uri(sim: ECISimulator, gid: str, command: list[str], **opts: Any) -> str:
-    req = ExecContainerCommandRequest()
-    req.set_ContainerGroupId(gid)
-    req.set_ContainerName("main")
-    req.set_Command(json.dumps(command))
-    for key, value in opts.items():
-        req.add_query_param(key, value)
-    return str((await call(sim, req))["WebSocketUri"])
+async def _uri(sim: ECISimulator, gid: str, command: list[str], **params: Any) -> str:
+    return str((await exec_command(sim, gid, command, **params))["WebSocketUri"])
 
 
 async def _frames(ws: aiohttp.ClientWebSocketResponse) -> list[bytes]:
