@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -170,6 +171,19 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
         done = sandbox.run("exec", "-i", "hello-eci", "--", "cat", stdin=b"to the end\n", env=protocol)
         assert (done.returncode, done.stdout) == (255, b"to the end\n"), done.stderr
         assert b"stdin ended, but ECI's exec stream cannot pass end-of-input" in done.stderr
+        # -it under a terminal: the size reaches the command, and the exit code comes back.
+        tty = "stty cols 91 rows 27; " + shlex.join(
+            [KUBECTL, "exec", "-it", "hello-eci", "--", "sh", "-c", "read x; stty size; echo got-$x; exit 4"]
+        )
+        done = subprocess.run(
+            ["script", "-qec", tty, "/dev/null"],
+            input=b"go\n",
+            env={**sandbox.env, **protocol, "TERM": "xterm"},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 4 and b"27 91" in done.stdout and b"got-go" in done.stdout, done
         # kubectl cp to the pod (its tar archive is padded to a whole record, so tar ends) and back from it.
         local = sandbox.directory / f"cp-{name}"
         local.mkdir()

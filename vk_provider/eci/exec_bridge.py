@@ -145,7 +145,8 @@ class WebSocketExecSession:
         )
 
     async def resize(self, width: int, height: int) -> None:
-        # Only terminal sessions carry resizes (the kubelet opens the resize stream only with a TTY).
+        # Only terminal sessions carry resizes (the kubelet opens the resize stream only with a TTY), so one
+        # marks the session as a terminal even when the caller did not say (provider.exec does not pass tty).
         self._tty = True
         payload = json.dumps({"Width": int(width), "Height": int(height)}).encode()
         await self._send(bytes([RESIZE]) + payload)
