@@ -94,6 +94,104 @@ def test_cli_bad_setting_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "kubelet.port" in err
 
 
+def test_list_and_map_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list in env takes the documented comma form or JSON; a map takes JSON or one variable per key."""
+    monkeypatch.setenv("VK_ECI__VSWITCH_IDS", "vsw-a,vsw-b")
+    monkeypatch.setenv("VK_ECI__CLUSTER_DNS", '["10.0.0.10"]')
+    monkeypatch.setenv("VK_NODE__LABELS", '{"zone": "a"}')
+    s = load_settings(AK)
+    assert (s.eci.vswitch_ids, s.eci.cluster_dns, s.node.labels) == (["vsw-a", "vsw-b"], ["10.0.0.10"], {"zone": "a"})
+
+
+BAD_SOURCES = [
+    # (how the bad value is given, the setting the one line must name)
+    ("flag", {"kubelet.port": "99999"}, {}, None, "kubelet.port: "),
+    ("flag-map", {"node.labels": "not-a-map"}, {}, None, "node.labels: "),
+    ("env", {}, {"VK_ECI__RATE_LIMIT_QPS": "fast"}, None, "eci.rate_limit_qps: "),
+    ("env-map", {}, {"VK_NODE__LABELS": "zone=a"}, None, "node.labels: "),
+    ("env-unknown", {}, {"VK_ECI__NO_SUCH": "1"}, None, "eci.no_such: "),
+    ("yaml", {}, {}, "eci:\n  rate_limit_qps: fast\n", "eci.rate_limit_qps: "),
+    ("yaml-unknown", {}, {}, "eci:\n  no_such: 1\n", "eci.no_such: "),
+    ("yaml-syntax", {}, {}, "eci: {region: [\n", "config_file: "),
+    ("yaml-not-a-map", {}, {}, "- eci\n- node\n", "config_file: "),
+]
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "yaml", "named"), [b[1:] for b in BAD_SOURCES], ids=[b[0] for b in BAD_SOURCES]
+)
+def test_bad_setting_from_any_source_is_one_line(
+    flags: dict[str, str],
+    env: dict[str, str],
+    yaml: str | None,
+    named: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bad value from a flag, an env variable or the YAML file is a SettingsError of one line naming it."""
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    if yaml is not None:
+        (tmp_path / "c.yaml").write_text(yaml)
+        flags = {**flags, "config_file": str(tmp_path / "c.yaml")}
+    with pytest.raises(SettingsError) as info:
+        load_settings({**AK, **flags})
+    msg = str(info.value)
+    assert msg.startswith(named) and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "yaml", "named"),
+    [
+        (["--eci-rate-limit-qps", "fast"], {}, None, "eci.rate_limit_qps"),
+        ([], {"VK_NODE__LABELS": "zone=a"}, None, "node.labels"),
+        ([], {}, "eci: {region: [\n", "config_file"),
+    ],
+    ids=["flag", "env", "yaml"],
+)
+def test_cli_bad_setting_from_any_source_exits_2(
+    argv: list[str],
+    env: dict[str, str],
+    yaml: str | None,
+    named: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`vk-provider run`: each source's bad value is one line on stderr naming the setting, and exit 2."""
+    monkeypatch.setenv("VK_ECI__ACCESS_KEY_ID", "LTAItest")
+    monkeypatch.setenv("VK_ECI__ACCESS_KEY_SECRET", "test-secret")
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    if yaml is not None:
+        (tmp_path / "c.yaml").write_text(yaml)
+        argv = [*argv, "--config", str(tmp_path / "c.yaml")]
+    code = main(["run", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith(f"vk-provider: invalid setting {named}: "), err
+
+
+def test_cli_comma_vswitches_in_env_pass_the_settings_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reported case: VK_ECI__VSWITCH_IDS=vsw-a,vsw-b used to end `vk-provider run` with a traceback."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VK_", "ALIBABA_CLOUD_", "ALIYUN_ACCESS_KEY_"))}
+    env.update(VK_ECI__VSWITCH_IDS="vsw-a,vsw-b", VK_KUBELET__PORT="99999")
+    done = subprocess.run(
+        [sys.executable, "-m", "vk_provider.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # It gets past the list (no traceback) to the next bad setting, reported as one line.
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "kubelet.port" in done.stderr
+
+
 def test_every_field_has_description_and_env() -> None:
     """Every setting documents itself, so the generated reference is complete."""
     for f in FIELDS.values():

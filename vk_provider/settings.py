@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -284,10 +285,48 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         yaml_path = _yaml_path_hint.get("path")
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         if yaml_path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+            sources.append(_YamlSource(settings_cls, yaml_file=yaml_path))
         return tuple(sources)
+
+
+class _EnvSource(EnvSettingsSource):
+    """The env source, except that a list or map value that is not JSON stays a string.
+
+    A list then takes the documented comma form (``VK_ECI__VSWITCH_IDS=vsw-a,vsw-b``), and anything else
+    fails validation naming its setting, instead of pydantic-settings' "error parsing value for field eci".
+    """
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
+
+
+class _YamlSource(YamlConfigSettingsSource):
+    """The YAML file source, whose unreadable or malformed file is a one-line SettingsError."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        import yaml
+
+        how = f"set --config or {FIELDS['config_file'].env}"
+        try:
+            data = super()._read_file(file_path)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise SettingsError(f"config_file: {file_path} is not valid YAML{where}: {problem} ({how})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config_file: cannot read {file_path}: {type(exc).__name__} ({how})") from None
+        if not isinstance(data, dict):
+            raise SettingsError(
+                f"config_file: {file_path} must be a mapping of sections (kube, node, eci, ...), "
+                f"not a {type(data).__name__} ({how})"
+            )
+        return data
 
 
 # The YAML path is itself a setting (flag or env), so it is found before the model is built.

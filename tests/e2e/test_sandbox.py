@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -52,10 +53,19 @@ class Sandbox:
         return done.stdout.decode()
 
     def kubectl_rc(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> int:
-        done = subprocess.run(
-            [KUBECTL, *args], env={**self.env, **(env or {})}, capture_output=True, timeout=timeout, check=False
+        return self.run(*args, env=env, timeout=timeout).returncode
+
+    def run(
+        self, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [KUBECTL, *args],
+            input=stdin,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
-        return done.returncode
 
 
 def leftover_processes(directory: Path) -> list[int]:
@@ -147,20 +157,42 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
             watchdog.cancel()
             follow.kill()
 
-    # exec: arguments with spaces, exit codes and stdin over both protocols.
-    for protocol in (WEBSOCKET, SPDY):
+    # exec: arguments with spaces, exit codes and stdin over both protocols; kubectl cp both ways.
+    for name, protocol in (("ws", WEBSOCKET), ("spdy", SPDY)):
         out = sandbox.kubectl("exec", "deploy/hello-eci", "--", "sh", "-c", "echo hello from $HOSTNAME", env=protocol)
         assert out.startswith("hello from hello-eci-")
         assert sandbox.kubectl_rc("exec", "hello-eci", "--", "sh", "-c", "exit 3", env=protocol) == 3
+        # A command that stops reading by itself: ECI's exec stream cannot pass stdin's end without a TTY.
+        done = sandbox.run(
+            "exec", "-i", "hello-eci", "--", "sh", "-c", "head -n 1 | tr a-z A-Z", stdin=b"piped\n", env=protocol
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"PIPED\n", b""), done.stderr
+        # One that reads to the end is ended a grace after its last output: a notice on stderr, and a failure.
+        done = sandbox.run("exec", "-i", "hello-eci", "--", "cat", stdin=b"to the end\n", env=protocol)
+        assert (done.returncode, done.stdout) == (255, b"to the end\n"), done.stderr
+        assert b"stdin ended, but ECI's exec stream cannot pass end-of-input" in done.stderr
+        # -it under a terminal: the size reaches the command, and the exit code comes back.
+        tty = "stty cols 91 rows 27; " + shlex.join(
+            [KUBECTL, "exec", "-it", "hello-eci", "--", "sh", "-c", "read x; stty size; echo got-$x; exit 4"]
+        )
         done = subprocess.run(
-            [KUBECTL, "exec", "-i", "hello-eci", "--", "tr", "a-z", "A-Z"],
-            input=b"piped\n",
-            env={**sandbox.env, **protocol},
+            ["script", "-qec", tty, "/dev/null"],
+            input=b"go\n",
+            env={**sandbox.env, **protocol, "TERM": "xterm"},
             capture_output=True,
             timeout=60,
             check=False,
         )
-        assert (done.returncode, done.stdout) == (0, b"PIPED\n"), done.stderr
+        assert done.returncode == 4 and b"27 91" in done.stdout and b"got-go" in done.stdout, done
+        # kubectl cp to the pod (its tar archive is padded to a whole record, so tar ends) and back from it.
+        local = sandbox.directory / f"cp-{name}"
+        local.mkdir()
+        (local / "sent.bin").write_bytes(bytes(range(256)) * 64)
+        done = sandbox.run("cp", str(local / "sent.bin"), f"hello-eci:{local}/in-pod.bin", env=protocol)
+        assert (done.returncode, done.stderr) == (0, b""), done.stderr
+        done = sandbox.run("cp", f"hello-eci:{local}/in-pod.bin", str(local / "back.bin"), env=protocol)
+        assert done.returncode == 0, done.stderr
+        assert (local / "back.bin").read_bytes() == (local / "sent.bin").read_bytes()
 
     # port-forward reaches an HTTP server in a pod.
     port = free_port()

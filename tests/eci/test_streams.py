@@ -42,11 +42,12 @@ async def test_logs_unknown_container_is_not_found(provider: ECIProvider) -> Non
 
 @PROCESS
 async def test_exec_carries_output_and_exit_code(provider: ECIProvider) -> None:
-    """exec pumps stdin to the process and returns stdout, stderr and the exit code."""
+    """exec pumps stdin to the process and returns stdout, stderr and the exit code (`head -n 1`, since
+    ECI's exec stream cannot pass stdin's end to a command without a TTY)."""
     pod = make_pod("ex", ["sh", "-c", "sleep 30"])
     await provider.create_pod(pod, PodResources())
     await until(provider, "uid-ex", lambda b: b.status["phase"] == "Running")
-    sess = await provider.exec(pod, "app", ["sh", "-c", "cat; echo err >&2; exit 3"], stdin=True, tty=False)
+    sess = await provider.exec(pod, "app", ["sh", "-c", "head -n 1; echo err >&2; exit 3"], stdin=True, tty=False)
     try:
         await sess.write_stdin(b"from-stdin\n")
         await sess.close_stdin()

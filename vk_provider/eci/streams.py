@@ -109,7 +109,7 @@ class Streams:
         uri = ExecContainerCommandResponse.model_validate(data).WebSocketUri
         if not uri:
             raise NotSupported("ECI returned no WebSocketUri for this exec")
-        return await WebSocketExecSession.connect(uri)
+        return await WebSocketExecSession.connect(uri, tty=tty)
 
     async def attach(self, pod: Pod, container: str, *, stdin: bool, tty: bool) -> ExecSession:
         raise NotSupported(

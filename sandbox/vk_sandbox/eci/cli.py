@@ -9,6 +9,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vk_sandbox.eci.exec_ws import ExecOptions
 
 DEFAULT_DIR = ".sandbox/eci"
 
@@ -30,11 +34,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--latency", choices=("fast", "realistic"), default="fast", help="provisioning latency profile [fast]"
     )
     parser.add_argument("--faults", help="standing faults at start, as the JSON of POST /_sim/faults")
+    parser.add_argument(
+        "--exec-subprotocols",
+        default="",
+        help="exec WebSocket subprotocols accepted when offered, comma-separated (v5.channel.k8s.io, "
+        "v4.channel.k8s.io, channel.k8s.io); default none: every session speaks v1, as ECI is seen to",
+    )
+    parser.add_argument(
+        "--exec-idle-timeout",
+        type=float,
+        default=60.0,
+        help="seconds without a frame from the client before an exec socket is closed [60]",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     if bool(args.access_key_id) != bool(args.access_key_secret):
         print("vk-provider: give both --access-key-id and --access-key-secret, or neither", file=sys.stderr)
+        return 2
+    from vk_sandbox.eci.exec_ws import ExecOptions
+
+    try:
+        subprotocols = tuple(p.strip() for p in args.exec_subprotocols.split(",") if p.strip())
+        exec_options = ExecOptions(subprotocols=subprotocols, idle_timeout=args.exec_idle_timeout)
+    except ValueError as exc:
+        print(f"vk-provider: {exc}", file=sys.stderr)
         return 2
     faults = None
     if args.faults:
@@ -44,12 +68,12 @@ def main(args: argparse.Namespace) -> int:
             print(f"vk-provider: --faults is not JSON: {exc}", file=sys.stderr)
             return 2
     try:
-        return asyncio.run(_serve(args, faults))
+        return asyncio.run(_serve(args, faults, exec_options))
     except KeyboardInterrupt:
         return 130
 
 
-async def _serve(args: argparse.Namespace, faults: dict[str, object] | None) -> int:
+async def _serve(args: argparse.Namespace, faults: dict[str, object] | None, exec_options: ExecOptions) -> int:
     from vk_sandbox.eci.server import ECISimulator
 
     keys = {args.access_key_id: args.access_key_secret} if args.access_key_id else None
@@ -65,6 +89,7 @@ async def _serve(args: argparse.Namespace, faults: dict[str, object] | None) -> 
         access_keys=keys,
         latency_profile=args.latency,
         faults=faults,
+        exec_options=exec_options,
     ) as sim:
         info = {
             "endpoint": sim.endpoint,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 import string
 from pathlib import Path
@@ -13,8 +12,9 @@ from types import TracebackType
 from typing import Any, Literal
 
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
+from vk_sandbox.eci import exec_ws
 from vk_sandbox.eci.actions import Actions
 from vk_sandbox.eci.engine import LATENCY_PROFILES, Engine, Runtime
 from vk_sandbox.eci.faults import Faults
@@ -27,9 +27,6 @@ API_VERSION = "2018-08-08"
 # 8 KB request line) would refuse what the service is not known to refuse; docs/sandbox-eci.md says so.
 MAX_REQUEST_LINE_BYTES = 64 << 10
 MAX_BODY_BYTES = 8 << 20
-
-# Exec WebSocket channels (our own framing, see docs/sandbox-eci.md).
-CH_STDIN, CH_STDOUT, CH_STDERR, CH_STATUS, CH_RESIZE, CH_CLOSE = 0, 1, 2, 3, 4, 255
 
 
 def generate_access_key() -> tuple[str, str]:
@@ -55,6 +52,7 @@ class ECISimulator:
         access_keys: dict[str, str] | None = None,
         latency_profile: str = "fast",
         faults: dict[str, Any] | None = None,
+        exec_options: exec_ws.ExecOptions | None = None,
     ) -> None:
         if runtime not in ("process", "virtual"):
             raise ValueError(f"unknown runtime {runtime!r} (process or virtual)")
@@ -70,6 +68,7 @@ class ECISimulator:
         self.access_keys = dict(access_keys)
         self.access_key_id, self.access_key_secret = next(iter(self.access_keys.items()))
         self.latency_profile = latency_profile
+        self.exec_options = exec_options or exec_ws.ExecOptions()
         self.faults = Faults()
         if faults:
             self.faults.update(faults)
@@ -255,39 +254,8 @@ class ECISimulator:
         ticket = self._actions.take_ticket(request.match_info["token"])
         if ticket is None:
             return web.json_response({"error": "unknown, used or expired exec token"}, status=404)
-        group = self.engine.groups.get(ticket.group_id)
-        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=8 << 20)
-        await ws.prepare(request)
-        self._ws.add(ws)
-
-        async def send(channel: int, data: bytes) -> None:
-            if not ws.closed:
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.send_bytes(bytes([channel]) + data)
-
-        async def recv() -> tuple[int, bytes] | None:
-            while True:
-                msg = await ws.receive()
-                if msg.type == WSMsgType.BINARY:
-                    data: bytes = msg.data
-                    if data:
-                        return data[0], data[1:]
-                elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                    return None
-
         try:
-            if group is None:
-                status: dict[str, Any] = {"exitCode": -1, "error": f"container group {ticket.group_id} is gone"}
-            else:
-                try:
-                    code = await self.engine.runtime.exec_stream(
-                        group, ticket.container, ticket.command, ticket.tty, ticket.stdin, recv, send
-                    )
-                    status = {"exitCode": code}
-                except (OSError, ValueError) as exc:
-                    status = {"exitCode": -1, "error": str(exc)}
-            await send(CH_STATUS, json.dumps(status).encode())
+            group = self.engine.groups.get(ticket.group_id)
+            return await exec_ws.serve(request, ticket, group, self.engine.runtime, self.exec_options, self._ws.add)
         finally:
-            self._ws.discard(ws)
-            await ws.close()
-        return ws
+            self._ws = {ws for ws in self._ws if not ws.closed}

@@ -15,6 +15,7 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import RpcRequest
 from aliyunsdkeci.request.v20180808.CreateContainerGroupRequest import CreateContainerGroupRequest
 from aliyunsdkeci.request.v20180808.DescribeContainerGroupsRequest import DescribeContainerGroupsRequest
+from aliyunsdkeci.request.v20180808.ExecContainerCommandRequest import ExecContainerCommandRequest
 
 from vk_sandbox.eci.server import ECISimulator
 
@@ -50,6 +51,17 @@ def create_request(name: str = "grp", containers: list[dict[str, Any]] | None = 
     for key, value in extra.items():
         req.add_query_param(key, value)
     return req
+
+
+async def exec_command(sim: ECISimulator, group_id: str, command: list[str], **params: Any) -> dict[str, Any]:
+    """ExecContainerCommand in the group's "main" container; params (TTY, Stdin, Sync) go in as given."""
+    req = ExecContainerCommandRequest()
+    req.set_ContainerGroupId(group_id)
+    req.set_ContainerName("main")
+    req.set_Command(json.dumps(command))
+    for key, value in params.items():
+        req.add_query_param(key, value)
+    return await call(sim, req)
 
 
 async def describe(sim: ECISimulator, group_id: str) -> dict[str, Any]:

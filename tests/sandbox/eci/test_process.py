@@ -19,7 +19,7 @@ from aliyunsdkeci.request.v20180808.DescribeContainerLogRequest import DescribeC
 from aliyunsdkeci.request.v20180808.ExecContainerCommandRequest import ExecContainerCommandRequest
 from aliyunsdkeci.request.v20180808.RestartContainerGroupRequest import RestartContainerGroupRequest
 
-from tests.sandbox.eci.conftest import call, call_error, create_request, describe, status_is, wait_for
+from tests.sandbox.eci.conftest import call, call_error, create_request, describe, exec_command, status_is, wait_for
 from vk_sandbox.eci.server import ECISimulator
 
 
@@ -272,19 +272,9 @@ async def test_logs_tail_since_limit_timestamps_and_previous(sim: ECISimulator) 
     assert (await call_error(sim, req)).get_error_code() == "InvalidParameter"
 
 
-async def _exec(sim: ECISimulator, gid: str, command: list[str], **opts: Any) -> dict[str, Any]:
-    req = ExecContainerCommandRequest()
-    req.set_ContainerGroupId(gid)
-    req.set_ContainerName("main")
-    req.set_Command(json.dumps(command))
-    for key, value in opts.items():
-        req.add_query_param(key, value)
-    return await call(sim, req)
-
-
-async def _ws_session(uri: str, sends: list[bytes]) -> tuple[bytes, bytes, dict[str, Any]]:
-    out, err = b"", b""
-    status: dict[str, Any] = {}
+async def _ws_session(uri: str, sends: list[bytes]) -> tuple[bytes, bytes, bytes]:
+    """stdout, stderr and the error channel's text of one exec session (channel.k8s.io v1 framing)."""
+    out, err, error = b"", b"", b""
     async with aiohttp.ClientSession() as s, s.ws_connect(uri) as ws:
         for frame in sends:
             await ws.send_bytes(frame)
@@ -297,15 +287,21 @@ async def _ws_session(uri: str, sends: list[bytes]) -> tuple[bytes, bytes, dict[
                 elif channel == 2:
                     err += data
                 elif channel == 3:
-                    status = json.loads(data)
-    return out, err, status
+                    error += data
+    return out, err, error
+
+
+def _failed(command: list[str], code: int) -> bytes:
+    """The kubelet's v1 error text for a non-zero exit (containerd's CodeExitError inside)."""
+    argv = " ".join(command)
+    return f"command terminated with non-zero exit code: error executing command [{argv}], exit code {code}".encode()
 
 
 async def test_exec_sync_and_interactive(sim: ECISimulator) -> None:
     """Sync exec returns SyncResponse; the WebSocket carries stdin, stdout, stderr and the exit code, once."""
     gid = await _create(sim, [_sh("sleep 3600", EnvironmentVars=[{"Key": "WHO", "Value": "sim"}])])
     await wait_for(sim, gid, status_is("Running"))
-    sync = await _exec(sim, gid, ["sh", "-c", "echo hello $WHO"], Sync=True, TTY=False)
+    sync = await exec_command(sim, gid, ["sh", "-c", "echo hello $WHO"], Sync=True, TTY=False)
     assert sync["SyncResponse"] == "hello sim\n"
     exc_req = ExecContainerCommandRequest()
     exc_req.set_ContainerGroupId(gid)
@@ -314,11 +310,12 @@ async def test_exec_sync_and_interactive(sim: ECISimulator) -> None:
     exc_req.set_Sync(True)
     exc_req.set_TTY(True)
     assert (await call_error(sim, exc_req)).get_error_code() == "InvalidParameter"
-    answer = await _exec(sim, gid, ["sh", "-c", "read x; echo got-$x; echo oops >&2; exit 4"])
+    command = ["sh", "-c", "read x; echo got-$x; echo oops >&2; exit 4"]
+    answer = await exec_command(sim, gid, command)
     uri = answer["WebSocketUri"]
     assert uri.startswith("ws://127.0.0.1:")
-    out, err, status = await _ws_session(uri, [b"\x00hello\n", b"\xff\x00"])
-    assert (out, err, status) == (b"got-hello\n", b"oops\n", {"exitCode": 4})
+    out, err, error = await _ws_session(uri, [b"\x00hello\n"])
+    assert (out, err, error) == (b"got-hello\n", b"oops\n", _failed(command, 4))
     async with aiohttp.ClientSession() as s:
         try:
             async with s.ws_connect(uri):
@@ -331,11 +328,12 @@ async def test_exec_tty_and_resize(sim: ECISimulator) -> None:
     """With TTY the command runs on a pty: resize frames reach it and stdout carries the merged output."""
     gid = await _create(sim, [_sh("sleep 3600")])
     await wait_for(sim, gid, status_is("Running"))
-    answer = await _exec(sim, gid, ["sh", "-c", "sleep 0.3; stty size; echo to-err >&2; exit 5"], TTY=True)
+    command = ["sh", "-c", "sleep 0.3; stty size; echo to-err >&2; exit 5"]
+    answer = await exec_command(sim, gid, command, TTY=True)
     resize = b"\x04" + json.dumps({"Width": 100, "Height": 30}).encode()
-    out, err, status = await _ws_session(answer["WebSocketUri"], [resize])
+    out, err, error = await _ws_session(answer["WebSocketUri"], [resize])
     assert b"30 100" in out and b"to-err" in out and err == b""
-    assert status == {"exitCode": 5}
+    assert error == _failed(command, 5)
 
 
 async def test_exec_needs_a_running_container(sim: ECISimulator) -> None:
@@ -435,7 +433,7 @@ async def test_exec_client_close_kills_the_command_and_stdin_false_gives_eof(sim
     gid = await _create(sim, [_sh("sleep 3600")])
     await wait_for(sim, gid, status_is("Running"))
     pidfile = tmp_path / "pid"
-    answer = await _exec(sim, gid, ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 3600"])
+    answer = await exec_command(sim, gid, ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 3600"])
     async with aiohttp.ClientSession() as s, s.ws_connect(answer["WebSocketUri"]):
         for _ in range(200):
             if pidfile.exists() and pidfile.read_text().strip():
@@ -443,14 +441,17 @@ async def test_exec_client_close_kills_the_command_and_stdin_false_gives_eof(sim
             await asyncio.sleep(0.02)
     pid = int(pidfile.read_text())
     for _ in range(200):
-        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+        try:
+            if "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+                break
+        except (FileNotFoundError, ProcessLookupError):  # reaped while we looked
             break
         await asyncio.sleep(0.02)
     else:
         raise AssertionError("the exec'd command survived the client closing the socket")
-    answer = await _exec(sim, gid, ["sh", "-c", "cat; echo eof-seen"], Stdin=False)
-    out, _, status = await _ws_session(answer["WebSocketUri"], [])
-    assert (out, status) == (b"eof-seen\n", {"exitCode": 0})
+    answer = await exec_command(sim, gid, ["sh", "-c", "cat; echo eof-seen"], Stdin=False)
+    out, _, error = await _ws_session(answer["WebSocketUri"], [])
+    assert (out, error) == (b"eof-seen\n", b"")  # success: nothing on the error channel
 
 
 async def test_lifecycle_hooks_field_ref_and_file_mode(sim: ECISimulator, tmp_path: Path) -> None:
