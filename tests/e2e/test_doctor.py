@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ import yaml
 from tests.e2e.conftest import NODE, Stack, StackFactory, daemon_flags
 from vk_provider.doctor.report import Check, passed
 from vk_provider.doctor.run import run_checks
+from vk_provider.kubelet.tls import make_csr
 from vk_provider.settings import Settings, load_settings
 
 pytestmark = pytest.mark.e2e
@@ -196,3 +198,24 @@ async def test_cli_exit_codes_and_json(make_stack: StackFactory) -> None:
     assert code == 1 and "✗ eci.credentials" in out and "fix: " in out and "NOT ready" in out
     code, _, err = await _cli("doctor", *_cli_flags(stack), "--eci-rate-limit-qps", "-1", env=env)
     assert code == 2 and "eci.rate_limit_qps" in err
+
+
+async def test_serving_certificate_csr_waiting_for_approval(make_stack: StackFactory, tmp_path: Path) -> None:
+    stack = await make_stack(daemon=False)
+    settings = settings_for(stack, tmp_path, **{"kubelet.tls_mode": "csr"})
+    check = by_name(await run_checks(settings))["kubelet.serving-certificate"]
+    assert check.status == "ok" and "no serving CSR yet" in check.detail
+    csr_pem, _key = make_csr(NODE, [NODE, "127.0.0.1"])
+    csr = {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": f"csr-{NODE}-doctor"},
+        "spec": {
+            "request": base64.b64encode(csr_pem).decode(),
+            "signerName": "kubernetes.io/kubelet-serving",
+            "usages": ["digital signature", "server auth"],
+        },
+    }
+    await stack.create("/apis/certificates.k8s.io/v1/certificatesigningrequests", csr)
+    check = by_name(await run_checks(settings))["kubelet.serving-certificate"]
+    assert check.status == "fail" and check.fix == f"kubectl certificate approve csr-{NODE}-doctor", check.detail
