@@ -37,7 +37,7 @@ async def main(pods: int, quiet: float, latency: str) -> None:
             )
             provider = ECIProvider(settings, node_name="bench")
             await provider.start()
-            await provider.resync()
+            await provider.poller.resync()
             base = _total(sim.stats())
             started = time.monotonic()
             specs = [

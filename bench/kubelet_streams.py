@@ -67,10 +67,10 @@ class Backend:
         self.log_chunk = log_chunk
         self.log_chunks = log_chunks
 
-    def get_pod(self, namespace: str, name: str) -> Pod | None:
+    def cached_pod(self, namespace: str, name: str) -> Pod | None:
         return POD if (namespace, name) == ("default", "bench") else None
 
-    def list_pods(self) -> list[Pod]:
+    def cached_pods(self) -> list[Pod]:
         return [POD]
 
     async def container_logs(self, pod: Pod, container: str, opts: LogOptions) -> AsyncIterator[bytes]:

@@ -30,7 +30,7 @@ from vk_provider.log import configure_logging
 from vk_provider.metrics import REGISTRY
 from vk_provider.node.controller import NodeController
 from vk_provider.pods.controller import PodController
-from vk_provider.provider import PodLifecycle
+from vk_provider.provider import Backend
 from vk_provider.settings import Settings
 from vk_provider.supervisor import Supervisor
 
@@ -68,25 +68,16 @@ async def run_heap_trimmer(interval: float) -> None:
         trim_heap()
 
 
-async def _maybe_call(obj: Any, name: str) -> None:
-    fn = getattr(obj, name, None)
-    if fn is None:
-        return
-    result = fn()
-    if asyncio.iscoroutine(result):
-        await result
-
-
 class Daemon:
     """The whole daemon in one object (used by ``vk-provider run``, the sandbox and the e2e tests)."""
 
-    def __init__(self, settings: Settings, *, provider: PodLifecycle | None = None, with_kubelet: bool = True) -> None:
+    def __init__(self, settings: Settings, *, provider: Backend | None = None, with_kubelet: bool = True) -> None:
         self.settings = settings
         self.node_name = settings.node.name
         self.kubelet_port: int = 0
         self.metrics_url: str = ""
         self.supervisor = Supervisor()
-        self._provider: Any = provider
+        self._provider: Backend | None = provider
         self._owns_provider = provider is None
         self._with_kubelet = with_kubelet
         self._kube: KubeAPI | None = None
@@ -98,7 +89,8 @@ class Daemon:
         self._started = False
 
     @property
-    def provider(self) -> Any:
+    def provider(self) -> Backend:
+        assert self._provider is not None, "the daemon is not started"
         return self._provider
 
     async def start(self) -> None:
@@ -108,13 +100,11 @@ class Daemon:
             self._kube = kube = KubeAPI(api_client, timeout=s.kube.request_timeout_seconds)
             if self._provider is None:
                 self._provider = _build_provider(s)
-            if self._owns_provider:
-                await _maybe_call(self._provider, "start")
+            provider = self._provider
             recorder = EventRecorder(kube, host=self.node_name)
-            self.pods = pods = PodController(kube, self._provider, recorder, s.pods, node_name=self.node_name)
-            set_lookup = getattr(self._provider, "set_pod_lookup", None)
-            if set_lookup is not None:
-                set_lookup(pods)
+            self.pods = pods = PodController(kube, provider, recorder, s.pods, node_name=self.node_name)
+            if self._owns_provider:
+                await provider.start(pods)
             await self._start_metrics()
             self.supervisor.spawn("pods.watch", pods.run_watch())
             if self._with_kubelet:
@@ -123,7 +113,7 @@ class Daemon:
                     node_name=self.node_name,
                     node_addresses=[a for a in (s.node.internal_ip, "127.0.0.1") if a],
                     pods=pods,
-                    streams=self._provider,
+                    streams=provider,
                     api=api_client,
                 )
                 await self._kubelet.start()
@@ -133,10 +123,10 @@ class Daemon:
                 s.node,
                 region=s.eci.region,
                 kubelet_port=self.kubelet_port,
-                ping=self._provider.ping,
+                ping=provider.ping,
                 pods_ready=lambda: pods.ready,
-                adoption_pending=pods.adoption_pending,
-                quota=getattr(self._provider, "quota", None),
+                adoption_pending=pods.adoption.pending,
+                quota=provider.quota,
             )
             await node.register()
             self.supervisor.spawn("node.lease", node.run_lease())
@@ -145,8 +135,8 @@ class Daemon:
             self.supervisor.spawn("pods.adopt", self._adopt_then_ready(), oneshot=True)
             for i in range(s.pods.workers):
                 self._workers.append(self.supervisor.spawn(f"pods.worker.{i}", pods.run_worker(), critical=False))
-            self.supervisor.spawn("pods.status", pods.run_status_sync())
-            self.supervisor.spawn("pods.gc", pods.run_gc())
+            self.supervisor.spawn("pods.status", pods.sync.run())
+            self.supervisor.spawn("pods.gc", pods.gc.run())
             self.supervisor.spawn("memory.trim", run_heap_trimmer(60.0))
             self._started = True
             log.info("daemon started", node=self.node_name, kubelet_port=self.kubelet_port, metrics=self.metrics_url)
@@ -158,7 +148,7 @@ class Daemon:
         assert self.pods is not None and self.node is not None
         await self.pods.informer.synced.wait()
         self.node.notify()  # the watch synced: the node writes that it is listing groups for adoption
-        await self.pods.adopt(notify=self.node.notify)
+        await self.pods.adoption.run(notify=self.node.notify)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Until the Node was written Ready (or the daemon failed)."""
@@ -227,7 +217,7 @@ class Daemon:
             self._kubelet = None
         if self._provider is not None and self._owns_provider:
             with contextlib.suppress(Exception):
-                await _maybe_call(self._provider, "close")
+                await self._provider.close()
             self._provider = None
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()

@@ -133,11 +133,11 @@ class PodLifecycle(Protocol):
         """Start deleting the pod's group (asynchronous on ECI). No group is not an error."""
         ...
 
-    async def get_pod(self, pod: Pod) -> BackendPod | None:
-        """The pod's group as the backend sees it now, or None when it has none."""
+    async def backend_pod(self, pod: Pod) -> BackendPod | None:
+        """The pod's group as the backend sees it now (may call the backend), or None when it has none."""
         ...
 
-    async def list_pods(self) -> list[BackendPod]:
+    async def backend_pods(self) -> list[BackendPod]:
         """Every group of this cluster and node (by tag), for adoption and garbage collection."""
         ...
 
@@ -173,8 +173,26 @@ class PodStreams(Protocol):
 
 
 class PodLookup(Protocol):
-    """The controller's view of the pods bound to this node (from its watch cache)."""
+    """The controller's view of the pods bound to this node: its watch cache, never the backend."""
 
-    def get_pod(self, namespace: str, name: str) -> Pod | None: ...
+    def cached_pod(self, namespace: str, name: str) -> Pod | None: ...
 
-    def list_pods(self) -> list[Pod]: ...
+    def cached_pods(self) -> list[Pod]: ...
+
+
+class Backend(PodLifecycle, PodStreams, Protocol):
+    """Everything the daemon asks of a backend: the lifecycle, the streams, its own start and stop, and
+    the capacity it allows. The daemon builds the pod controller first and hands its watch cache to
+    ``start``, so no second construction step is needed."""
+
+    async def start(self, pods: PodLookup) -> None:
+        """Open connections and start background work; ``pods`` is the watch cache the backend may read."""
+        ...
+
+    async def close(self) -> None:
+        """Stop background work and close connections. Never deletes anything."""
+        ...
+
+    async def quota(self) -> dict[str, str]:
+        """Node capacity the account allows (``cpu``, ``pods``; absent when unknown)."""
+        ...

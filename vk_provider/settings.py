@@ -181,7 +181,7 @@ class ECISettings(_Section):
         description="How long after the last full resync completed the next one starts: DescribeContainerGroups "
         "by tag, 20 groups per call, one call per tick (500 calls over 25-35 min at 10,000 pods). It only re-reads "
         "every group's details in case an incremental poll missed a change: the polls see status changes and the "
-        "presence checks see deletions and unknown groups, so once an hour is enough. list_pods answers from the "
+        "presence checks see deletions and unknown groups, so once an hour is enough. backend_pods answers from the "
         "index while a resync is that recent or under way.",
     )
 

@@ -49,7 +49,7 @@ async def test_mandatory_missing_references_block_until_created(make_stack: Stac
     await stack.wait_event("cm", "MandatoryConfigMapNotFound")
     await stack.wait_event("sec", "MandatorySecretNotFound")
     assert stack.daemon is not None
-    assert await stack.daemon.provider.list_pods() == []
+    assert await stack.daemon.provider.backend_pods() == []
     pod = await stack.pod("cm")
     assert pod is not None and pod["status"]["phase"] == "Pending"
     await stack.create("/api/v1/namespaces/default/configmaps", {"metadata": {"name": "later"}, "data": {"k": "v"}})

@@ -21,7 +21,7 @@ def sleeper(name: str, **spec: object) -> dict[str, object]:
 
 async def groups_of(stack: Stack) -> list[str]:
     assert stack.daemon is not None
-    return [bp.group_id for bp in await stack.daemon.provider.list_pods()]
+    return [bp.group_id for bp in await stack.daemon.provider.backend_pods()]
 
 
 async def test_pod_becomes_ready_with_a_pod_ip(make_stack: StackFactory) -> None:
@@ -103,4 +103,4 @@ async def test_unsupported_volume_fails_fast_with_an_event(make_stack: StackFact
     assert failed is not None and "hostdir" in failed["status"]["message"]
     ev = await stack.wait_event("host", "ProviderCreateFailed")
     assert ev["type"] == "Warning" and "hostdir" in ev["message"]
-    assert stack.daemon is not None and await stack.daemon.provider.list_pods() == []
+    assert stack.daemon is not None and await stack.daemon.provider.backend_pods() == []

@@ -190,7 +190,7 @@ async def test_eci_down_at_daemon_start_node_ready_then_adopts_without_duplicate
     try:
         await second.start()
         await second.wait_ready(timeout=15)  # Ready although ECI fails every call
-        assert second.pods is not None and not second.pods.adopted.is_set()
+        assert second.pods is not None and not second.pods.state.adopted.is_set()
 
         async def says_pending() -> bool:
             msg = node_ready_message(await stack.kube.get_or_none(f"/api/v1/nodes/{NODE}"))
@@ -205,7 +205,7 @@ async def test_eci_down_at_daemon_start_node_ready_then_adopts_without_duplicate
 
         await stack.sim.set_faults({"errors": None})
         async with asyncio.timeout(30):
-            await second.pods.adopted.wait()
+            await second.pods.state.adopted.wait()
         await stack.wait_pod("during", running_ready, timeout=30)
         await stack.wait_pod("before", running_ready, timeout=5)
 

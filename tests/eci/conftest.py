@@ -1,19 +1,25 @@
 """Fixtures for the ECI backend tests: a scripted stand-in for the ECI RPC endpoint (the other side
-of the SDK boundary), and settings pointing the real SDK at it."""
+of the SDK boundary) and settings pointing the real SDK at it; the ECI simulator and a started
+ECIProvider on it, with helpers to make pods and wait for a status."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from vk_provider.eci.provider import ECIProvider
+from vk_provider.provider import BackendPod
 from vk_provider.settings import ECISettings
+from vk_sandbox.eci.server import ECISimulator
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -96,3 +102,60 @@ def make_settings(endpoint: str, **overrides: Any) -> ECISettings:
 
 def dumps(x: Any) -> str:
     return json.dumps(x)
+
+
+@pytest.fixture
+async def sim(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ECISimulator]:
+    """The simulator; virtual runtime unless a test asks for real processes (indirect parameter)."""
+    async with ECISimulator(directory=tmp_path / "eci", runtime=getattr(request, "param", "virtual")) as s:
+        yield s
+
+
+PROCESS = pytest.mark.parametrize("sim", ["process"], indirect=True)
+
+
+def settings_for(sim: ECISimulator, **kw: Any) -> ECISettings:
+    base: dict[str, Any] = {
+        "endpoint": sim.endpoint,
+        "region": sim.region,
+        "access_key_id": sim.access_key_id,
+        "access_key_secret": SecretStr(sim.access_key_secret),
+        "vswitch_ids": ["vsw-a"],
+        "security_group_id": "sg-a",
+        "status_poll_interval_seconds": 0.2,
+        "backoff_base_seconds": 0.05,
+        "backoff_max_seconds": 0.2,
+    }
+    base.update(kw)
+    return ECISettings(**base)
+
+
+@pytest.fixture
+async def provider(sim: ECISimulator) -> AsyncIterator[ECIProvider]:
+    p = ECIProvider(settings_for(sim), node_name="vk", log_poll_interval_seconds=0.2, stats_cache_seconds=0)
+    await p.start()
+    yield p
+    # Delete what the test left behind and wait for it, so no container process outlives the test.
+    for bp in await p.backend_pods():
+        await p.delete_group(bp.group_id)
+    deadline = time.monotonic() + 15
+    while sum(sim.stats()["groups"].values()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await p.close()
+
+
+def make_pod(name: str, command: list[str], *, uid: str | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default", "uid": uid or f"uid-{name}", **spec.pop("meta", {})},
+        "spec": {"containers": [{"name": "app", "image": "busybox", "command": command}], **spec},
+    }
+
+
+async def until(provider: ECIProvider, uid: str, pred: Any, timeout: float = 20) -> BackendPod:
+    async def watch() -> BackendPod:
+        async for bp in provider.status_changes():
+            if bp.uid == uid and pred(bp):
+                return bp
+        raise AssertionError("status stream ended")
+
+    return await asyncio.wait_for(watch(), timeout)

@@ -33,10 +33,10 @@ class FakePods:
     def __init__(self, pods: list[Pod]) -> None:
         self.pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}
 
-    def get_pod(self, namespace: str, name: str) -> Pod | None:
+    def cached_pod(self, namespace: str, name: str) -> Pod | None:
         return self.pods.get((namespace, name))
 
-    def list_pods(self) -> list[Pod]:
+    def cached_pods(self) -> list[Pod]:
         return list(self.pods.values())
 
 

@@ -60,12 +60,12 @@ class FakeProvider:
         if uid in self.groups:
             self.groups[uid].group_status = "Terminating"
 
-    async def get_pod(self, pod: Pod) -> BackendPod | None:
+    async def backend_pod(self, pod: Pod) -> BackendPod | None:
         uid = _ident(pod)[2]
         self.calls.append(("get", uid))
         return self.groups.get(uid)
 
-    async def list_pods(self) -> list[BackendPod]:
+    async def backend_pods(self) -> list[BackendPod]:
         self.calls.append(("list", ""))
         self._maybe_fail("list")
         return list(self.groups.values())

@@ -328,7 +328,3 @@ def _handler(h: Mapping[str, Any] | None, c: Mapping[str, Any], what: str, where
         f"{what}: lifecycle.{where} uses a handler ECI does not support (exec, httpGet, tcpSocket)",
         reason="LifecycleNotSupported",
     )
-
-
-# CreateRequest is re-exported for eci/provider.py, which imports it from here.
-__all__ = ["CreateRequest", "TranslateResult", "translate_pod"]

@@ -200,7 +200,7 @@ class KubeletServer:
     # -- helpers ---------------------------------------------------------------------------------
     def _pod(self, request: web.Request, *, container: bool = True) -> tuple[Pod, str]:
         ns, name = request.match_info["namespace"], request.match_info["pod"]
-        pod = self.pods.get_pod(ns, name)
+        pod = self.pods.cached_pod(ns, name)
         if pod is None:
             raise NotFound(f'pods "{name}" not found in namespace "{ns}"')
         if not container:
@@ -229,13 +229,13 @@ class KubeletServer:
         return web.Response(text="ok")
 
     async def _list_pods(self, request: web.Request) -> web.StreamResponse:
-        items = self.pods.list_pods()
+        items = self.pods.cached_pods()
         return web.json_response({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
 
     async def _running_pods(self, request: web.Request) -> web.StreamResponse:
         # Like the kubelet's runtime view: only pods with running containers, only identity and containers.
         items = []
-        for pod in self.pods.list_pods():
+        for pod in self.pods.cached_pods():
             status = pod.get("status") or {}
             if status.get("phase") != "Running":
                 continue

@@ -1,6 +1,7 @@
-"""The poller's periodic listings (full resync, presence check) run as paced sweeps: at most one page per
-tick next to the incremental poll. Against the scripted ECI endpoint, with the poller's sleep replaced by a
-step the test controls, so every tick's calls can be counted."""
+"""The poller (poller.py). Its periodic listings (full resync, presence check) run as paced sweeps: at most
+one page per tick next to the incremental poll. Against the scripted ECI endpoint, with the poller's sleep
+replaced by a step the test controls, so every tick's calls can be counted. Then the index it keeps,
+against the ECI simulator: backend_pods between resyncs, groups deleted behind our back, quiet polls."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.eci.conftest import FakeECI, Reply, error, make_settings
+from tests.eci.conftest import FakeECI, Reply, error, make_pod, make_settings, until
 from vk_provider.eci import names
-from vk_provider.eci.provider import PRESENCE, RESYNC, ECIProvider
+from vk_provider.eci.poller import PRESENCE, RESYNC
+from vk_provider.eci.provider import ECIProvider
+from vk_provider.provider import PodResources
+from vk_sandbox.eci.server import ECISimulator
 
 NODE = "vk"
 
@@ -147,15 +151,15 @@ def make_due(provider: ECIProvider, *kinds: str) -> None:
     old = time.monotonic() - 5000
     for kind in kinds:
         if kind == RESYNC:
-            provider._last_resync = old
+            provider.poller._last_resync = old
         else:
-            provider._last_presence = old
-    for entry in provider._by_uid.values():
+            provider.poller._last_presence = old
+    for entry in provider.index.entries():
         entry.created_at = old
 
 
 async def test_initial_resync_is_one_burst(fake_eci: FakeECI) -> None:
-    """The first tick is the whole resync at full speed (every page, no poll), and a list_pods made while
+    """The first tick is the whole resync at full speed (every page, no poll), and a backend_pods made while
     it runs (adoption) takes its result instead of listing again."""
     world = World(ids=[f"eci-{i:02d}" for i in range(10)])
     fake_eci.script("DescribeContainerGroups", world.describe)
@@ -166,11 +170,11 @@ async def test_initial_resync_is_one_burst(fake_eci: FakeECI) -> None:
     try:
         await provider.start()
         await asyncio.sleep(0.1)
-        adopted = await provider.list_pods()
+        adopted = await provider.backend_pods()
         await ticker.first()
         assert len(adopted) == 10
         assert ticker.tick(0) == [RESYNC] * 4
-        assert provider._synced and len(provider._by_uid) == 10
+        assert provider.poller.synced and len(provider.index) == 10
         await ticker.step()
         assert ticker.tick(1) == ["poll"]
     finally:
@@ -182,7 +186,7 @@ async def test_concurrent_bursts_share_one_listing(start: Any) -> None:
     provider, _, ticker = await start(10)
     try:
         before = len(ticker.fake.calls)
-        a, b = await asyncio.gather(provider.resync(), provider.resync())
+        a, b = await asyncio.gather(provider.poller.resync(), provider.poller.resync())
         assert len(a) == len(b) == 10
         assert [kind_of(x, p) for x, p in ticker.fake.calls[before:]] == [RESYNC] * 4
     finally:
@@ -190,21 +194,21 @@ async def test_concurrent_bursts_share_one_listing(start: Any) -> None:
 
 
 async def test_periodic_resync_takes_one_page_per_tick(start: Any) -> None:
-    """A due resync of 4 pages spreads over 4 ticks, each with its incremental poll; list_pods answers from
+    """A due resync of 4 pages spreads over 4 ticks, each with its incremental poll; backend_pods answers from
     the index meanwhile; the sweep's end marks the resync done."""
     provider, _, ticker = await start(10)
     try:
         make_due(provider, RESYNC)
-        before = provider._last_resync
+        before = provider.poller._last_resync
         await ticker.step()
         assert ticker.tick(1) == ["poll", RESYNC]
         calls = len(ticker.fake.calls)
-        assert len(await provider.list_pods()) == 10  # no burst while the paced resync is under way
+        assert len(await provider.backend_pods()) == 10  # no burst while the paced resync is under way
         assert len(ticker.fake.calls) == calls
         await ticker.step(3)
         assert [ticker.tick(i) for i in (2, 3, 4)] == [["poll", RESYNC]] * 3
-        assert provider._last_resync is not None and before is not None and provider._last_resync > before
-        assert RESYNC not in provider._sweeps and len(provider._by_uid) == 10
+        assert provider.poller._last_resync is not None and before is not None and provider.poller._last_resync > before
+        assert RESYNC not in provider.poller._sweeps and len(provider.index) == 10
         await ticker.step(2)
         assert [ticker.tick(i) for i in (5, 6)] == [["poll"], ["poll"]]
     finally:
@@ -227,7 +231,7 @@ async def test_both_sweeps_take_pages_in_turn(start: Any) -> None:
             assert t.count("poll") == 1 and len([k for k in t if k in (RESYNC, PRESENCE)]) == 1
             assert set(t) <= {"poll", RESYNC, PRESENCE, "describe"} and t.count("describe") <= 1
         assert ticks[2] == ["poll", "describe", RESYNC]  # eci-03's change, described on the next tick's poll
-        assert not provider._sweeps
+        assert not provider.poller._sweeps
         await ticker.step()
         assert ticker.tick(9) == ["poll"]
     finally:
@@ -244,14 +248,14 @@ async def test_presence_sweep_forgets_groups_deleted_outside(start: Any) -> None
         world.ids.remove("eci-05")
         world.ids.append("eci-99")  # made by someone with our tags; no poll reports it
         await ticker.step(3)
-        assert "uid-05" in {bp.uid for bp in await provider.list_pods()}
+        assert "uid-05" in {bp.uid for bp in await provider.backend_pods()}
         await ticker.step()
         assert ticker.tick(4) == ["poll", PRESENCE, "describe"]
         described = [json.loads(p["ContainerGroupIds"]) for a, p in ticker.fake.calls if "ContainerGroupIds" in p]
         assert sorted(described[-1]) == ["eci-05", "eci-99"]
-        uids = {bp.uid for bp in await provider.list_pods()}
+        uids = {bp.uid for bp in await provider.backend_pods()}
         assert "uid-05" not in uids and "uid-99" in uids and len(uids) == 10
-        assert PRESENCE not in provider._sweeps
+        assert PRESENCE not in provider.poller._sweeps
     finally:
         await provider.close()
 
@@ -267,34 +271,86 @@ async def test_a_failed_sweep_page_does_not_stop_polling(start: Any) -> None:
         await ticker.step(2)
         assert ticker.tick(1) == ["poll", PRESENCE]
         assert ticker.tick(2) == ["poll", PRESENCE]  # refused
-        assert PRESENCE not in provider._sweeps and PRESENCE in provider._sweep_retry_at
-        assert "uid-05" in provider._by_uid
-        provider._sweep_retry_at[PRESENCE] = time.monotonic() + 60
+        assert PRESENCE not in provider.poller._sweeps and PRESENCE in provider.poller._sweep_retry_at
+        assert "uid-05" in provider.index
+        provider.poller._sweep_retry_at[PRESENCE] = time.monotonic() + 60
         await ticker.step(2)
         assert [ticker.tick(i) for i in (3, 4)] == [["poll"], ["poll"]]
-        provider._sweep_retry_at[PRESENCE] = 0.0  # "later" has come
+        provider.poller._sweep_retry_at[PRESENCE] = 0.0  # "later" has come
         start_at = len(ticker.fake.calls)
         await ticker.step(4)
         first = next(p for a, p in ticker.fake.calls[start_at:] if kind_of(a, p) == PRESENCE)
         assert "NextToken" not in first  # from the first page again
         assert [ticker.tick(i) for i in (5, 6, 7)] == [["poll", PRESENCE]] * 2 + [["poll", PRESENCE, "describe"]]
         assert ticker.tick(8) == ["poll"]
-        assert "uid-05" not in provider._by_uid and not provider._sweeps
+        assert "uid-05" not in provider.index and not provider.poller._sweeps
     finally:
         await provider.close()
 
 
 async def test_a_failed_resync_page_keeps_list_pods_on_the_index(start: Any) -> None:
-    """While a paced resync waits to start again after an error, list_pods still answers from the index."""
+    """While a paced resync waits to start again after an error, backend_pods still answers from the index."""
     provider, world, ticker = await start(10)
     try:
         make_due(provider, RESYNC)
         world.fail[RESYNC] = 1
         await ticker.step()
         assert ticker.tick(1) == ["poll", RESYNC]
-        assert RESYNC in provider._sweep_retry_at
+        assert RESYNC in provider.poller._sweep_retry_at
         calls = len(ticker.fake.calls)
-        assert len(await provider.list_pods()) == 10
+        assert len(await provider.backend_pods()) == 10
         assert len(ticker.fake.calls) == calls
     finally:
         await provider.close()
+
+
+async def test_list_pods_answers_from_the_index_between_resyncs(provider: ECIProvider, sim: ECISimulator) -> None:
+    """After a full resync, backend_pods costs no ECI call until the resync interval passes."""
+    await provider.create_pod(make_pod("idx", ["sleep", "30"]), PodResources())
+    await provider.poller.resync()
+    before = sim.stats()["calls"]["DescribeContainerGroups"]
+    assert [p.uid for p in await provider.backend_pods()] == ["uid-idx"]
+    assert sim.stats()["calls"]["DescribeContainerGroups"] == before
+
+
+async def test_group_deleted_behind_our_back_is_forgotten_on_resync(provider: ECIProvider) -> None:
+    """A group deleted outside the provider disappears from the index at the next full resync."""
+    pod = make_pod("ghost", ["sleep", "30"])
+    await provider.create_pod(pod, PodResources())
+    bp = await until(provider, "uid-ghost", lambda b: b.status["phase"] == "Running")
+    await provider.client.call("DeleteContainerGroup", {"ContainerGroupId": bp.group_id})
+    entry = provider.index.get("uid-ghost")
+    entry.created_at -= 60  # old enough not to be mistaken for a group created during the listing
+    deadline = time.monotonic() + 10
+    while any(p.uid == "uid-ghost" for p in await provider.poller.resync()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert await provider.backend_pod(pod) is None
+
+
+async def test_quiet_polls_do_not_redescribe(provider: ECIProvider, sim: ECISimulator) -> None:
+    """Once a group is Running and described, further incremental polls make no DescribeContainerGroups call."""
+    await provider.create_pod(make_pod("quiet", ["sleep", "30"]), PodResources())
+    await until(provider, "uid-quiet", lambda b: b.status["phase"] == "Running")
+    await provider.poller.poll_once()
+    before = sim.stats()["calls"]["DescribeContainerGroups"]
+    await provider.poller.poll_once()
+    await provider.poller.poll_once()
+    assert sim.stats()["calls"]["DescribeContainerGroups"] == before
+
+
+async def test_group_deleted_behind_our_back_leaves_on_presence_check(provider: ECIProvider, sim: ECISimulator) -> None:
+    """A group deleted outside the provider leaves backend_pods at the next presence check, without a full resync."""
+    pod = make_pod("ghost2", ["sleep", "30"])
+    await provider.create_pod(pod, PodResources())
+    bp = await until(provider, "uid-ghost2", lambda b: b.status["phase"] == "Running")
+    await provider.poller.resync()
+    await provider.client.call("DeleteContainerGroup", {"ContainerGroupId": bp.group_id})
+    provider.index.get("uid-ghost2").created_at -= 60
+    deadline = time.monotonic() + 10
+    before = sim.stats()["calls"]["DescribeContainerGroups"]
+    while any(p.uid == "uid-ghost2" for p in await provider.backend_pods()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+        await provider.poller.presence_check()
+    assert sim.stats()["calls"]["DescribeContainerGroups"] == before  # no full resync was needed

@@ -1,0 +1,88 @@
+"""The index (index.py): what it holds for a placed group, and the lean form of a held group."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.eci.conftest import make_pod, until
+from vk_provider.eci.index import _NO_STATE, _held, _published
+from vk_provider.eci.models import ContainerGroup, ContainerState
+from vk_provider.eci.provider import ECIProvider
+from vk_provider.eci.status import container_group_to_pod_status, group_events, is_no_stock
+from vk_provider.provider import BackendPod, PodResources
+from vk_sandbox.eci.server import ECISimulator
+
+
+async def test_index_keeps_a_placed_group_lean(provider: ECIProvider, sim: ECISimulator) -> None:
+    """Held for every pod, an index entry drops what nothing reads again: the create request once the group
+    is placed (only a NoStock retry needs it), the group's tags (the identity is in the entry), and keeps
+    fingerprints as short digests. Lookups, status and update still work from it."""
+    pod = make_pod("lean", ["sh", "-c", "sleep 30"])
+    await provider.create_pod(pod, PodResources())
+    entry = provider.index.get("uid-lean")
+    assert entry.request is not None  # not placed yet: a NoStock retry may still need it
+    published: list[BackendPod] = []
+
+    def running(bp: BackendPod) -> bool:
+        published.append(bp)
+        return bool(bp.status["phase"] == "Running")
+
+    await until(provider, "uid-lean", running)
+    # The status stream carried the group's own (Normal) events; the index keeps only Warning ones.
+    assert any(e.reason == "Scheduled" for bp in published for e in bp.events)
+    entry = provider.index.get("uid-lean")
+    assert entry.request is None and entry.scheduled_announced
+    assert entry.group is not None and entry.group.Tags == []
+    assert all(e.Type == "Warning" for e in entry.group.Events)
+    assert isinstance(entry.group.model_fields_set, frozenset)
+    assert entry.group.Containers[0].PreviousState is _NO_STATE
+    assert isinstance(entry.fingerprint, bytes) and len(entry.fingerprint) == 16
+    assert all(isinstance(fp, bytes) and len(fp) == 16 for fp in provider.index._status_fp.values())
+    again = await provider.backend_pod(pod)
+    assert again is not None and again.uid == "uid-lean" and again.status["phase"] == "Running"
+    assert [(p.namespace, p.name, p.uid) for p in await provider.backend_pods()] == [("default", "lean", "uid-lean")]
+    # A resync re-reads the group with its tags: identical, so nothing is published again.
+    await provider.poller.resync()
+    assert provider.index.get("uid-lean").fingerprint == entry.fingerprint
+    pod["spec"]["containers"][0]["image"] = "busybox:1.36"
+    await provider.update_pod(pod, PodResources())
+    assert sim.stats()["calls"]["UpdateContainerGroup"] == 1
+
+
+def test_a_held_group_maps_like_the_described_one() -> None:
+    """_held and _published keep every field the provider reads: the pod status maps the same, a NoStock
+    failure is still recognised from the Warning events, and only Normal events and tags are dropped."""
+    wire = {
+        "ContainerGroupId": "eci-1",
+        "Status": "ScheduleFailed",
+        "IntranetIp": "10.0.0.9",
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "Tags": [{"Key": "vk-eci/uid", "Value": "u-1"}],
+        "Events": [
+            {"Type": "Normal", "Reason": "Scheduling", "Message": "scheduling", "Count": 1},
+            {"Type": "Warning", "Reason": "NoStock", "Message": "no stock", "Count": 2},
+        ],
+        "Containers": [
+            {
+                "Name": "app",
+                "Image": "busybox",
+                "CurrentState": {"State": "Waiting", "Reason": "Pending"},
+                "PreviousState": {},
+            }
+        ],
+    }
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    described = ContainerGroup.model_validate(wire)
+    held = _published(_held(ContainerGroup.model_validate(wire), events=True))
+    assert container_group_to_pod_status(held, None, now=now) == container_group_to_pod_status(described, None, now=now)
+    assert is_no_stock(held)
+    assert [e.reason for e in group_events(held)] == ["NoStock"]
+    assert held.Tags == [] and held.Containers[0].PreviousState is _NO_STATE
+    assert held.Containers[0].CurrentState == described.Containers[0].CurrentState
+    assert held.model_fields_set == described.model_fields_set
+    assert _held(ContainerGroup.model_validate(wire), events=False).Events == held.Events
+    assert ContainerState() == _NO_STATE
+    with pytest.raises(AttributeError):
+        held.Status = "Running"  # held groups are read-only

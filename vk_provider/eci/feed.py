@@ -1,0 +1,72 @@
+"""What the provider reports of its groups: an index entry as a ``BackendPod``, and the stream of
+changed ones that ``status_changes()`` hands to the pod controller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from vk_provider.eci.index import Entry, Index
+from vk_provider.eci.models import ContainerGroup
+from vk_provider.eci.placement import report_placement
+from vk_provider.eci.status import container_group_to_pod_status, group_events
+from vk_provider.provider import BackendPod, Pod, PodLookup
+
+
+class Feed:
+    """Maps entries to BackendPods (status mapping reads the current pod from ``pods``, when set) and
+    batches the published ones until the consumer of ``changes()`` takes them."""
+
+    def __init__(self, index: Index, pods: PodLookup | None = None) -> None:
+        self.pods = pods
+        self._index = index
+        self._pending: dict[str, BackendPod] = {}
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    def _current_pod(self, entry: Entry) -> Pod | None:
+        if self.pods is None:
+            return None
+        pod = self.pods.cached_pod(entry.namespace, entry.name)
+        if pod is not None and (pod.get("metadata") or {}).get("uid") == entry.uid:
+            return pod
+        return None
+
+    def backend_pod(self, entry: Entry, pod: Pod | None = None) -> BackendPod:
+        # A group created moments ago and not described yet is reported as Pending.
+        group = entry.group or ContainerGroup(ContainerGroupId=entry.group_id, Status="Pending")
+        status = container_group_to_pod_status(group, pod or self._current_pod(entry))
+        report_placement(entry, group, status)
+        return BackendPod(
+            namespace=entry.namespace,
+            name=entry.name,
+            uid=entry.uid,
+            group_id=entry.group_id,
+            group_status=group.Status,
+            status=status,
+            created=group.CreationTime,
+            events=entry.events + group_events(group),
+        )
+
+    def backend_pods(self) -> list[BackendPod]:
+        """Every group of the index."""
+        return [self.backend_pod(e) for e in self._index.entries()]
+
+    def publish(self, entry: Entry) -> None:
+        if entry.group is None:
+            return
+        self._pending[entry.uid] = self.backend_pod(entry)
+        self._index.mark_published(entry)
+        self._wakeup.set()
+
+    async def changes(self) -> AsyncIterator[BackendPod]:
+        while not self._closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._pending = self._pending, {}
+            for bp in batch.values():
+                yield bp
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()

@@ -1,0 +1,86 @@
+"""What the parts of the pod controller share: one ``PodState`` and the small readers of a pod dict.
+
+The watch (``controller.py``), reconcile (``reconcile.py``), status sync (``sync.py``), adoption
+(``adoption.py``) and GC (``gc.py``) each keep their own bookkeeping private; what more than one of
+them reads or writes is here, named. Everything runs on one event loop, so no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vk_provider.errors import ProviderError
+from vk_provider.kube.watch import Informer, compact
+from vk_provider.pods.queue import KeyedQueue
+from vk_provider.provider import BackendPod, Pod
+
+
+@dataclass
+class Known:
+    """What the controller knows of one pod UID's group."""
+
+    group: BackendPod
+    first_seen: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class PodState:
+    """The state shared by the watch, the workers, the status sync, adoption and GC.
+
+    ``informer.cache`` is the pod watch's cache (read it through the informer: a re-list replaces
+    the dict). ``groups`` maps a pod UID to its group as last seen; ``deleted`` keeps the last state
+    of each pod the watch reported deleted until a worker reconciles it (adoption requeues them).
+    """
+
+    informer: Informer
+    queue: KeyedQueue
+    adopted: asyncio.Event = field(default_factory=asyncio.Event)  # set once, by adoption.py
+    groups: dict[str, Known] = field(default_factory=dict)  # pod uid -> group
+    deleted: dict[str, Pod] = field(default_factory=dict)  # key -> last state of a pod the watch deleted
+    delete_requested: set[str] = field(default_factory=set)  # uids whose group we asked the backend to delete
+    spec_images: dict[str, dict[str, str]] = field(default_factory=dict)  # uid -> images the group runs
+    vanished: dict[str, str] = field(default_factory=dict)  # uid -> id of a group that vanished (GC found it)
+
+    def remember(self, bp: BackendPod) -> None:
+        """Hold ``bp`` as the group of its pod UID, keeping ``first_seen`` and the group id if known."""
+        hold(bp)
+        known = self.groups.get(bp.uid)
+        if known is None:
+            self.groups[bp.uid] = Known(bp)
+            return
+        bp.group_id = bp.group_id or known.group.group_id
+        known.group = bp
+
+
+def hold(bp: BackendPod) -> BackendPod:
+    """Make a group's view fit to be held for every pod: the status compacted (keys and short strings
+    shared), the events dropped (only the status sync mirrors them, from its pending events)."""
+    bp.status = compact(bp.status)
+    bp.events = []
+    return bp
+
+
+def meta(pod: Pod) -> dict[str, Any]:
+    return pod.get("metadata") or {}
+
+
+def uid(pod: Pod) -> str:
+    return str(meta(pod).get("uid") or "")
+
+
+def images(pod: Pod) -> dict[str, str]:
+    return {str(c.get("name")): str(c.get("image")) for c in (pod.get("spec") or {}).get("containers") or []}
+
+
+def phase(pod: Pod) -> str:
+    return str((pod.get("status") or {}).get("phase") or "Pending")
+
+
+def describe(exc: BaseException) -> str:
+    """An error in one line for logs and events: a provider error's reason and message, else its type."""
+    if isinstance(exc, ProviderError):
+        return f"{exc.reason}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
