@@ -18,10 +18,10 @@ SANDBOX = REPO / "sandbox" / "vk_sandbox"
 # controller. provider.py is the contract both sides depend on.
 LAYERS: list[set[str]] = [
     {"cli"},
-    {"app"},
+    {"app", "doctor"},
     {"node", "pods", "kubelet", "eci", "supervisor"},
     {"provider", "kube"},
-    {"settings", "metrics", "errors", "log", "aio"},
+    {"settings", "metrics", "errors", "log", "aio", "permissions"},
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 

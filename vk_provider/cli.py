@@ -98,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(run)
 
+    doctor = sub.add_parser(
+        "doctor",
+        help="check credentials, permissions, network and clock before (and after) deploying",
+        description="Run every check that can stop `run` from working, with the same settings (flags, VK_* "
+        "environment, --config), and say how to fix each failure. Exit 0 when every required check passes, "
+        "1 when one fails, 2 for a bad setting.",
+    )
+    doctor.add_argument("--output", choices=("table", "json"), default="table", help="table (default) or json")
+    _add_setting_flags(doctor)
+
     sandbox = sub.add_parser(
         "sandbox",
         help="all-in-one local sandbox: API server, ECI simulator and the daemon",
@@ -150,12 +160,15 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         sys.stdout.write(render_markdown())
         return EXIT_OK
-    if args.command == "run":
+    if args.command in ("run", "doctor"):
         try:
             settings = load_settings(_flag_values(args))
         except SettingsError as exc:
             print(f"vk-provider: invalid setting {exc}", file=sys.stderr)
             return EXIT_USAGE
+        if args.command == "doctor":
+            doctor: Any = importlib.import_module("vk_provider.doctor.run")
+            return int(doctor.main(settings, args.output))
         app: Any = importlib.import_module("vk_provider.app")
         return int(app.main(settings))
     if args.command == "sandbox":

@@ -80,7 +80,9 @@ class NodeSettings(_Section):
     capacity_pods: str = Field("10000", description="Node pod capacity.")
     capacity_ephemeral_storage: str = Field("100Ti", description="Node ephemeral-storage capacity.")
     capacity_from_quota: bool = Field(
-        False, description="Derive cpu/memory/pods capacity from the account's ECI quota (ListUsage)."
+        False,
+        description="Derive the node's cpu capacity from the account's ECI vCPU quota (ListUsage MaxCpu); "
+        "memory and pods have no documented quota and keep their settings.",
     )
     status_interval_seconds: float = Field(60.0, gt=0, description="Node status PATCH period.")
     lease_interval_seconds: float = Field(10.0, gt=0, description="Lease renew period.")

@@ -437,3 +437,19 @@ async def test_ecs_ram_role_end_to_end_through_a_fake_metadata_server(
             assert error_code(info.value) == "MetadataUnavailable"
     finally:
         await runner.cleanup()
+
+
+async def test_probe_is_one_attempt_with_the_answers_date(fake_eci: FakeECI) -> None:
+    """probe() never retries, never raises a service error, and reads the Date header of error answers too."""
+    fake_eci.script("DescribeRegions", error("ServiceUnavailable", status=503), (200, {"Regions": {}}))
+    client = ECIClient(make_settings(fake_eci.endpoint))
+    try:
+        probe = await client.probe("DescribeRegions", {"RegionId": "cn-hangzhou"})
+        assert isinstance(probe.error, TransientError) and error_code(probe.error) == "ServiceUnavailable"
+        assert probe.data is None and fake_eci.actions() == ["DescribeRegions"]
+        assert probe.server_date is not None
+        assert abs(probe.server_date.timestamp() - probe.finished) < 5
+        ok = await client.probe("DescribeRegions", {"RegionId": "cn-hangzhou"})
+        assert ok.error is None and ok.data == {"RequestId": "r", "Regions": {}}
+    finally:
+        await client.close()

@@ -34,6 +34,9 @@ import time
 import urllib.error
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -99,6 +102,28 @@ def credential_for(settings: ECISettings) -> Any:
     if settings.security_token and settings.security_token.get_secret_value():
         return StsTokenCredential(key_id, secret, settings.security_token.get_secret_value())
     return AccessKeyCredential(key_id, secret)
+
+
+def credential_kind(settings: ECISettings) -> str:
+    """Which way of signing the settings choose, for people: never a secret, never the key id."""
+    credential = credential_for(settings)
+    if isinstance(credential, EcsRamRoleCredential):
+        return f"ECS instance RAM role {settings.ram_role_name}"
+    if isinstance(credential, StsTokenCredential):
+        return "STS token (static, never refreshed)"
+    return "AccessKey pair"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One un-retried call's outcome, for diagnostics: the JSON body or the mapped error, the answer's
+    HTTP ``Date`` header (the service's clock, on error answers too) and when the call started and ended."""
+
+    data: dict[str, Any] | None
+    error: ProviderError | None
+    server_date: datetime | None
+    started: float  # time.time() before the request
+    finished: float  # time.time() after the answer
 
 
 # What an answer may echo of the request, which carries every parameter (Secret values, ConfigFile
@@ -257,6 +282,54 @@ class ECIClient:
         request = self._build(action, params)
         body: bytes = self._acs.do_action_with_exception(request)
         return body
+
+    @property
+    def endpoint(self) -> str:
+        """Where calls go: the configured endpoint, or the SDK's regional one."""
+        if self._endpoint:
+            return f"{self._protocol}://{self._endpoint}"
+        return f"https://eci.{self.settings.region}.aliyuncs.com (the SDK's regional endpoint)"
+
+    def _do_with_headers(
+        self, action: str, params: Mapping[str, Any]
+    ) -> tuple[bytes | None, str, BaseException | None]:
+        request = self._build(action, params)
+        request.set_accept_format("JSON")
+        # The SDK's do_action_with_exception drops the headers; this is the call it wraps.
+        _status, headers, body, exc = self._acs._implementation_of_do_action(request)
+        return body, str((headers or {}).get("Date") or (headers or {}).get("date") or ""), exc
+
+    async def probe(self, action: str, params: Mapping[str, Any] | None = None) -> Probe:
+        """One call without retries that keeps the answer's ``Date`` header and never raises a service
+        error: for `vk-provider doctor`, which needs to see each failure as it is."""
+        await self._limiter.acquire()
+        loop = asyncio.get_running_loop()
+        started = time.time()
+        date_text = ""
+        data: dict[str, Any] | None = None
+        error: ProviderError | None = None
+        try:
+            body, date_text, exc = await loop.run_in_executor(
+                self._pool, self._do_with_headers, action, dict(params or {})
+            )
+            if exc is not None:
+                raise exc
+            parsed = json.loads(body or b"")
+            data = parsed if isinstance(parsed, dict) else None
+            if data is None:
+                error = TransientError(f"ECI {action}: unexpected response shape", reason="ECIUnavailable")
+        except ValueError:
+            error = TransientError(f"ECI {action}: the response is not JSON", reason="ECIUnavailable")
+        except Exception as exc:
+            error = map_sdk_error(action, exc)
+        finished = time.time()
+        server_date: datetime | None = None
+        if date_text:
+            try:
+                server_date = parsedate_to_datetime(date_text)
+            except (TypeError, ValueError):
+                server_date = None
+        return Probe(data, error, server_date, started, finished)
 
     async def _attempt(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         await self._limiter.acquire()

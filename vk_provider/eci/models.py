@@ -179,6 +179,21 @@ class DescribeMultiContainerGroupMetricResponse(_Wire):
     MonitorDatas: list[GroupMetrics] = Field(default_factory=list)
 
 
+class ListUsageResponse(_Wire):
+    """ListUsage as documented: ``Attributes`` maps quota names (``MaxCpu``, ``UsedCpu``, image and data
+    cache counts) to numbers. No group-count quota is documented."""
+
+    RequestId: str = ""
+    Attributes: dict[str, Any] = Field(default_factory=dict)
+
+    def capacity(self) -> dict[str, str]:
+        """Node capacity from the quota: cpu from ``MaxCpu``; nothing else has a documented limit."""
+        limit = self.Attributes.get("MaxCpu")
+        if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 0:
+            return {"cpu": str(int(limit))}
+        return {}
+
+
 _FIELD_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 

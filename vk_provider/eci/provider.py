@@ -26,6 +26,7 @@ from vk_provider.eci.client import ECIClient
 from vk_provider.eci.feed import Feed
 from vk_provider.eci.index import Entry, Index
 from vk_provider.eci.listing import describe_by_tags, describe_ids, tag_params
+from vk_provider.eci.models import ListUsageResponse
 from vk_provider.eci.placement import Placement
 from vk_provider.eci.poller import Poller
 from vk_provider.eci.status import TERMINAL_GROUP_STATUSES
@@ -212,17 +213,10 @@ class ECIProvider:
         await self._call("DescribeContainerGroupStatus", {**tags, "SinceSecond": 1, "Limit": 1})
 
     async def quota(self) -> dict[str, str]:
-        """Node capacity from the account's ECI quota (ListUsage): cpu from the vCPU limit, pods from the
-        group count limit. Memory has no quota of its own, so it is left to the settings."""
+        """Node capacity from the account's ECI quota (ListUsage ``Attributes.MaxCpu``). ECI documents no
+        group-count or memory quota, so pods and memory are left to the settings."""
         data = await self._call("ListUsage", {})
-        items = data.get("Data") or data.get("Usages") or []
-        limits = {str(i.get("Name")): i.get("Limit") for i in items if isinstance(i, dict)}
-        out: dict[str, str] = {}
-        for key, name in (("cpu", "vCPU"), ("pods", "ContainerGroupCount")):
-            value = limits.get(name)
-            if isinstance(value, int | float):
-                out[key] = str(int(value))
-        return out
+        return ListUsageResponse.model_validate(data).capacity()
 
     # --- PodStreams ------------------------------------------------------------------------------------
 

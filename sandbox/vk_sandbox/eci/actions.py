@@ -15,7 +15,7 @@ from typing import Any
 from vk_sandbox.eci import translate
 from vk_sandbox.eci.engine import Engine
 from vk_sandbox.eci.model import TERMINAL, ContainerSpec, Group
-from vk_sandbox.eci.specs import round_spec
+from vk_sandbox.eci.specs import round_spec, spec_key
 from vk_sandbox.eci.views import event_view, group_view, metric_record, pod_status_view
 from vk_sandbox.eci.wire import ApiError, Params, invalid, missing, nest, not_found, parse_time, rfc3339nano
 
@@ -180,7 +180,9 @@ class Actions:
         zone = p.get_str("ZoneId")
         if zone and zone not in self.zones:
             raise invalid("ZoneId", f"zone {zone} is not in region {self.region}")
+        self.engine.faults.check_network([v for v in vswitch.split(",") if v], p.get_str("SecurityGroupId"))
         if p.get_bool("DryRun"):
+            self._dry_run_stock(vswitch, zone, spec_key(cpu, mem))
             raise ApiError("DryRunOperation", "Request validation has been passed with DryRun flag set.")
         dns: dict[str, list[str]] = {}
         dns_tree = tree.get("DnsConfig")
@@ -214,6 +216,13 @@ class Actions:
         )
         self.engine.create(group, self.zone_for, random_order=strategy == "VSwitchRandom")
         return {"ContainerGroupId": group.id}
+
+    def _dry_run_stock(self, vswitch: str, zone: str, spec: str) -> None:
+        """A DryRun create checks stock: refused when no listed vSwitch (or zone) has any for the size."""
+        reasons = [self.engine.faults.no_stock(zone or self.zone_for(v), v, spec) for v in vswitch.split(",") if v]
+        reasons = reasons or [self.engine.faults.no_stock(zone or self.zone_for(""), "", spec)]
+        if all(reasons):
+            raise ApiError("NoStock", f"The resource is out of stock in the specified zone ({reasons[-1]}).", 403)
 
     async def update(self, p: Params) -> dict[str, Any]:
         self._check_region(p)
@@ -420,11 +429,17 @@ class Actions:
     async def usage(self, p: Params) -> dict[str, Any]:
         live = [g for g in self.engine.groups.values() if g.status not in TERMINAL]
         return {
-            "Data": [
-                {"Name": "ContainerGroupCount", "Usage": len(live), "Limit": 20000},
-                {"Name": "vCPU", "Usage": sum(g.cpu for g in live), "Limit": 100000},
-                {"Name": "SpotVCPU", "Usage": sum(g.cpu for g in live if g.spot_strategy != "NoSpot"), "Limit": 50000},
-            ]
+            # The documented answer: quota names to numbers.
+            "Attributes": {
+                "UsedCpu": sum(g.cpu for g in live),
+                "MaxCpu": 100000,
+                "UsedImageCacheCount": 0,
+                "MaxImageCacheCount": 500,
+                "UsedAutoImageCacheCount": 0,
+                "MaxAutoImageCacheCount": 25,
+                "UsedDataCacheCount": 0,
+                "MaxDataCacheCount": 100,
+            },
         }
 
     async def regions(self, p: Params) -> dict[str, Any]:

@@ -33,6 +33,14 @@ class NoStock(BaseModel):
     specs: list[str] = []  # "2-4" for 2 vCPU / 4 GiB
 
 
+class Network(BaseModel):
+    """The vSwitches and security groups that exist; a create naming another is refused. An empty list
+    leaves that kind unchecked (beyond its id prefix)."""
+
+    vswitches: list[str] = []
+    security_groups: list[str] = []
+
+
 class FaultConfig(BaseModel):
     """The standing faults; the same JSON as ``POST /_sim/faults`` (without the one-shot keys)."""
 
@@ -41,6 +49,9 @@ class FaultConfig(BaseModel):
     errors: RateFault | None = None
     latency: LatencyFault | None = None
     no_stock: NoStock | None = None
+    network: Network | None = None
+    deny: list[str] = []  # actions a RAM policy does not allow: Forbidden.RAM
+    clock_offset_seconds: float = Field(default=0.0, ge=-86400, le=86400)  # added to the simulator's clock
     seed: int | None = None
 
 
@@ -95,8 +106,31 @@ class Faults:
             return 0.0
         return lat.seconds
 
+    def now(self) -> float:
+        """The simulator's clock: the host's, moved by ``clock_offset_seconds``."""
+        return time.time() + self.config.clock_offset_seconds
+
+    def check_network(self, vswitches: list[str], security_group: str) -> None:
+        """Refuse ids that cannot be a vSwitch or security group, or that the ``network`` fault does not list."""
+        known = self.config.network or Network()
+        for vswitch in vswitches:
+            if not vswitch.startswith("vsw-") or (known.vswitches and vswitch not in known.vswitches):
+                raise ApiError("InvalidVSwitchId.NotFound", f"The specified vSwitch {vswitch} does not exist.", 404)
+        if security_group and (
+            not security_group.startswith("sg-")
+            or (known.security_groups and security_group not in known.security_groups)
+        ):
+            raise ApiError(
+                "InvalidSecurityGroupId.NotFound", f"The specified security group {security_group} does not exist.", 404
+            )
+
     def check(self, action: str) -> None:
         """Raise the injected error for this call, if any."""
+        if action in self.config.deny:
+            self._count("Forbidden.RAM")
+            raise ApiError(
+                "Forbidden.RAM", f"User not authorized to operate on the specified resource ({action}).", 403
+            )
         bucket = self._buckets.get(action) or self._buckets.get("*")
         if bucket is not None and not bucket.take():
             self._count("Throttling")

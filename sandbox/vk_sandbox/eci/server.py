@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import secrets
 import string
+from email.utils import formatdate
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -227,7 +228,7 @@ class ECISimulator:
                 raise ApiError(
                     "InvalidAction.NotFound", "Specified api is not found, please check your url and method.", 404
                 )
-            verify(request.method, params, self.access_keys, self.nonces)
+            verify(request.method, params, self.access_keys, self.nonces, now=self.faults.now())
             self.calls[action] = self.calls.get(action, 0) + 1
             delay = self.faults.latency_for(action)
             if delay:
@@ -236,13 +237,17 @@ class ECISimulator:
             body = await handler(Params(params))
         except ApiError as err:
             self.errors[err.code] = self.errors.get(err.code, 0) + 1
-            return web.json_response(error_body(err, rid), status=err.status)
+            return web.json_response(error_body(err, rid), status=err.status, headers=self._date())
         except Exception as exc:
             log.error("eci simulator action failed", action=action, error=repr(exc), exc_info=exc)
             internal = ApiError("InternalError", "The request processing has failed due to some unknown error.", 500)
             self.errors[internal.code] = self.errors.get(internal.code, 0) + 1
-            return web.json_response(error_body(internal, rid), status=500)
-        return web.json_response({"RequestId": rid, **body})
+            return web.json_response(error_body(internal, rid), status=500, headers=self._date())
+        return web.json_response({"RequestId": rid, **body}, headers=self._date())
+
+    def _date(self) -> dict[str, str]:
+        """The HTTP Date header from the simulator's clock (moved by the ``clock_offset_seconds`` fault)."""
+        return {"Date": formatdate(self.faults.now(), usegmt=True)}
 
     # ---- exec ---------------------------------------------------------------------------------
 

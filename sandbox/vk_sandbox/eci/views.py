@@ -69,6 +69,19 @@ def container_view(spec: ContainerSpec, cs: ContainerStatus) -> dict[str, Any]:
     }
 
 
+# An init container as DescribeContainerGroups documents it: its command is "Command", and it has no
+# probes, Stdin or Tty.
+_INIT_ONLY_FIELDS = ("ReadinessProbe", "LivenessProbe", "Stdin", "Tty")
+
+
+def init_container_view(spec: ContainerSpec, cs: ContainerStatus) -> dict[str, Any]:
+    out = container_view(spec, cs)
+    out["Command"] = out.pop("Commands")
+    for key in _INIT_ONLY_FIELDS:
+        del out[key]
+    return out
+
+
 def event_view(ev: Event) -> dict[str, Any]:
     return {
         "Count": ev.count,
@@ -87,7 +100,6 @@ def group_view(g: Group) -> dict[str, Any]:
         vol: dict[str, Any] = {"Name": v.name, "Type": v.type}
         if v.type == "ConfigFileVolume":
             vol["ConfigFileVolumeConfigFileToPaths"] = [{"Path": f.path, "Content": f.content} for f in v.config_files]
-            vol["ConfigFileVolumeDefaultMode"] = v.default_mode or 0o644
         elif v.type == "EmptyDirVolume":
             vol["EmptyDirVolumeMedium"] = v.medium
         elif v.type == "NFSVolume":
@@ -106,6 +118,7 @@ def group_view(g: Group) -> dict[str, Any]:
         "InstanceType": g.instance_type,
         "IntranetIp": g.intranet_ip if g.status not in ("Scheduling", "ScheduleFailed") else "",
         "InternetIp": "",
+        "Ipv6Address": "",
         "RestartPolicy": g.restart_policy,
         "SpotStrategy": g.spot_strategy,
         "SpotPriceLimit": g.spot_price_limit or 0.0,
@@ -113,12 +126,10 @@ def group_view(g: Group) -> dict[str, Any]:
         "SucceededTime": rfc3339(g.succeeded_time),
         "FailedTime": rfc3339(g.failed_time),
         "ExpiredTime": rfc3339(g.expired_time),
-        "TerminationGracePeriodSeconds": int(g.grace),
-        "ActiveDeadlineSeconds": int(g.active_deadline or 0),
         "Tags": [{"Key": k, "Value": v} for k, v in g.tags],
         "Events": [event_view(e) for e in g.events],
         "Containers": [container_view(s, c) for s, c in zip(g.containers, g.statuses, strict=False)],
-        "InitContainers": [container_view(s, c) for s, c in zip(g.init_containers, g.init_statuses, strict=False)],
+        "InitContainers": [init_container_view(s, c) for s, c in zip(g.init_containers, g.init_statuses, strict=False)],
         "Volumes": volumes,
         "DnsConfig": {
             "NameServers": g.dns.get("NameServers", []),
@@ -152,7 +163,6 @@ def _k8s_container(g: Group, cs: ContainerStatus) -> dict[str, Any]:
         "Name": cs.name,
         "Image": cs.image,
         "ImageID": f"sim://{cs.image}",
-        "ContainerID": f"sim://{g.id}/{cs.name}/{cs.restart_count}",
         "Ready": cs.ready,
         "Started": cs.current.state == "Running",
         "RestartCount": cs.restart_count,
@@ -181,8 +191,15 @@ def pod_status_view(g: Group) -> dict[str, Any]:
     ready = bool(g.statuses) and all(cs.ready for cs in g.statuses) and g.status == "Running"
     stamp = rfc3339(g.changed)
 
+    # The documented casing: type, status and lastTransitionTime lower-case, Reason and Message not.
     def cond(kind: str, ok: bool) -> dict[str, Any]:
-        return {"Type": kind, "Status": "True" if ok else "False", "LastTransitionTime": stamp, "LastProbeTime": ""}
+        return {
+            "type": kind,
+            "status": "True" if ok else "False",
+            "lastTransitionTime": stamp,
+            "Reason": "",
+            "Message": "",
+        }
 
     tags = dict(g.tags)
     return {
@@ -190,12 +207,10 @@ def pod_status_view(g: Group) -> dict[str, Any]:
         "Name": tags.get("k8s.aliyun.com/pod-name", g.name),
         "Namespace": tags.get("k8s.aliyun.com/pod-namespace", ""),
         "uuid": tags.get("k8s.aliyun.com/pod-uid", g.id),
-        "Annotations": {},
+        "Annotations": "",
         "Status": g.status,
         "PodStatus": {
             "Phase": phase,
-            "Reason": g.reason,
-            "Message": g.message,
             "Conditions": [
                 cond("PodScheduled", scheduled),
                 cond("Initialized", scheduled and initialized),
@@ -203,7 +218,6 @@ def pod_status_view(g: Group) -> dict[str, Any]:
                 cond("Ready", ready),
             ],
             "ContainerStatuses": [_k8s_container(g, cs) for cs in g.statuses],
-            "InitContainerStatuses": [_k8s_container(g, cs) for cs in g.init_statuses],
             "HostIp": g.intranet_ip if scheduled else "",
             "PodIp": g.intranet_ip if scheduled else "",
             "PodIps": [{"Ip": g.intranet_ip}] if scheduled else [],

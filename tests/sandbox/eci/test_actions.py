@@ -163,7 +163,7 @@ async def test_status_is_kubernetes_shaped_and_incremental(vsim: ECISimulator) -
     pod = data["PodStatus"]
     assert data["Namespace"] == "ns1" and data["Status"] == "Running"
     assert pod["Phase"] == "Running"
-    assert {c["Type"]: c["Status"] for c in pod["Conditions"]}["Ready"] == "True"
+    assert {c["type"]: c["status"] for c in pod["Conditions"]}["Ready"] == "True"
     assert "Running" in pod["ContainerStatuses"][0]["State"]
     assert pod["PodIp"] == "127.0.0.1"
     vsim.engine.groups[gid].changed -= 100  # as if nothing happened for 100 s
@@ -286,8 +286,8 @@ async def test_virtual_metrics_and_usage(vsim: ECISimulator) -> None:
     multi = DescribeMultiContainerGroupMetricRequest()
     multi.set_ContainerGroupIds(json.dumps([gid]))
     assert (await call(vsim, multi))["MonitorDatas"][0]["ContainerGroupId"] == gid
-    usage = {u["Name"]: u for u in (await call(vsim, ListUsageRequest()))["Data"]}
-    assert usage["ContainerGroupCount"]["Usage"] == 1
+    usage = (await call(vsim, ListUsageRequest()))["Attributes"]
+    assert usage["UsedCpu"] > 0 and usage["MaxCpu"] == 100000
 
 
 async def test_virtual_exit_codes_follow_restart_policy(vsim: ECISimulator) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 from aliyunsdkeci.request.v20180808.DescribeContainerGroupsRequest import DescribeContainerGroupsRequest
@@ -138,3 +139,48 @@ async def test_expire_fault(vsim: ECISimulator) -> None:
     await vsim.set_faults({"expire": {"group_ids": [gid]}})
     group = await wait_for(vsim, gid, status_is("Expired"))
     assert any(e["Reason"] == "Expired" and e["Type"] == "Warning" for e in group["Events"])
+
+
+async def test_network_fault_and_id_prefixes_refuse_unknown_vswitches_and_security_groups(vsim: ECISimulator) -> None:
+    """Ids that cannot be a vSwitch or security group are refused; with the network fault, so is any id it does
+    not list. A DryRun create runs the same checks and creates nothing."""
+    exc = await call_error(vsim, create_request(VSwitchId="subnet-1"))
+    assert (exc.get_error_code(), exc.get_http_status()) == ("InvalidVSwitchId.NotFound", 404)
+    await vsim.set_faults({"network": {"vswitches": ["vsw-a"], "security_groups": ["sg-a"]}})
+    exc = await call_error(vsim, create_request(VSwitchId="vsw-a,vsw-b", SecurityGroupId="sg-a", DryRun="true"))
+    assert exc.get_error_code() == "InvalidVSwitchId.NotFound" and "vsw-b" in exc.get_error_msg()
+    exc = await call_error(vsim, create_request(VSwitchId="vsw-a", SecurityGroupId="sg-b"))
+    assert exc.get_error_code() == "InvalidSecurityGroupId.NotFound"
+    exc = await call_error(vsim, create_request(VSwitchId="vsw-a", SecurityGroupId="sg-a", DryRun="true"))
+    assert exc.get_error_code() == "DryRunOperation"
+    assert vsim.stats()["total_groups"] == 0
+
+
+async def test_dry_run_checks_stock(vsim: ECISimulator) -> None:
+    """DryRun fails with NoStock only when no listed vSwitch has stock."""
+    await vsim.set_faults({"no_stock": {"vswitches": ["vsw-empty"]}})
+    exc = await call_error(vsim, create_request(VSwitchId="vsw-empty", DryRun="true"))
+    assert (exc.get_error_code(), exc.get_http_status()) == ("NoStock", 403)
+    exc = await call_error(vsim, create_request(VSwitchId="vsw-empty,vsw-full", DryRun="true"))
+    assert exc.get_error_code() == "DryRunOperation"
+
+
+async def test_deny_refuses_an_action_as_ram_would(vsim: ECISimulator) -> None:
+    await vsim.set_faults({"deny": ["DescribeRegions"]})
+    exc = await call_error(vsim, DescribeRegionsRequest())
+    assert (exc.get_error_code(), exc.get_http_status()) == ("Forbidden.RAM", 403)
+    await call(vsim, DescribeContainerGroupsRequest())
+    await vsim.set_faults({"deny": []})
+    await call(vsim, DescribeRegionsRequest())
+
+
+async def test_clock_offset_moves_the_date_header_and_the_timestamp_check(vsim: ECISimulator) -> None:
+    """Within 15 minutes calls pass and the Date header shows the offset; beyond, every call is refused."""
+    await vsim.set_faults({"clock_offset_seconds": 600})
+    async with aiohttp.ClientSession() as session, session.get(vsim.endpoint + "/") as resp:
+        date = parsedate_to_datetime(resp.headers["Date"]).timestamp()
+    assert 590 < date - time.time() < 610
+    await call(vsim, DescribeRegionsRequest())
+    await vsim.set_faults({"clock_offset_seconds": -1000})
+    exc = await call_error(vsim, DescribeRegionsRequest())
+    assert exc.get_error_code() == "InvalidTimeStamp.Expired"
