@@ -275,22 +275,18 @@ async def test_a_status_body_becomes_a_kube_error(local: Local, code: int, reaso
         assert getattr(err, p) is (p == prop)
 
 
-async def test_a_status_without_a_reason_is_called_error(local: Local) -> None:
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("reasonless", 422, "no reason given"),  # a Status without a reason
+        ("text-error", 503, "upstream connect error"),  # not JSON: the body is the message
+        ("list-error", 500, "[1, 2]"),  # JSON but not an object: the body is the message
+    ],
+)
+async def test_an_error_without_a_reason_is_called_error(local: Local, path: str, status: int, message: str) -> None:
     with pytest.raises(KubeError) as info:
-        await local.api.get("/api/v1/reasonless")
-    assert (info.value.status, info.value.reason, info.value.message) == (422, "Error", "no reason given")
-
-
-async def test_a_non_json_error_body_is_the_message(local: Local) -> None:
-    with pytest.raises(KubeError) as info:
-        await local.api.get("/api/v1/text-error")
-    assert (info.value.status, info.value.reason, info.value.message) == (503, "Error", "upstream connect error")
-
-
-async def test_a_json_error_body_that_is_not_an_object_is_the_message(local: Local) -> None:
-    with pytest.raises(KubeError) as info:
-        await local.api.get("/api/v1/list-error")
-    assert (info.value.status, info.value.reason, info.value.message) == (500, "Error", "[1, 2]")
+        await local.api.get(f"/api/v1/{path}")
+    assert (info.value.status, info.value.reason, info.value.message) == (status, "Error", message)
 
 
 async def test_a_long_error_body_is_cut(local: Local) -> None:

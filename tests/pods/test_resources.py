@@ -61,18 +61,19 @@ def env_pod(*env: dict[str, Any], **spec: Any) -> dict[str, Any]:
     return make_pod("p", containers=[{"name": "main", "image": "busybox", "env": list(env)}], **spec)
 
 
-def cm_key(name: str, key: str, optional: bool | None = None) -> dict[str, Any]:
+def key_ref(source: str, name: str, key: str, optional: bool | None) -> dict[str, Any]:
     ref: dict[str, Any] = {"name": name, "key": key}
     if optional is not None:
         ref["optional"] = optional
-    return {"name": f"V_{key}".upper(), "valueFrom": {"configMapKeyRef": ref}}
+    return {"name": f"{source}_{key}".upper(), "valueFrom": {source: ref}}
+
+
+def cm_key(name: str, key: str, optional: bool | None = None) -> dict[str, Any]:
+    return key_ref("configMapKeyRef", name, key, optional)
 
 
 def secret_key(name: str, key: str, optional: bool | None = None) -> dict[str, Any]:
-    ref: dict[str, Any] = {"name": name, "key": key}
-    if optional is not None:
-        ref["optional"] = optional
-    return {"name": f"S_{key}".upper(), "valueFrom": {"secretKeyRef": ref}}
+    return key_ref("secretKeyRef", name, key, optional)
 
 
 def jwt(payload: Any, *, raw: str | None = None) -> str:
