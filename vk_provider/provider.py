@@ -91,7 +91,7 @@ class PodResources:
     secrets: dict[str, dict[str, bytes] | None] = field(default_factory=dict)
     """Secret name -> decoded data. Never logged."""
     service_env: dict[str, str] = field(default_factory=dict)
-    """Service-link variables (FOO_SERVICE_HOST ...), when enableServiceLinks is on."""
+    """Service-link variables (FOO_SERVICE_HOST ...): the namespace's if enableServiceLinks; ``kubernetes`` always."""
     tokens: dict[str, str] = field(default_factory=dict)
     """Projected serviceAccountToken contents keyed by "<volume name>/<path>"."""
 
