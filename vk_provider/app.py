@@ -137,6 +137,8 @@ class Daemon:
                 self._workers.append(self.supervisor.spawn(f"pods.worker.{i}", pods.run_worker(), critical=False))
             self.supervisor.spawn("pods.status", pods.sync.run())
             self.supervisor.spawn("pods.gc", pods.gc.run())
+            self.supervisor.spawn("pods.disruption", pods.disruptions.run())
+            self.supervisor.spawn("pods.deadline", pods.deadline.run())
             self.supervisor.spawn("memory.trim", run_heap_trimmer(60.0))
             self._started = True
             log.info("daemon started", node=self.node_name, kubelet_port=self.kubelet_port, metrics=self.metrics_url)

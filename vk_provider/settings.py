@@ -210,6 +210,24 @@ class PodsSettings(_Section):
     shutdown_timeout_seconds: float = Field(
         20.0, ge=0, description="On SIGTERM, how long in-flight reconciles may run before they are cancelled."
     )
+    spot_interruption: Literal["evict", "report"] = Field(
+        "evict",
+        description="At a spot release notice: evict the pod (Eviction API) or only report it; a pod's "
+        "vk-eci.io/spot-interruption annotation overrides this.",
+    )
+    eviction_retry_seconds: float = Field(
+        2.0, gt=0, le=60, description="Retry period of an eviction a PodDisruptionBudget refuses (429)."
+    )
+    max_pending_minutes: float = Field(
+        240.0,
+        gt=0,
+        le=1440,
+        description="A group not Running after this long is deleted and its pod fails (PendingTimeout); the pod "
+        "annotation k8s.aliyun.com/eci-max-pending-minute (10-1440) overrides it. Below 10 only for tests.",
+    )
+    pending_check_interval_seconds: float = Field(
+        30.0, gt=0, description="How often pending groups are checked against their deadline."
+    )
 
 
 class KubeletSettings(_Section):
