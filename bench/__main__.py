@@ -68,6 +68,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         600,
     ),
     Scenario(
+        "spot",
+        "whole stack: 100 of 500 spot replicas reclaimed at once, notice -> replacement Running, lost replicas",
+        ("--deployments", "5", "--replicas", "100", "--reclaim", "100", "--notice-seconds", "60"),
+        ("--deployments", "2", "--replicas", "20", "--reclaim", "10", "--notice-seconds", "20"),
+        600,
+    ),
+    Scenario(
         "daemon_steady",
         "whole stack with many steady pods: ECI calls/min, status writes/min, daemon RSS and CPU",
         ("--pods", "10000", "--measure-seconds", "180", "--settle-seconds", "20", "--timeout", "1800"),

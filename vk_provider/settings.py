@@ -165,6 +165,12 @@ class ECISettings(_Section):
     backoff_max_seconds: float = Field(30.0, gt=0, description="Cap on one retry delay.")
     connect_timeout_seconds: float = Field(5.0, gt=0, description="SDK connect timeout.")
     read_timeout_seconds: float = Field(10.0, gt=0, description="SDK read timeout.")
+    spot_notice_poll_interval_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How often DescribeContainerGroupEvents is asked for new spot release notices "
+        "(SpotToBeReleased, about 3 minutes ahead); 0 leaves them to the status poll.",
+    )
     status_poll_interval_seconds: float = Field(
         3.0,
         gt=0,

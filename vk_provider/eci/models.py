@@ -123,6 +123,19 @@ class DescribeContainerGroupStatusResponse(_Wire):
     Data: list[StatusItem] = Field(default_factory=list)
 
 
+class GroupEvents(_Wire):
+    """One group's events in DescribeContainerGroupEvents."""
+
+    ContainerGroupId: str
+    Events: list[GroupEvent] = Field(default_factory=list)
+
+
+class DescribeContainerGroupEventsResponse(_Wire):
+    RequestId: str = ""
+    NextToken: str = ""
+    Data: list[GroupEvents] = Field(default_factory=list)
+
+
 class CreateContainerGroupResponse(_Wire):
     RequestId: str = ""
     ContainerGroupId: str
