@@ -237,3 +237,13 @@ def test_spot_fallback_plans_pay_as_you_go_after_the_spot_attempts() -> None:
     assert [size.describe() for size, _ in plan] == ["1-2Gi", "2-4Gi", "1-2Gi pay-as-you-go", "2-4Gi pay-as-you-go"]
     last = req.to_params(size=plan[-1][0], vswitch_ids=plan[-1][1])
     assert "SpotStrategy" not in last and "SpotDuration" not in last
+
+
+async def test_spot_fallback_runs_pay_as_you_go_without_spot_stock(provider: ECIProvider, sim: ECISimulator) -> None:
+    """With no spot stock, a spot pod with eci-spot-fallback runs as a NoSpot group after a NoStock event."""
+    await sim.set_faults({"no_stock": {"spot": True}})
+    ann = {"k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo", "k8s.aliyun.com/eci-spot-fallback": "true"}
+    await provider.create_pod(make_pod("fb", ["sleep", "30"], meta={"annotations": ann}), PodResources())
+    bp = await until(provider, "uid-fb", lambda b: b.status["phase"] == "Running")
+    assert any(e.reason == "NoStock" and "pay-as-you-go" in e.message for e in bp.events)
+    assert sim.engine.groups[bp.group_id].spot_strategy == "NoSpot"

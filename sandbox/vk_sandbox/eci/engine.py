@@ -290,7 +290,7 @@ class Engine:
         why = ""
         for vswitch in candidates:
             zone = group.zone or zone_for(vswitch)
-            reason = self.faults.no_stock(zone, vswitch, spec)
+            reason = self.faults.no_stock(zone, vswitch, spec, spot=group.spot_strategy != "NoSpot")
             if reason is None:
                 group.vswitch, group.zone = vswitch, zone
                 group.add_event("Scheduled", f"Successfully assigned the container group to zone {zone}.")
