@@ -6,7 +6,8 @@ whose only news is an event is not documented. So every ``eci.spot_notice_poll_i
 (10 s; the notice comes about 3 minutes ahead) this loop asks DescribeContainerGroupEvents for this
 node's groups (by tag) with events since its last success, and describes the groups that carry a
 ``SpotToBeReleased`` event the index does not know yet; they are published like any changed group, and
-the pod controller evicts their pods. At most ``MAX_PAGES`` pages (20 groups each) per round: a burst
+the pod controller evicts their pods. At most ``MAX_PAGES`` pages (200 groups each, ECI's documented
+default) per round: a burst
 of starting groups (each with its Scheduled/Pulled/Started events) cannot turn it into a flood of calls;
 the rest is read in the next round (its window overlaps).
 
@@ -27,7 +28,7 @@ import structlog
 from vk_provider.aio import create_guarded_task
 from vk_provider.eci.feed import Feed
 from vk_provider.eci.index import Index
-from vk_provider.eci.listing import PAGE, Call, Listing, describe_ids, tag_params
+from vk_provider.eci.listing import STATUS_PAGE, Call, Listing, describe_ids, tag_params
 from vk_provider.eci.models import DescribeContainerGroupEventsResponse
 from vk_provider.eci.status import SPOT_NOTICE_REASON, spot_notice
 from vk_provider.errors import ProviderError
@@ -36,6 +37,8 @@ from vk_provider.settings import ECISettings
 log = structlog.get_logger("vk_provider.eci.notices")
 
 MAX_PAGES = 5
+# ECI's documented answer has no NextToken, though the request takes one "obtained from the previous
+# query": a NextToken, when sent, is followed; without one a round reads one page of 200 groups.
 
 
 class SpotNotices:
@@ -73,7 +76,7 @@ class SpotNotices:
         """One round; returns how many groups with a new notice were described and published."""
         now = time.monotonic()
         since = max(10, math.ceil(now - (self._last_ok or now) + 2 * self.interval + 5))
-        params = {**self._tags, "SinceSecond": since, "Limit": PAGE}
+        params = {**self._tags, "SinceSecond": since, "Limit": STATUS_PAGE}
         ids: list[str] = []
         listing = Listing(self._call, DescribeContainerGroupEventsResponse, params, max_pages=MAX_PAGES)
         async for page, _ in listing.pages_left():

@@ -298,7 +298,8 @@ class Actions:
         cutoff = time.time() - since if since is not None else None
         if cutoff is not None:
             groups = [g for g in groups if any(e.last >= cutoff for e in g.events)]
-        page, token = self._page(groups, p, default_limit=20, max_limit=20)
+        # ECI documents a default of 200 groups per answer, and no maximum (200 assumed).
+        page, token = self._page(groups, p, default_limit=200, max_limit=200)
         data = [
             {
                 "ContainerGroupId": g.id,
