@@ -48,8 +48,8 @@ def tag_params(cluster: str, node: str, extra: dict[str, str] | None = None) -> 
 
 class Listing(Generic[Page]):
     """One listing (DescribeContainerGroups, DescribeContainerGroupStatus or DescribeContainerGroupEvents with
-    ``params``), walked with
-    NextToken: a page at a time (``next_page``, the poller's paced sweeps) or to its end (``pages_left``).
+    ``params``), walked with NextToken: a page at a time (``next_page``, the poller's paced sweeps) or to its
+    end (``pages_left``).
     Each page comes as (parsed answer, raw answer): the incremental poll fingerprints the raw items."""
 
     def __init__(self, call: Call, response: type[Page], params: dict[str, Any], *, max_pages: int = MAX_PAGES) -> None:

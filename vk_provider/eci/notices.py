@@ -7,9 +7,8 @@ whose only news is an event is not documented. So every ``eci.spot_notice_poll_i
 node's groups (by tag) with events since its last success, and describes the groups that carry a
 ``SpotToBeReleased`` event the index does not know yet; they are published like any changed group, and
 the pod controller evicts their pods. At most ``MAX_PAGES`` pages (200 groups each, ECI's documented
-default) per round: a burst
-of starting groups (each with its Scheduled/Pulled/Started events) cannot turn it into a flood of calls;
-the rest is read in the next round (its window overlaps).
+default) per round: a burst of starting groups (each with its Scheduled/Pulled/Started events) cannot
+turn it into a flood of calls; the rest is read in the next round (its window overlaps).
 
 ECI call budget: one call per interval in steady state (6/min), at most ``MAX_PAGES`` per interval
 during bursts of events, plus one describe per 20 newly noticed groups.
