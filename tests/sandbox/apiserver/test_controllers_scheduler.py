@@ -91,7 +91,8 @@ async def test_unschedulable_pod_gets_the_real_message_and_waits_for_a_node(serv
     assert cond["reason"] == "Unschedulable"
     assert cond["message"] == (
         "0/2 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, "
-        "1 node(s) had untolerated taint {vk: eci}."
+        "1 node(s) had untolerated taint {vk: eci}. "
+        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
     )
     events, _ = store.list("events", "default", field_selector="involvedObject.name=p,reason=FailedScheduling")
     assert len(events) == 1 and events[0]["type"] == "Warning"
