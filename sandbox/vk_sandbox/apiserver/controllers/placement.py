@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .capacity import CPU, MEMORY, PODS, Amounts, allocatable, insufficient, nonzero_requests, pod_requests
-from .matching import requirement_matches, term_matches, toleration_tolerates, unfit_reason
+from .matching import node_ready_status, requirement_matches, term_matches, toleration_tolerates, unfit_reason
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -89,6 +89,24 @@ class NodeInfo:
     nonzero_cpu: int = 0
     nonzero_memory: int = 0
     pods: set[Key] = field(default_factory=set)
+    # Cached from the node: True when no filter but resources and anti-affinity can reject a pod here.
+    plain: bool = False
+    soft_taints: bool = False
+
+    def __post_init__(self) -> None:
+        self.refresh(self.node)
+
+    def refresh(self, node: JSON) -> None:
+        self.node = node
+        self.allocatable = allocatable(node)
+        spec = node.get("spec") or {}
+        taints = spec.get("taints") or []
+        self.plain = (
+            not spec.get("unschedulable")
+            and node_ready_status(node) == "True"
+            and not any(t.get("effect") in ("NoSchedule", "NoExecute") for t in taints)
+        )
+        self.soft_taints = any(t.get("effect") == "PreferNoSchedule" for t in taints)
 
     @property
     def name(self) -> str:
@@ -127,8 +145,7 @@ class Cluster:
                 if b.node == name:
                     self._account(info, key, b, +1)
         else:
-            info.node = node
-            info.allocatable = allocatable(node)
+            info.refresh(node)
 
     def remove_node(self, name: str) -> None:
         self.nodes.pop(name, None)
@@ -214,15 +231,19 @@ class Cluster:
         request: Amounts,
         own: list[tuple[str, set[str]]],
         existing: list[tuple[str, str]],
+        selective: bool,
     ) -> list[str]:
-        reason = unfit_reason(info.node, pod)
-        if reason is not None:
-            return [reason]
-        if info.allocatable is not None:
+        if selective or not info.plain:
+            reason = unfit_reason(info.node, pod)
+            if reason is not None:
+                return [reason]
+        alloc = info.allocatable
+        if alloc is not None and (
+            alloc.get(PODS, 0) <= len(info.pods)
+            or any(n > alloc.get(r, 0) - info.requested.get(r, 0) for r, n in request.items())
+        ):
             free_pods, available = self._free(info)
-            reasons = insufficient(free_pods, request, available)
-            if reasons:
-                return reasons
+            return insufficient(free_pods, request, available)
         labels = info.labels
         if any(labels.get(topology) == value for topology, value in existing):
             return [REASON_EXISTING_ANTI_AFFINITY]
@@ -236,10 +257,12 @@ class Cluster:
             return None, "no nodes available to schedule pods"
         request = pod_requests(pod)
         own, existing = self._anti_affinity(pod) if self._needs_anti_affinity(pod) else ([], [])
+        spec = pod.get("spec") or {}
+        selective = bool(spec.get("nodeSelector") or ((spec.get("affinity") or {}).get("nodeAffinity")))
         fitting: list[NodeInfo] = []
         failures: dict[str, list[str]] = {}
         for info in self.nodes.values():
-            reasons = self._unfit(info, pod, request, own, existing)
+            reasons = self._unfit(info, pod, request, own, existing, selective)
             if reasons:
                 failures[info.name] = reasons
             else:
@@ -257,16 +280,21 @@ class Cluster:
         cpu, memory = nonzero_requests(pod)
         preferred = _preferred_terms(pod)
         tolerations = list((pod.get("spec") or {}).get("tolerations") or [])
-        affinity = {i.name: sum(w for w, term in preferred if term_matches(i.node, term)) for i in fitting}
-        intolerable = {i.name: _intolerable_soft_taints(i.node, tolerations) for i in fitting}
-        max_affinity = max(affinity.values())
-        max_taints = max(intolerable.values())
+        affinity: dict[str, int] = {}
+        if preferred:
+            affinity = {i.name: sum(w for w, term in preferred if term_matches(i.node, term)) for i in fitting}
+        intolerable: dict[str, int] = {}
+        if any(i.soft_taints for i in fitting):
+            intolerable = {i.name: _intolerable_soft_taints(i.node, tolerations) for i in fitting}
+        max_affinity = max(affinity.values(), default=0)
+        max_taints = max(intolerable.values(), default=0)
 
         def score(info: NodeInfo) -> tuple[int, int, str]:
             total = _least_allocated(info, cpu, memory)
             if max_affinity:
                 total += 2 * (affinity[info.name] * 100 // max_affinity)
-            total += 3 * (100 - intolerable[info.name] * 100 // max_taints if max_taints else 100)
+            if max_taints:
+                total -= 3 * (intolerable[info.name] * 100 // max_taints)
             return -total, len(info.pods), info.name
 
         return min(fitting, key=score)
