@@ -201,6 +201,16 @@ _STORED: tuple[ResourceType, ...] = (
         "apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), "replicaset", ("status", "scale"), categories=("all",)
     ),
     ResourceType("batch", "v1", "jobs", "Job", True, (), "job", ("status",), categories=("all",)),
+    ResourceType(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        True,
+        ("pdb",),
+        "poddisruptionbudget",
+        ("status",),
+    ),
 )
 
 # metrics.k8s.io is never stored: metrics_api.py computes it from the kubelets on each request, as metrics-server

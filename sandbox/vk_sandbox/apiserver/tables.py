@@ -427,6 +427,16 @@ COLUMNS: dict[str, tuple[list[dict[str, Any]], Row]] = {
         [_NAME, _col("Status"), _col("Completions"), _col("Duration"), _AGE, *_WIDE_WORKLOAD],
         _job_row,
     ),
+    "poddisruptionbudgets.policy": (
+        [_NAME, _col("Min Available"), _col("Max Unavailable"), _col("Allowed Disruptions", "integer"), _AGE],
+        lambda o: [
+            o["metadata"]["name"],
+            str((o.get("spec") or {}).get("minAvailable", "N/A")),
+            str((o.get("spec") or {}).get("maxUnavailable", "N/A")),
+            int((o.get("status") or {}).get("disruptionsAllowed", 0)),
+            age(o["metadata"].get("creationTimestamp")),
+        ],
+    ),
     "certificatesigningrequests.certificates.k8s.io": (
         [_NAME, _AGE, _col("SignerName"), _col("Requestor"), _col("RequestedDuration"), _col("Condition")],
         _csr_row,
