@@ -114,12 +114,13 @@ async def scheduler(ctx: Context) -> None:
     """Bind pending pods as they appear; retry unschedulable ones when something that can make them fit changes."""
     queue: KeyQueue[tuple[str, str]] = KeyQueue()
     cluster = Cluster()
-    # Pods that fit nowhere, with the scheduling-relevant part of their spec when they were tried.
+    # Pods that fit nowhere, with the scheduling-relevant part of their spec when they were tried; in the order they
+    # first failed, which is the order they are retried in (the longest waiting first, as the real queue's FIFO).
     unschedulable: dict[tuple[str, str], str] = {}
     fingerprints: dict[str, str] = {}
 
     def retry_unschedulable() -> None:
-        queue.add_all(sorted(unschedulable))
+        queue.add_all(list(unschedulable))
 
     def on_pod(etype: str, pod: JSON) -> None:
         key = key_of(pod)
