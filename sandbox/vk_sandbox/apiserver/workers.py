@@ -266,29 +266,31 @@ class HollowKubelets:
             if run is not None:
                 self._forget(key)
             return
-        phase = (pod.get("status") or {}).get("phase")
+        status = pod.get("status") or {}
         if run is None:
-            if phase in ("Succeeded", "Failed") or (pod.get("status") or {}).get("startTime"):
-                return  # finished, or started by an earlier life of this kubelet
-            self._admit(key, pod, str(node))
-            return
-        if meta.get("deletionTimestamp") and not run.removing:
+            if status.get("phase") in ("Succeeded", "Failed"):
+                return  # finished: the store removes it at once when it is deleted
+            if status.get("startTime"):
+                run = self._runs[key] = _Run(str(meta.get("uid")), str(node), "")  # started before: only stop it
+            else:
+                run = self._admit(key, pod, str(node))
+        if run is not None and meta.get("deletionTimestamp") and not run.removing:
             run.removing = True
             grace = float(meta.get("deletionGracePeriodSeconds") or 0)
             self._after(min(grace, self.stop_seconds), key, "remove")
 
     def _forget(self, key: Key) -> None:
         run = self._runs.pop(key, None)
-        if run is not None:
+        if run is not None and run.ip:
             self._ips[run.node].discard(int(run.ip.rsplit(".", 1)[1]))
 
-    def _admit(self, key: Key, pod: JSON, node: str) -> None:
+    def _admit(self, key: Key, pod: JSON, node: str) -> _Run | None:
         index = int(node.removeprefix(WORKER_PREFIX))
         used = self._ips[node]
         host = next((n for n in range(2, 255) if n not in used), None)
         if host is None:
             log.warning("hollow kubelet has no pod IP left", node=node, pod=f"{key[0]}/{key[1]}")
-            return
+            return None
         used.add(host)
         spec = pod.get("spec") or {}
         run = _Run(str(pod["metadata"]["uid"]), node, f"10.244.{index}.{host}")
@@ -300,6 +302,7 @@ class HollowKubelets:
             init_seconds += plan[0] if plan is not None else 0.0
         self._write(key, lambda p: _creating(p, node, run.ip))
         self._after(self.startup + init_seconds, key, "start")
+        return run
 
     def _write(self, key: Key, fn: Any) -> None:
         run = self._runs.get(key)

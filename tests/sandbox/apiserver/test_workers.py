@@ -255,3 +255,28 @@ def test_bad_worker_flags_are_one_line_and_exit_2(
     assert cli.main(["sandbox", "apiserver", *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err
+
+
+def test_container_exits_end_or_restart_the_pod_by_restart_policy() -> None:
+    """Never: the pod ends Succeeded or Failed by exit codes; OnFailure restarts only a failed container."""
+    from vk_sandbox.apiserver import workers as w
+
+    def running_pod(policy: str) -> dict[str, Any]:
+        pod = {
+            "metadata": {"name": "p"},
+            "spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": "x"}]},
+        }
+        return w._running(w._creating(pod, "sandbox-worker-1", "10.244.1.2"))
+
+    ok = w._exited(running_pod("Never"), "c", (0.0, 0))
+    assert ok is not None and ok["status"]["phase"] == "Succeeded"
+    failed = w._exited(running_pod("Never"), "c", (0.0, 2))
+    assert failed is not None and failed["status"]["phase"] == "Failed"
+    assert failed["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Error"
+    retry = w._exited(running_pod("OnFailure"), "c", (0.0, 1))
+    assert retry is not None and retry["status"]["phase"] == "Running" and w._restarts(retry, "c")
+    again = w._restarted(retry, "c")
+    assert again is not None and again["status"]["containerStatuses"][0]["restartCount"] == 1
+    assert again["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 1
+    done = w._exited(running_pod("OnFailure"), "c", (0.0, 0))
+    assert done is not None and done["status"]["phase"] == "Succeeded" and not w._restarts(done, "c")
