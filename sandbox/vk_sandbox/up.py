@@ -146,12 +146,12 @@ async def run_sandbox(
 def main(args: argparse.Namespace) -> int:
     from vk_provider.log import configure_logging
 
-    configure_logging("warning", "console" if sys.stderr.isatty() else "json")
     try:
         workers = worker_spec(args)
     except ValueError as exc:
         print(f"vk-provider sandbox: {exc}", file=sys.stderr)
         return 2
+    configure_logging("warning", "console" if sys.stderr.isatty() else "json")
 
     async def _main() -> None:
         stop = asyncio.Event()

@@ -95,12 +95,12 @@ async def _serve(args: argparse.Namespace, workers: WorkerSpec) -> int:
 
 def main(args: argparse.Namespace) -> int:
     # Logs go to stderr, so stdout carries only the one ready line.
-    configure_logging(getattr(args, "log_level", "info"))
     try:
         workers = worker_spec(args)
     except ValueError as exc:
         print(f"vk-provider sandbox apiserver: {exc}", file=sys.stderr)
         return 2
+    configure_logging(getattr(args, "log_level", "info"))
     try:
         return asyncio.run(_serve(args, workers))
     except OSError as exc:
