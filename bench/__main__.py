@@ -40,6 +40,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         900,
     ),
     Scenario(
+        "scheduler",
+        "sandbox scheduler: 5,000 pending pods placed on 50 nodes (target < 10 s), then unschedulable ones explained",
+        ("--pods", "5000", "--nodes", "50", "--target-seconds", "10"),
+        ("--pods", "1000", "--nodes", "10", "--target-seconds", "10"),
+        300,
+    ),
+    Scenario(
         "eci_sim",
         "ECI simulator (virtual runtime) through the SDK: create, DescribeContainerGroups, Status rates",
         ("--groups", "10000", "--concurrency", "16"),
