@@ -106,7 +106,7 @@ async def test_report_only_pod_is_not_evicted_and_fails_bid_failed(
 ) -> None:
     """vk-eci.io/spot-interruption: report: warned and marked, not evicted; at the release it ends Failed with
     reason BidFailed naming the group, and `kubectl describe` tells the story."""
-    stack = await make_stack()
+    stack = await make_stack(**{"eci.spot_notice_poll_interval_seconds": 1.0})
     annotations = {**SPOT, "vk-eci.io/spot-interruption": "report"}
     await stack.create_pod(
         {
@@ -117,7 +117,7 @@ async def test_report_only_pod_is_not_evicted_and_fails_bid_failed(
     pod = await stack.wait_pod("keep", lambda p: running_ready(p) and bool(p and group_of(p)))
     assert pod is not None
     group = group_of(pod)
-    await stack.sim.set_faults({"spot_reclaim": {"group_ids": [group], "notice_seconds": 2}})
+    await stack.sim.set_faults({"spot_reclaim": {"group_ids": [group], "notice_seconds": 4}})
     done = await stack.wait_pod("keep", lambda p: (p or {}).get("status", {}).get("phase") == "Failed")
     assert done is not None and done["status"]["reason"] == "BidFailed" and group in done["status"]["message"]
     conditions = {c["type"]: c for c in done["status"]["conditions"]}
