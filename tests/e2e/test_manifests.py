@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import NODE, StackFactory, daemon_flags
-from tests.sandbox.apiserver.conftest import Kubectl
+from tests.kubectl import Kubectl
 from vk_provider.app import Daemon
 from vk_provider.settings import load_settings
 

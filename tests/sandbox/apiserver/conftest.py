@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KUBECTL
+from tests.kubectl import Kubectl
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
 
@@ -18,40 +18,6 @@ async def apiserver(tmp_path: Path) -> AsyncIterator[SandboxAPIServer]:
     """A running SandboxAPIServer with no controllers, fast bookmarks, in a fresh directory."""
     async with SandboxAPIServer(directory=tmp_path / "apiserver", controllers=False, bookmark_interval=0.2) as srv:
         yield srv
-
-
-class Kubectl:
-    """Runs the real kubectl against one server with a fresh cache; returns (rc, stdout, stderr)."""
-
-    def __init__(self, env: dict[str, str], kubeconfig: Path) -> None:
-        self.env = dict(env, KUBECONFIG=str(kubeconfig))
-
-    async def run(
-        self, *args: str, stdin: bytes | None = None, timeout: float = 30.0, env: dict[str, str] | None = None
-    ) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            KUBECTL,
-            *args,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**self.env, **(env or {})},
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
-
-    async def ok(
-        self, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None, timeout: float = 30.0
-    ) -> str:
-        rc, out, err = await self.run(*args, stdin=stdin, env=env, timeout=timeout)
-        assert rc == 0, f"kubectl {' '.join(args)} failed ({rc}): {err}{out}"
-        return out
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import KUBECTL
-from tests.sandbox.apiserver.conftest import Kubectl
+from tests.kubectl import Kubectl
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
 pytestmark = pytest.mark.kubectl
@@ -229,15 +228,7 @@ async def test_wait_sees_condition_change(apiserver: SandboxAPIServer, kubectl: 
 
 async def test_get_watch_streams_new_rows(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
     """`get -w` prints the header once and a row for a pod created while it watches."""
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL,
-        "get",
-        "pods",
-        "-w",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=kubectl.env,
-    )
+    proc = await kubectl.start("get", "pods", "-w", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
         await apiserver.store.create("pods", {**POD, "metadata": {"name": "first", "namespace": "default"}})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import NODE, Stack, StackFactory, make_stack, running_ready  # noqa: F401 (make_stack is a fixture)
-from tests.sandbox.apiserver.conftest import Kubectl
+from tests.kubectl import Kubectl
 from vk_provider.kube.client import KubeError
 from vk_provider.kubelet.stats import build_summary, render_resource_metrics
 from vk_provider.provider import ContainerUsage, PodUsage
