@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.waiting import eventually
 from vk_sandbox.apiserver.server import SandboxAPIServer
 from vk_sandbox.apiserver.store import Store
 
@@ -18,15 +19,8 @@ NODE = "worker"
 
 
 async def until(fn: Callable[[], T], timeout: float = 5.0) -> T:
-    """Poll a cheap in-memory condition until it is truthy (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
+    """``eventually`` for a cheap in-memory condition of the sandbox store: checked every 10 ms, 5 s by default."""
+    return await eventually(fn, timeout=timeout, interval=0.01, what="the store to reach the condition")
 
 
 def stamp() -> str:

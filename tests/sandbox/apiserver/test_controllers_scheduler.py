@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from tests.sandbox.apiserver.test_controllers_replicaset import until
 from vk_sandbox.apiserver.server import SandboxAPIServer
-
-T = TypeVar("T")
-
-
-async def until(fn: Callable[[], T], timeout: float = 5.0) -> T:
-    """Poll a cheap in-memory condition until it is truthy (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 def now() -> str:

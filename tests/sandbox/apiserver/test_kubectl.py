@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.kubectl import Kubectl
+from tests.waiting import eventually
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
 pytestmark = pytest.mark.kubectl
@@ -210,9 +211,12 @@ async def test_wait_sees_condition_change(apiserver: SandboxAPIServer, kubectl: 
 
     async def later() -> None:
         # Change the pod only once kubectl is watching, so the condition arrives through the watch.
-        async with asyncio.timeout(15):
-            while not any(w.key == "pods" for w in apiserver.store.events.watchers):
-                await asyncio.sleep(0.02)
+        await eventually(
+            lambda: any(w.key == "pods" for w in apiserver.store.events.watchers),
+            timeout=15,
+            interval=0.02,
+            what="kubectl to watch pods",
+        )
 
         def ready(p: dict[str, Any]) -> dict[str, Any]:
             p["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
