@@ -20,10 +20,21 @@ T = TypeVar("T")
 Description = str | Callable[[], str]
 
 
-def _failure(what: Description, timeout: float, last: object, error: BaseException | None) -> AssertionError:
-    text = what() if callable(what) else what
-    seen = f"last error: {error!r}" if error is not None else f"last value: {last!r}"
-    return AssertionError(f"timed out after {timeout:g} s waiting for {text}; {seen}")
+class _Deadline:
+    """What both loops share: the deadline, the last value or error seen, and the pause before the next check."""
+
+    def __init__(self, timeout: float, interval: float, what: Description) -> None:
+        self.timeout, self.interval, self.what = timeout, interval, what
+        self.deadline = time.monotonic() + timeout
+
+    def pause(self, last: object, error: BaseException | None) -> float:
+        """Seconds to wait before the next check; AssertionError naming ``what`` once the time is up."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            text = self.what() if callable(self.what) else self.what
+            seen = f"last error: {error!r}" if error is not None else f"last value: {last!r}"
+            raise AssertionError(f"timed out after {self.timeout:g} s waiting for {text}; {seen}")
+        return min(self.interval, remaining)
 
 
 async def eventually(
@@ -35,24 +46,18 @@ async def eventually(
     retry_on: tuple[type[Exception], ...] = (),
 ) -> T:
     """Poll ``check`` every ``interval`` seconds until it returns a truthy value; return that value."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    error: BaseException | None = None
+    deadline = _Deadline(timeout, interval, what)
     while True:
         try:
             value = check()
             if inspect.isawaitable(value):
                 value = await value
         except retry_on as exc:
-            error = exc
-        else:
-            if value:
-                return value  # type: ignore[return-value]  # an awaited value is the T it was awaited for
-            last, error = value, None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _failure(what, timeout, last, error)
-        await asyncio.sleep(min(interval, remaining))
+            await asyncio.sleep(deadline.pause(None, exc))
+            continue
+        if value:
+            return value  # type: ignore[return-value]  # an awaited value is the T it was awaited for
+        await asyncio.sleep(deadline.pause(value, None))
 
 
 def eventually_sync(
@@ -64,19 +69,13 @@ def eventually_sync(
     retry_on: tuple[type[Exception], ...] = (),
 ) -> T:
     """``eventually`` for synchronous tests: blocks the calling thread between checks."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    error: BaseException | None = None
+    deadline = _Deadline(timeout, interval, what)
     while True:
         try:
             value = check()
         except retry_on as exc:
-            error = exc
-        else:
-            if value:
-                return value
-            last, error = value, None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _failure(what, timeout, last, error)
-        time.sleep(min(interval, remaining))
+            time.sleep(deadline.pause(None, exc))
+            continue
+        if value:
+            return value
+        time.sleep(deadline.pause(value, None))
