@@ -83,6 +83,14 @@ def _default_container(c: dict[str, Any]) -> None:
     for p in c.get("ports") or []:
         if isinstance(p, dict):
             p.setdefault("protocol", "TCP")
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        probe = c.get(kind)
+        if isinstance(probe, dict):
+            for field, value in _PROBE_DEFAULTS.items():
+                probe.setdefault(field, value)
+
+
+_PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
 
 
 def _qos_class(spec: dict[str, Any]) -> str:
