@@ -328,7 +328,7 @@ class ControlPlane:
             f"--kubelet-certificate-authority={self.ca_path}",
             f"--kubelet-client-certificate={kubelet_client[0]}",
             f"--kubelet-client-key={kubelet_client[1]}",
-            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",  # kubeadm's order
             "--allow-privileged=true",
             "--profiling=false",
             "--v=1",

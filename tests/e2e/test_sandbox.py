@@ -2,9 +2,10 @@
 
 The sandbox starts as a child process. The test waits for its ready file, then drives it with the
 kubectl the banner tells users to run: the shipped examples must run to Ready or Complete on the
-virtual node, `logs` and `exec` must work over both streaming protocols, and SIGTERM must stop
-everything, container processes included. On the real tier the all-in-one is `make real-cluster`
-(tests/controlplane): the same assertions through upstream's API server and its kubelet proxy.
+virtual node, `logs` and `exec` must work over both streaming protocols, `cp` and `port-forward` too,
+and SIGTERM must stop everything, container processes included. On the real tier the all-in-one is
+`make real-cluster` (tests/controlplane): the same assertions through upstream's API server and its
+kubelet proxy.
 """
 
 from __future__ import annotations
@@ -165,6 +166,13 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
             check=False,
         )
         assert (done.returncode, done.stdout) == (0, b"PIPED\n"), done.stderr
+
+    # cp: a file into the container and back (tar through exec).
+    src, back = sandbox.directory.parent / "cp-src.txt", sandbox.directory.parent / "cp-back.txt"
+    src.write_text("copied through the kubelet API\n")
+    sandbox.kubectl("cp", str(src), "hello-eci:cp-dst.txt")
+    sandbox.kubectl("cp", "hello-eci:cp-dst.txt", str(back))
+    assert back.read_text() == src.read_text()
 
     # port-forward reaches an HTTP server in a pod.
     port = free_port()
