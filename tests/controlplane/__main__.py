@@ -14,17 +14,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from tests.controlplane.approver import approve_serving_csrs
 from tests.controlplane.launcher import ControlPlane, ControlPlaneError
 
 NODE_NAME = "virtual-kubelet-eci"
 DAEMON_USER = "vk-eci-daemon"
-
-
-def _progress(message: str, started: float) -> None:
-    print(f"[{time.monotonic() - started:5.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def banner(cluster: ControlPlane, node: str, metrics_url: str) -> str:
@@ -56,7 +51,7 @@ async def run(directory: Path, node: str, runtime: str, stop: asyncio.Event, rea
     from vk_provider.app import Daemon
     from vk_provider.settings import load_settings
     from vk_sandbox.eci.server import ECISimulator
-    from vk_sandbox.up import _write_ready
+    from vk_sandbox.up import _progress, _write_ready, daemon_flags
 
     started = time.monotonic()
     directory = directory.resolve()
@@ -76,24 +71,8 @@ async def run(directory: Path, node: str, runtime: str, stop: asyncio.Event, rea
         node_kubeconfig = cluster.user_kubeconfig(
             directory / "daemon.kubeconfig", user=DAEMON_USER, groups=["system:masters"]
         )
-        flags: dict[str, Any] = {
-            "kube.kubeconfig": str(node_kubeconfig),
-            "node.name": node,
-            "node.internal_ip": "127.0.0.1",
-            "eci.endpoint": sim.endpoint,
-            "eci.region": sim.region,
-            "eci.access_key_id": sim.access_key_id,
-            "eci.access_key_secret": sim.access_key_secret,
-            "eci.vswitch_ids": ["vsw-real"],
-            "eci.security_group_id": "sg-real",
-            "eci.cluster_name": "real",
-            "kubelet.port": 0,
-            "kubelet.bind_address": "127.0.0.1",
-            "kubelet.cert_dir": str(directory / "kubelet-certs"),
-            "kubelet.csr_poll_seconds": 0.5,
-            "metrics.port": 0,
-            "metrics.bind_address": "127.0.0.1",
-        }
+        flags = daemon_flags(sim, kubeconfig=node_kubeconfig, node_name=node, directory=directory, name="real")
+        flags["kubelet.csr_poll_seconds"] = 0.5
         _progress("starting the daemon", started)
         daemon = Daemon(load_settings(flags))
         await daemon.start()
