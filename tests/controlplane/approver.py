@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from vk_provider.kube.client import KubeAPI
+from vk_provider.kube.client import KubeAPI, KubeError
 
 CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 
@@ -26,7 +26,11 @@ async def approve_serving_csrs(kube: KubeAPI, username: str, interval: float = 0
                 and not status.get("conditions")
             ):
                 approved = {"conditions": [{"type": "Approved", "status": "True", "reason": "OperatorApproved"}]}
-                await kube.request(
-                    "PUT", f"{CSRS}/{csr['metadata']['name']}/approval", body={**csr, "status": approved}
-                )
+                try:
+                    await kube.request(
+                        "PUT", f"{CSRS}/{csr['metadata']['name']}/approval", body={**csr, "status": approved}
+                    )
+                except KubeError as exc:  # changed or deleted meanwhile: the next round sees it again
+                    if exc.status not in (404, 409):
+                        raise
         await asyncio.sleep(interval)
