@@ -40,7 +40,7 @@ HOST = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMIN_USER = "kubernetes-admin"
-# What `kubectl create token` and in-cluster clients ask for; the daemon's TokenReviews name it too.
+# The names the serving certificate covers besides 127.0.0.1: the ones a cluster's own clients use.
 SERVER_NAMES = [
     "localhost",
     "kubernetes",
