@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test install install-dev lint typecheck unit bench docs clean
+.PHONY: run test install install-dev lint typecheck unit e2e-real bench docs clean controlplane real-cluster
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,14 +34,35 @@ typecheck: install-dev
 unit: install-dev
 	$(BIN)/python -m pytest -q
 
-## make test: everything CI checks
-test: lint typecheck unit
+## make e2e-real: tests/e2e again, against upstream's control plane (docs/testing.md)
+e2e-real: install-dev controlplane
+	VK_E2E_TIER=real $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
+
+## make real-cluster: upstream's control plane, the ECI simulator and the daemon, for a person (like `make run`)
+real-cluster: install-dev controlplane
+	$(BIN)/python -m tests.controlplane --dir .real-cluster
+
+## make test: everything CI checks (the unit run includes tests/e2e on the sandbox tier)
+test: lint typecheck unit e2e-real
 
 docs: install-dev
 	$(BIN)/vk-provider config-docs > docs/configuration.md
+
+## make controlplane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler from tools/controlplane's
+## pinned Go modules into $(CONTROLPLANE_BIN) (ignored). Go's build cache makes a second run a no-op.
+CONTROLPLANE_BIN ?= .cache/controlplane/bin
+KUBE_VERSION := $(shell awk '$$1=="k8s.io/kubernetes" {print $$2; exit}' tools/controlplane/go.mod)
+KUBE_MINOR   := $(word 2,$(subst ., ,$(KUBE_VERSION)))
+VERSION_PKGS := k8s.io/component-base/version k8s.io/client-go/pkg/version
+CONTROLPLANE_LDFLAGS := -s -w $(foreach p,$(VERSION_PKGS),-X $(p).gitVersion=$(KUBE_VERSION) \
+	-X $(p).gitMajor=1 -X $(p).gitMinor=$(KUBE_MINOR) -X $(p).gitTreeState=clean -X $(p).buildDate=1970-01-01T00:00:00Z)
+
+controlplane:
+	cd tools/controlplane && GOTOOLCHAIN=local GOFLAGS=-mod=readonly nice -n 19 \
+		go build -trimpath -ldflags '$(CONTROLPLANE_LDFLAGS)' -o $(abspath $(CONTROLPLANE_BIN))/ ./cmd/...
 
 bench: install-dev
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info sandbox/build sandbox/*.egg-info
+	rm -rf $(VENV) .sandbox .real-cluster .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info sandbox/build sandbox/*.egg-info

@@ -59,6 +59,28 @@ def banner(kubeconfig: Path, node: str, metrics_url: str, workers: list[str] | N
     )
 
 
+def daemon_flags(sim: Any, *, kubeconfig: Path, node_name: str, directory: Path, name: str) -> dict[str, Any]:
+    """The daemon's settings beside the ECI simulator ``sim``, everything on 127.0.0.1; ``name`` names the cluster,
+    vSwitch and security group."""
+    return {
+        "kube.kubeconfig": str(kubeconfig),
+        "node.name": node_name,
+        "node.internal_ip": "127.0.0.1",
+        "eci.endpoint": sim.endpoint,
+        "eci.region": sim.region,
+        "eci.access_key_id": sim.access_key_id,
+        "eci.access_key_secret": sim.access_key_secret,
+        "eci.vswitch_ids": [f"vsw-{name}"],
+        "eci.security_group_id": f"sg-{name}",
+        "eci.cluster_name": name,
+        "kubelet.port": 0,
+        "kubelet.bind_address": "127.0.0.1",
+        "kubelet.cert_dir": str(directory / "kubelet-certs"),
+        "metrics.port": 0,
+        "metrics.bind_address": "127.0.0.1",
+    }
+
+
 def _prepare(directory: Path) -> Path:
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -104,23 +126,7 @@ async def run_sandbox(
         node_kubeconfig = apiserver.user_kubeconfig(
             directory / "node.kubeconfig", user=f"system:node:{node_name}", groups=["system:nodes", "system:masters"]
         )
-        flags: dict[str, Any] = {
-            "kube.kubeconfig": str(node_kubeconfig),
-            "node.name": node_name,
-            "node.internal_ip": "127.0.0.1",
-            "eci.endpoint": sim.endpoint,
-            "eci.region": sim.region,
-            "eci.access_key_id": sim.access_key_id,
-            "eci.access_key_secret": sim.access_key_secret,
-            "eci.vswitch_ids": ["vsw-sandbox"],
-            "eci.security_group_id": "sg-sandbox",
-            "eci.cluster_name": "sandbox",
-            "kubelet.port": 0,
-            "kubelet.bind_address": "127.0.0.1",
-            "kubelet.cert_dir": str(directory / "kubelet-certs"),
-            "metrics.port": 0,
-            "metrics.bind_address": "127.0.0.1",
-        }
+        flags = daemon_flags(sim, kubeconfig=node_kubeconfig, node_name=node_name, directory=directory, name="sandbox")
         settings = load_settings(flags)
         _progress("starting the daemon", started)
         daemon = Daemon(settings)

@@ -1,9 +1,16 @@
-"""End-to-end fixtures: the sandbox API server, the ECI simulator and the daemon, in one event loop."""
+"""End-to-end fixtures: an API server, the ECI simulator and the daemon, in one event loop.
+
+Two tiers run the same tests, chosen by VK_E2E_TIER: ``sandbox`` (default) is the sandbox API server, fresh per test;
+``real`` is upstream's etcd, kube-apiserver, kube-controller-manager and kube-scheduler (tests/controlplane), one
+cluster per session, emptied after each test. See docs/testing.md.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +19,8 @@ import pytest
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
+from tests.controlplane.approver import approve_serving_csrs
+from tests.controlplane.launcher import ControlPlane
 from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_provider.kube.client import KubeAPI, KubeError
@@ -20,6 +29,12 @@ from vk_sandbox.apiserver.server import SandboxAPIServer
 from vk_sandbox.eci.server import ECISimulator
 
 NODE = "vk-e2e"
+DAEMON_USER = "vk-eci-e2e"
+TIERS = ("sandbox", "real")
+TIER = os.environ.get("VK_E2E_TIER", "sandbox")
+if TIER not in TIERS:
+    raise pytest.UsageError(f"VK_E2E_TIER={TIER!r}: expected one of {', '.join(TIERS)}")
+REAL = TIER == "real"
 
 
 def free_port() -> int:
@@ -28,7 +43,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def daemon_flags(apiserver: SandboxAPIServer, sim: ECISimulator, directory: Path, **extra: Any) -> dict[str, Any]:
+def daemon_flags(
+    apiserver: SandboxAPIServer | ControlPlane, sim: ECISimulator, directory: Path, **extra: Any
+) -> dict[str, Any]:
     flags: dict[str, Any] = {
         "node.name": NODE,
         "node.internal_ip": "127.0.0.1",
@@ -54,7 +71,7 @@ def daemon_flags(apiserver: SandboxAPIServer, sim: ECISimulator, directory: Path
 
 @dataclass
 class Stack:
-    apiserver: SandboxAPIServer
+    apiserver: SandboxAPIServer | ControlPlane
     sim: ECISimulator
     daemon: Daemon | None
     kube: KubeAPI
@@ -139,7 +156,7 @@ def phase_is(*phases: str) -> Callable[[dict[str, Any] | None], bool]:
     return lambda p: bool(p) and (p or {}).get("status", {}).get("phase") in phases
 
 
-async def admin_api(apiserver: SandboxAPIServer) -> KubeAPI:
+async def admin_api(apiserver: SandboxAPIServer | ControlPlane) -> KubeAPI:
     cfg = k8s_client.Configuration()
     await k8s_config.load_kube_config(config_file=str(apiserver.kubeconfig_path), client_configuration=cfg)
     return KubeAPI(k8s_client.ApiClient(configuration=cfg), timeout=30)
@@ -148,26 +165,51 @@ async def admin_api(apiserver: SandboxAPIServer) -> KubeAPI:
 StackFactory = Callable[..., Awaitable[Stack]]
 
 
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane | None]:
+    """The real tier's control plane, one per session; None on the sandbox tier."""
+    if not REAL:
+        yield None
+        return
+    cluster = ControlPlane(tmp_path_factory.mktemp("controlplane")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
-async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
-    """Start apiserver + simulator (+ daemon unless daemon=False) for one test; all torn down after it."""
+async def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[StackFactory]:
+    """Start an API server (sandbox tier) + simulator (+ daemon unless daemon=False) for one test; all torn down
+    after it (on the real tier the cluster is emptied instead). Test folders that import this fixture run on the
+    sandbox tier only."""
+    real_cluster: ControlPlane | None = request.getfixturevalue("real_cluster") if REAL else None
     cleanups: list[Callable[[], Awaitable[Any]]] = []
 
     async def factory(runtime: str = "virtual", daemon: bool = True, **flags: Any) -> Stack:
-        apiserver = SandboxAPIServer(directory=tmp_path / "apiserver")
-        await apiserver.__aenter__()
-        cleanups.append(lambda: apiserver.__aexit__(None, None, None))
+        apiserver: SandboxAPIServer | ControlPlane
+        if real_cluster is not None:
+            apiserver = real_cluster
+        else:
+            apiserver = SandboxAPIServer(directory=tmp_path / "apiserver")
+            await apiserver.__aenter__()
+            cleanups.append(lambda: apiserver.__aexit__(None, None, None))
         sim = ECISimulator(directory=tmp_path / "eci", runtime=runtime)
         await sim.__aenter__()
         cleanups.append(lambda: sim.__aexit__(None, None, None))
-        # The daemon runs as the node identity, so the sandbox's CSR approver signs its serving certificate.
-        node_kubeconfig = apiserver.user_kubeconfig(
-            tmp_path / "node.kubeconfig", user=f"system:node:{NODE}", groups=["system:nodes", "system:masters"]
+        # The daemon runs as a cluster-admin user that is not a node: a real API server's NodeRestriction admission
+        # refuses a node identity the Node labels the daemon sets (kubernetes.io/role). The operator's approver
+        # approves its serving CSR; the sandbox CA or the real controller-manager signs it.
+        daemon_kubeconfig = apiserver.user_kubeconfig(
+            tmp_path / "daemon.kubeconfig", user=DAEMON_USER, groups=["system:masters"]
         )
-        flags.setdefault("kube.kubeconfig", str(node_kubeconfig))
+        flags.setdefault("kube.kubeconfig", str(daemon_kubeconfig))
+        flags.setdefault("kubelet.csr_poll_seconds", 0.2)
         settings = load_settings(daemon_flags(apiserver, sim, tmp_path, **flags))
         kube = await admin_api(apiserver)
         cleanups.append(kube.close)
+        approver = asyncio.create_task(approve_serving_csrs(kube, DAEMON_USER))
+        cleanups.append(lambda: cancel(approver))
         d: Daemon | None = None
         if daemon:
             d = Daemon(settings)
@@ -185,3 +227,13 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
                 await fn()
             except Exception:
                 pass
+        if real_cluster is not None:
+            await asyncio.to_thread(real_cluster.reset)  # a failure here is the test's error: the next needs it
+
+
+async def cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

@@ -2,8 +2,10 @@
 
 The sandbox starts as a child process. The test waits for its ready file, then drives it with the
 kubectl the banner tells users to run: the shipped examples must run to Ready or Complete on the
-virtual node, `logs` and `exec` must work over both streaming protocols, and SIGTERM must stop
-everything, container processes included.
+virtual node, `logs` and `exec` must work over both streaming protocols, `cp` and `port-forward` too,
+and SIGTERM must stop everything, container processes included. On the real tier the all-in-one is
+`make real-cluster` (tests/controlplane): the same assertions through upstream's API server and its
+kubelet proxy.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from subprocess import PIPE
 import pytest
 
 from tests.conftest import KUBECTL
+from tests.e2e.conftest import REAL
 from tests.kubectl import Kubectl
 from tests.waiting import eventually_sync
 
@@ -32,6 +35,8 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 VK = Path(sys.executable).with_name("vk-provider")
+# The real tier runs the same person's all-in-one on upstream's control plane (`make real-cluster`).
+ALL_IN_ONE = [sys.executable, "-m", "tests.controlplane"] if REAL else [str(VK), "sandbox"]
 READY_KEYS = {"kubeconfig", "node", "eci_endpoint", "kubelet_port", "metrics_url"}
 SPDY = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
 WEBSOCKET = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "true"}
@@ -82,7 +87,7 @@ def sandbox(tmp_path: Path, kubectl_env: dict[str, str]) -> Iterator[Sandbox]:
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         proc = subprocess.Popen(
-            [str(VK), "sandbox", "--dir", str(state), "--ready-file", str(ready_file)],
+            [*ALL_IN_ONE, "--dir", str(state), "--ready-file", str(ready_file)],
             stdout=out,
             stderr=err,
             cwd=ROOT,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import random
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,14 @@ def _default_container(c: dict[str, Any]) -> None:
     for p in c.get("ports") or []:
         if isinstance(p, dict):
             p.setdefault("protocol", "TCP")
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        probe = c.get(kind)
+        if isinstance(probe, dict):
+            for field, value in _PROBE_DEFAULTS.items():
+                probe.setdefault(field, value)
+
+
+_PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
 
 
 def _qos_class(spec: dict[str, Any]) -> str:
@@ -122,6 +131,8 @@ def default_pod(obj: dict[str, Any]) -> None:
         spec["serviceAccountName"] = spec["serviceAccount"]
     spec.setdefault("serviceAccountName", "default")
     spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    mount_service_account_token(spec)
     tolerations = spec.setdefault("tolerations", [])
     if isinstance(tolerations, list):
         # The DefaultTolerationSeconds admission plugin adds these two unless already tolerated.
@@ -136,6 +147,44 @@ def default_pod(obj: dict[str, Any]) -> None:
     if isinstance(status, dict):
         status.setdefault("phase", "Pending")
         status["qosClass"] = _qos_class(spec)
+
+
+SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def mount_service_account_token(spec: dict[str, Any]) -> None:
+    """The ServiceAccount admission plugin's projected ``kube-api-access-*`` volume (token, the namespace's
+    ``kube-root-ca.crt``, the namespace) mounted into every container, unless the pod opts out or a container
+    already mounts the path. Idempotent, so an update leaves it alone. Unlike the real plugin it does not read the
+    ServiceAccount's own automountServiceAccountToken, nor refuse a pod whose ServiceAccount does not exist yet."""
+    if spec.get("automountServiceAccountToken") is False:
+        return
+    containers = [c for field in ("initContainers", "containers") for c in spec.get(field) or [] if isinstance(c, dict)]
+    if not containers or any(
+        isinstance(m, dict) and m.get("mountPath") == SA_MOUNT_PATH
+        for c in containers
+        for m in c.get("volumeMounts") or []
+    ):
+        return
+    name = "kube-api-access-" + "".join(random.choices(_SUFFIX_ALPHABET, k=5))
+    sources = [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {
+            "downwardAPI": {
+                "items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]
+            }
+        },
+    ]
+    volumes = spec.setdefault("volumes", [])
+    if not isinstance(volumes, list):
+        return
+    volumes.append({"name": name, "projected": {"sources": sources, "defaultMode": 420}})
+    for c in containers:
+        mounts = c.setdefault("volumeMounts", [])
+        if isinstance(mounts, list):
+            mounts.append({"name": name, "readOnly": True, "mountPath": SA_MOUNT_PATH})
 
 
 def validate_pod(obj: dict[str, Any]) -> None:

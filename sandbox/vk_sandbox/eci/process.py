@@ -261,9 +261,16 @@ class ProcessRuntime:
                 target = Path(m.mount_path)
                 if not target.exists():
                     self._make_path(run, target, directory=not src.is_file())
-                lines.append(f"mount --bind {shlex.quote(str(src))} {shlex.quote(str(target))}")
+                # Again just before mounting: another group that created the same host path may have removed it
+                # meanwhile (every pod mounts /var/run/secrets/kubernetes.io/serviceaccount).
+                quoted = shlex.quote(str(target))
+                if src.is_file():
+                    lines.append(f"mkdir -p {shlex.quote(str(target.parent))}; [ -e {quoted} ] || : > {quoted}")
+                else:
+                    lines.append(f"mkdir -p {quoted}")
+                lines.append(f"mount --bind {shlex.quote(str(src))} {quoted}")
                 if m.read_only:
-                    lines.append(f"mount -o remount,bind,ro {shlex.quote(str(target))}")
+                    lines.append(f"mount -o remount,bind,ro {quoted}")
             lines.append('exec "$@"')
             script = self.group_dir(group) / f"mounts-{spec.name}.sh"
             script.write_text("\n".join(lines) + "\n")

@@ -1,4 +1,5 @@
-"""The "default" ServiceAccount in every namespace, and the namespaces every cluster has."""
+"""The "default" ServiceAccount and the "kube-root-ca.crt" ConfigMap in every namespace, and the namespaces every
+cluster has (the real controller-manager's serviceaccount and root-ca-cert-publisher controllers)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ def ensure_namespaces(ctx: Context) -> None:
 
 
 def ensure_default_service_account(ctx: Context, namespace: str) -> bool:
-    """Create ``default`` in ``namespace`` unless present or the namespace is going away; True when created."""
+    """Create ``default`` (and ``kube-root-ca.crt``) in ``namespace`` unless present or the namespace is going away;
+    True when the ServiceAccount was created."""
     ns = ctx.store.get("namespaces", None, namespace)
     if ns is None or meta(ns).get("deletionTimestamp"):
         return False
+    ensure_root_ca(ctx, namespace)
     if ctx.store.get("serviceaccounts", namespace, "default") is not None:
         return False
     try:
@@ -36,6 +39,24 @@ def ensure_default_service_account(ctx: Context, namespace: str) -> bool:
         log.debug("default service account not created", namespace=namespace, error=exc.message)
         return False
     return True
+
+
+def ensure_root_ca(ctx: Context, namespace: str) -> None:
+    """The cluster CA as ``kube-root-ca.crt`` (key ``ca.crt``), which every pod's service-account volume projects."""
+    if ctx.store.get("configmaps", namespace, "kube-root-ca.crt") is not None:
+        return
+    try:
+        ctx.store.create_now(
+            "configmaps",
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "kube-root-ca.crt", "namespace": namespace},
+                "data": {"ca.crt": ctx.ca.cert_pem.decode()},
+            },
+        )
+    except ApiError as exc:
+        log.debug("kube-root-ca.crt not created", namespace=namespace, error=exc.message)
 
 
 async def service_accounts(ctx: Context) -> None:
