@@ -1,4 +1,4 @@
-"""`vk-provider doctor` against the sandbox: every failure mode it exists for, each with its fix."""
+"""`vk-provider doctor` against the sandbox (either tier): every failure mode it exists for, each with its fix."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import NODE, Stack, StackFactory, daemon_flags
+from tests.e2e.conftest import NODE, REAL, Stack, StackFactory, daemon_flags
 from vk_provider.doctor.report import Check, passed
 from vk_provider.doctor.run import run_checks
 from vk_provider.kubelet.tls import make_csr
@@ -48,7 +48,9 @@ async def test_everything_passes_against_a_healthy_sandbox(make_stack: StackFact
     assert got["eci.create-dry-run"].status == "ok"
     assert abs(got["eci.clock"].data["skew_seconds"]) < 5
     assert got["kube.node-name"].status == "ok" and "free" in got["kube.node-name"].detail
-    assert got["kube.metrics-server"].status == "ok"
+    # The sandbox serves metrics.k8s.io itself; the real tier has no metrics-server (an advisory failure).
+    metrics = got["kube.metrics-server"]
+    assert (metrics.status, metrics.required) == (("fail", False) if REAL else ("ok", False)), metrics
     assert got["kube.elastic-webhook"].status == "skipped"
     for action in ("DescribeContainerGroups", "DescribeContainerGroupStatus", "DescribeContainerLog", "ListUsage"):
         assert got[f"eci.allow.{action}"].status == "ok"
