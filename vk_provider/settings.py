@@ -108,6 +108,18 @@ class NodeSettings(_Section):
         return v
 
 
+# ECI's published quotas per minute (per account) of the actions that are not token buckets
+# (../shared/docs/elasticity-notes.md); "*" is every action not named.
+DEFAULT_PER_MINUTE: dict[str, int] = {
+    "DescribeContainerGroups": 2000,
+    "DescribeContainerGroupStatus": 2000,
+    "DescribeMultiContainerGroupMetric": 2000,
+    "DescribeContainerLog": 500,
+    "ExecContainerCommand": 500,
+    "*": 1000,
+}
+
+
 class ECISettings(_Section):
     """How the daemon reaches ECI and where groups are placed."""
 
@@ -158,8 +170,21 @@ class ECISettings(_Section):
     )
     cluster_domain: str = Field("cluster.local", description="Cluster DNS domain for search paths.")
     thread_pool_size: int = Field(16, ge=1, le=256, description="Threads for blocking SDK calls.")
-    rate_limit_qps: float = Field(20.0, gt=0, description="Client-side rate limit on ECI calls.")
-    rate_limit_burst: int = Field(40, ge=1, description="Burst size of the rate limiter.")
+    rate_limit_qps: float = Field(
+        20.0,
+        gt=0,
+        description="Client-side rate limit of each write action (CreateContainerGroup, DeleteContainerGroup, "
+        "UpdateContainerGroup, RestartContainerGroup), per second: ECI's token bucket is 20/s.",
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="Burst of each write action's bucket (ECI's token bucket holds 100)."
+    )
+    rate_limits_per_minute: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_PER_MINUTE),
+        description='Client-side quota per minute of every other action ("*": the rest), as ECI counts them; '
+        "each action has its own bucket, so a create backlog never holds up status polls, logs or exec. Actions "
+        "not named keep their defaults (YAML map, or JSON in env/flag).",
+    )
     max_retries: int = Field(6, ge=0, description="Retries of one ECI call on Throttling or 5xx.")
     backoff_base_seconds: float = Field(0.5, gt=0, description="First retry delay; doubles each retry.")
     backoff_max_seconds: float = Field(30.0, gt=0, description="Cap on one retry delay.")
@@ -193,6 +218,14 @@ class ECISettings(_Section):
         "presence checks see deletions and unknown groups, so once an hour is enough. backend_pods answers from the "
         "index while a resync is that recent or under way.",
     )
+
+    @field_validator("rate_limits_per_minute")
+    @classmethod
+    def _positive_quotas(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = sorted(action for action, quota in v.items() if quota < 1)
+        if bad:
+            raise ValueError(f"quotas per minute must be >= 1 (not for {', '.join(bad)})")
+        return {**DEFAULT_PER_MINUTE, **v}  # an action not named keeps its default
 
     @field_validator("vswitch_ids", "cluster_dns", mode="before")
     @classmethod

@@ -3,7 +3,8 @@
 The SDK (aliyun-python-sdk-core 2.16) is blocking and retries nothing for ECI, so every call goes
 through ``ECIClient.call``:
 
-- the client-side rate limiter (``eci.rate_limit_qps`` / ``eci.rate_limit_burst``) is passed first,
+- the action's client-side rate limit (ratelimit.py: one bucket per action, as ECI counts them) is passed
+  first,
 - the blocking ``do_action_with_exception`` runs in a ``ThreadPoolExecutor`` of
   ``eci.thread_pool_size`` threads, never on the event loop,
 - Throttling*, 5xx, timeouts and connection errors are retried with ``eci.backoff_*`` up to
@@ -46,7 +47,8 @@ from aliyunsdkcore.auth.credentials import AccessKeyCredential, EcsRamRoleCreden
 from aliyunsdkcore.client import AcsClient
 from pydantic import BaseModel, ValidationError
 
-from vk_provider.aio import Backoff, RateLimiter
+from vk_provider.aio import Backoff
+from vk_provider.eci.ratelimit import ActionLimiter
 from vk_provider.errors import NotFound, PermanentError, ProviderError, TransientError
 from vk_provider.log import redact_text
 from vk_provider.metrics import ECI_CALL_SECONDS, ECI_CALLS, ECI_RETRIES
@@ -248,7 +250,9 @@ class ECIClient:
             self._endpoint = parts.netloc
             self._protocol = parts.scheme or "https"
         self._pool = ThreadPoolExecutor(max_workers=settings.thread_pool_size, thread_name_prefix="eci-sdk")
-        self._limiter = RateLimiter(settings.rate_limit_qps, settings.rate_limit_burst)
+        self._limiter = ActionLimiter(
+            settings.rate_limit_qps, settings.rate_limit_burst, settings.rate_limits_per_minute
+        )
         self._backoff = Backoff(base=settings.backoff_base_seconds, cap=settings.backoff_max_seconds)
         self._sleep = sleep or asyncio.sleep
         self._closed = False
@@ -332,7 +336,7 @@ class ECIClient:
         return Probe(data, error, server_date, started, finished)
 
     async def _attempt(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        await self._limiter.acquire()
+        await self._limiter.acquire(action)
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
