@@ -197,26 +197,38 @@ class ECISettings(_Section):
         "(SpotToBeReleased, about 3 minutes ahead); 0 leaves them to the status poll.",
     )
     status_poll_interval_seconds: float = Field(
-        3.0,
+        6.0,
         gt=0,
-        description="Poller tick: each tick makes one incremental status poll (DescribeContainerGroupStatus + "
-        "SinceSecond) and advances the presence check or full resync under way by at most one page.",
+        description="Poller tick while no group is in transition: each tick makes one incremental status poll "
+        "(DescribeContainerGroupStatus + SinceSecond) and advances the presence check or full resync under way by "
+        "at most one page (about 20 ECI calls/min at any pod count).",
+    )
+    status_poll_fast_interval_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="Poller tick while groups are in transition (created and not yet Running, being deleted): a "
+        "group turning Running shows on its pod within about this much.",
+    )
+    status_poll_fast_window_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How long after its create a group still Scheduling or Pending keeps the poller fast.",
     )
     presence_check_interval_seconds: float = Field(
         300.0,
         gt=0,
         description="How long after the last presence check completed the next one starts: the list of existing "
         "group ids (DescribeContainerGroupStatus, 200 per call, one call per tick) that notices groups deleted "
-        "outside Kubernetes. At 10,000 pods it is 50 calls over 150 s (300 s while a resync shares the ticks).",
+        "outside Kubernetes. At 10,000 pods it is 50 calls over 300 s (600 s while a resync shares the slow ticks).",
     )
     full_resync_interval_seconds: float = Field(
         3600.0,
         gt=0,
         description="How long after the last full resync completed the next one starts: DescribeContainerGroups "
-        "by tag, 20 groups per call, one call per tick (500 calls over 25-35 min at 10,000 pods). It only re-reads "
-        "every group's details in case an incremental poll missed a change: the polls see status changes and the "
-        "presence checks see deletions and unknown groups, so once an hour is enough. backend_pods answers from the "
-        "index while a resync is that recent or under way.",
+        "by tag, 20 groups per call, one call per slow tick (500 calls over 50-75 min at 10,000 pods). It only "
+        "re-reads every group's details in case an incremental poll missed a change: the polls see status changes "
+        "and the presence checks see deletions and unknown groups, so once an hour is enough. backend_pods answers "
+        "from the index while a resync is that recent or under way.",
     )
 
     @field_validator("rate_limits_per_minute")
