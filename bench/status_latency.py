@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import tempfile
 import time
@@ -93,6 +94,14 @@ async def run(args: argparse.Namespace) -> int:
             stop = asyncio.Event()
             watcher = asyncio.ensure_future(watch_running(b, running, stop))
             await asyncio.sleep(0.5)  # the watch is open
+            spy = None
+            if args.py_spy:  # sample the daemon's every thread while the pods are created (py-spy from PyPI)
+                spy = await asyncio.create_subprocess_exec(
+                    str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(b.proc.pid),
+                    "--rate", "250", "--gil", "--format", "raw", "--output", args.py_spy, "--nonblocking",
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )  # fmt: skip
+                await asyncio.sleep(1.0)
             calls0, cpu0 = b.eci_calls(), b.cpu_seconds()
             t0 = time.time()
             if args.rate > 0:  # a steady trickle of pods instead of a burst
@@ -106,6 +115,9 @@ async def run(args: argparse.Namespace) -> int:
             all_running = time.time() - t0
             cpu = b.cpu_seconds() - cpu0
             calls = b.eci_calls() - calls0
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                await spy.wait()
             throttled = b.sim.stats()["faults_injected"].get("Throttling", 0)
             by_uid = {rec["tags"].get(TAG_UID): rec["times"] for rec in b.sim.transitions()["transitions"].values()}
             to_create = [by_uid[u]["Created"] - t for u, t in bound.items() if u in by_uid]
@@ -179,6 +191,7 @@ def main() -> int:
     ap.add_argument("--idle-seconds", type=float, default=0)
     ap.add_argument("--settle-seconds", type=float, default=10)
     ap.add_argument("--delete", action="store_true")
+    ap.add_argument("--py-spy", metavar="FILE", help="sample the daemon from bind to Running into FILE (collapsed)")
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
     return asyncio.run(run(args))
