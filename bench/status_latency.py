@@ -102,7 +102,7 @@ async def run(args: argparse.Namespace) -> int:
                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
                 )  # fmt: skip
                 await asyncio.sleep(1.0)
-            calls0, cpu0 = b.eci_calls(), b.cpu_seconds()
+            calls0, cpu0, bed0 = b.eci_calls(), b.cpu_seconds(), time.process_time()
             t0 = time.time()
             if args.rate > 0:  # a steady trickle of pods instead of a burst
                 bound = {}
@@ -114,6 +114,7 @@ async def run(args: argparse.Namespace) -> int:
             await wait_until(lambda: len(running) >= args.pods, args.timeout, "not all pods Running in time")
             all_running = time.time() - t0
             cpu = b.cpu_seconds() - cpu0
+            bed = time.process_time() - bed0
             calls = b.eci_calls() - calls0
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
@@ -133,6 +134,7 @@ async def run(args: argparse.Namespace) -> int:
                 ("bind → pod Running, p50 / p99 / max (ms)", spread(total)),
                 ("daemon CPU, first bind → all Running (s)", f"{cpu:.2f}"),
                 ("daemon CPU per pod (ms)", f"{1000 * cpu / args.pods:.2f}"),
+                ("test bed CPU (API server, simulator, this watch; one process) (s)", f"{bed:.2f}"),
                 ("ECI calls per pod", f"{n_calls / args.pods:.2f}"),
                 ("Throttling answers", str(throttled)),
             ]

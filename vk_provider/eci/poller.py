@@ -23,7 +23,8 @@ slow otherwise (``eci.status_poll_interval_seconds``, 6 s). A group is in transi
 until it leaves Scheduling/Pending/Restarting/Updating, if that happens within
 ``eci.status_poll_fast_window_seconds`` (so a group stuck Pending does not keep the poller fast), and
 from a delete (ours or anyone's: Terminating) until it is gone. A create or a delete wakes a poller
-that sleeps a slow tick (``hurry``). The sweeps advance on slow ticks only, whatever the cadence.
+that sleeps a slow tick (``hurry``). The sweeps, and the polls that look back far (``poll_once``),
+come once per slow tick's worth of ticks, whatever the cadence.
 
 ECI call budget at 10,000 steady pods with the defaults: one poll per 6 s tick and at most one sweep
 page per slow tick, i.e. at most 20 calls/min whatever the pod count, plus describes of groups that
@@ -274,11 +275,20 @@ class Poller:
 
     # --- the incremental poll ------------------------------------------------------------------------
 
-    async def poll_once(self) -> None:
-        """One incremental poll: statuses changed since the last successful poll, then their details."""
+    async def poll_once(self, *, wide: bool = True) -> None:
+        """One incremental poll: statuses changed since the last successful poll, then their details.
+
+        A wide poll (every slow tick's worth) looks back the time since the last successful poll plus
+        two slow ticks and 5 s, at least 10 s; a fast tick's poll only that time plus 2 s, at least 3 s:
+        during a burst every group changes a few times within 10 s, and 20 overlapping listings of all of
+        them per 10 s cost more than everything else the daemon does (a missed change is listed by the
+        next wide poll, at most a slow tick later)."""
         now = time.monotonic()
-        since = now - (self._last_poll_ok or now) + 2 * self.settings.status_poll_interval_seconds + 5
-        since = max(10, math.ceil(since))
+        elapsed = now - (self._last_poll_ok or now)
+        if wide:
+            since = max(10, math.ceil(elapsed + 2 * self.settings.status_poll_interval_seconds + 5))
+        else:
+            since = max(3, math.ceil(elapsed + 2))
         if since > 3600:
             await self.resync()
             self._last_poll_ok = now
@@ -373,7 +383,7 @@ class Poller:
                     self._last_poll_ok = self._last_poll_ok or time.monotonic()
                     self._last_presence = time.monotonic()
                 else:
-                    await self.poll_once()
+                    await self.poll_once(wide=self._sweep_credit >= slow)
                     polled = True
             except ProviderError as exc:
                 log.warning("eci status poll failed", error=exc.message, reason=exc.reason)
