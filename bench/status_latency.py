@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_burst import NODE, Bench, bench_stack, table
 
 from vk_provider.eci.names import TAG_POD, TAG_UID
+from vk_provider.settings import ECISettings
 from vk_sandbox.eci.faults import PUBLISHED_LIMITS
 
 
@@ -83,7 +84,7 @@ async def run(args: argparse.Namespace) -> int:
     qps = 1000.0
     if args.published_limits:
         qps = 20.0
-        settings["eci.rate_limit_burst"] = 100  # the defaults (bench_stack sets burst = qps)
+        settings["eci.rate_limit_burst"] = ECISettings.model_fields["rate_limit_burst"].default  # the default
     else:
         settings["eci.rate_limits_per_minute"] = {"*": 600_000, "DescribeContainerGroups": 600_000}
     with tempfile.TemporaryDirectory(prefix="vk-bench-") as tmp:

@@ -177,7 +177,10 @@ class ECISettings(_Section):
         "UpdateContainerGroup, RestartContainerGroup), per second: ECI's token bucket is 20/s.",
     )
     rate_limit_burst: int = Field(
-        100, ge=1, description="Burst of each write action's bucket (ECI's token bucket holds 100)."
+        50,
+        ge=1,
+        description="Burst of each write action's bucket: half of ECI's 100, so that calls which reach ECI "
+        "bunched together (thread pool, network) still fit in its bucket at the same rate.",
     )
     rate_limits_per_minute: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_PER_MINUTE),

@@ -7,7 +7,9 @@ daemon keeps one bucket per action too: a backlog of 10,000 creates waits on the
 while status polls, deletes, logs and exec pass on their own buckets.
 
 - ``eci.rate_limit_qps`` / ``eci.rate_limit_burst`` are the bucket of each write action
-  (CreateContainerGroup, DeleteContainerGroup, UpdateContainerGroup, RestartContainerGroup);
+  (CreateContainerGroup, DeleteContainerGroup, UpdateContainerGroup, RestartContainerGroup): ECI's
+  rate, half its burst. Calls leave our bucket spaced but may reach ECI bunched (the thread pool, the
+  network); at the same rate only a smaller burst leaves ECI's bucket the headroom to take them;
 - ``eci.rate_limits_per_minute`` maps any other action (``"*"``: the rest) to its quota per minute,
   enforced as a bucket of a tenth of the quota refilled at ``(quota - burst) / 60`` per second, so that
   no 60-second window ever holds more than the quota, however the service aligns its minutes.
