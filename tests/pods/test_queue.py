@@ -121,4 +121,6 @@ async def test_the_first_lane_is_served_before_the_backlog() -> None:
     queue.add("status-1", first=True)  # processing: dirty, back in the first lane on done()
     queue.add("create-3")
     queue.done("status-1")
-    assert [await queue.get(), await queue.get(), await queue.get()] == ["status-1", "create-2", "create-3"]
+    queue.add("create-3", first=True)  # waiting in the other lane: moved up
+    assert len(queue) == 3
+    assert [await queue.get(), await queue.get(), await queue.get()] == ["status-1", "create-3", "create-2"]

@@ -74,6 +74,9 @@ class KeyedQueue:
                 self._dirty_first.add(key)
             return
         if key in self._queued:
+            if first and key not in self._first:  # waiting in the other lane: move it up (O(n), rare)
+                self._queue.remove(key)
+                self._first.append(key)
             return
         self._queued.add(key)
         (self._first if first else self._queue).append(key)
