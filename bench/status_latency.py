@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 import tempfile
@@ -87,6 +88,9 @@ async def run(args: argparse.Namespace) -> int:
         settings["eci.rate_limit_burst"] = ECISettings.model_fields["rate_limit_burst"].default  # the default
     else:
         settings["eci.rate_limits_per_minute"] = {"*": 600_000, "DescribeContainerGroups": 600_000}
+    for item in args.set:
+        path, _, value = item.partition("=")
+        settings[path] = json.loads(value) if value[:1] in "0123456789[{-tf" else value
     with tempfile.TemporaryDirectory(prefix="vk-bench-") as tmp:
         async with bench_stack(Path(tmp), workers=args.workers, qps=qps, profile=args.profile, extra=settings) as b:
             if args.published_limits:
@@ -194,6 +198,7 @@ def main() -> int:
     ap.add_argument("--idle-seconds", type=float, default=0)
     ap.add_argument("--settle-seconds", type=float, default=10)
     ap.add_argument("--delete", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="a daemon setting")
     ap.add_argument("--py-spy", metavar="FILE", help="sample the daemon from bind to Running into FILE (collapsed)")
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
