@@ -316,7 +316,7 @@ class ECIClient:
     async def probe(self, action: str, params: Mapping[str, Any] | None = None) -> Probe:
         """One call without retries that keeps the answer's ``Date`` header and never raises a service
         error: for `vk-provider doctor`, which needs to see each failure as it is."""
-        await self._limiter.acquire()
+        await self._limiter.acquire(action)
         loop = asyncio.get_running_loop()
         started = time.time()
         date_text = ""
