@@ -82,6 +82,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         600,
     ),
     Scenario(
+        "status_latency",
+        "whole stack, per pod: bind → create sent, group Running → pod Running, daemon CPU per pod, idle calls/min",
+        ("--pods", "2000", "--idle-seconds", "60"),
+        ("--pods", "200", "--idle-seconds", "15", "--settle-seconds", "5"),
+        900,
+    ),
+    Scenario(
         "daemon_steady",
         "whole stack with many steady pods: ECI calls/min, status writes/min, daemon RSS and CPU",
         ("--pods", "10000", "--measure-seconds", "180", "--settle-seconds", "20", "--timeout", "1800"),

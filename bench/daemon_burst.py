@@ -81,8 +81,10 @@ class Bench:
         pods = await self.kube.get("/api/v1/pods", query={"fieldSelector": f"spec.nodeName={NODE}"})
         return Counter((p.get("status") or {}).get("phase") for p in pods.get("items") or [])
 
-    async def create_pods(self, count: int, *, start: int = 0, concurrency: int = 50) -> None:
+    async def create_pods(self, count: int, *, start: int = 0, concurrency: int = 50) -> dict[str, float]:
+        """Create pods bound to the node; return when each was created (bound), by pod UID (Unix seconds)."""
         sem = asyncio.Semaphore(concurrency)
+        bound: dict[str, float] = {}
 
         async def one(i: int) -> None:
             pod = {
@@ -95,9 +97,11 @@ class Bench:
                 },
             }
             async with sem:
-                await self.kube.request("POST", "/api/v1/namespaces/default/pods", body=pod)
+                made = await self.kube.request("POST", "/api/v1/namespaces/default/pods", body=pod)
+                bound[made["metadata"]["uid"]] = time.time()
 
         await asyncio.gather(*(one(i) for i in range(start, start + count)))
+        return bound
 
     async def wait_running(self, count: int, timeout: float) -> float:
         started = time.monotonic()
@@ -110,11 +114,18 @@ class Bench:
 
 @contextlib.asynccontextmanager
 async def bench_stack(
-    directory: Path, *, workers: int = 32, qps: float = 1000, extra: dict[str, Any] | None = None
+    directory: Path,
+    *,
+    workers: int = 32,
+    qps: float = 1000,
+    profile: str = "fast",
+    extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[Bench]:
+    """The API server and the simulator in this process, the daemon a subprocess. ``qps`` is the daemon's
+    write rate limit (and burst); ``extra`` overrides any daemon setting by path."""
     async with (
         SandboxAPIServer(directory=directory / "apiserver") as apiserver,
-        ECISimulator(directory=directory / "eci", runtime="virtual", latency_profile="fast") as sim,
+        ECISimulator(directory=directory / "eci", runtime="virtual", latency_profile=profile) as sim,
     ):
         kubeconfig = apiserver.user_kubeconfig(
             directory / "node.kubeconfig", user=f"system:node:{NODE}", groups=["system:nodes", "system:masters"]

@@ -108,6 +108,18 @@ class NodeSettings(_Section):
         return v
 
 
+# ECI's published quotas per minute (per account) of the actions that are not token buckets
+# (../shared/docs/elasticity-notes.md); "*" is every action not named.
+DEFAULT_PER_MINUTE: dict[str, int] = {
+    "DescribeContainerGroups": 2000,
+    "DescribeContainerGroupStatus": 2000,
+    "DescribeMultiContainerGroupMetric": 2000,
+    "DescribeContainerLog": 500,
+    "ExecContainerCommand": 500,
+    "*": 1000,
+}
+
+
 class ECISettings(_Section):
     """How the daemon reaches ECI and where groups are placed."""
 
@@ -158,8 +170,24 @@ class ECISettings(_Section):
     )
     cluster_domain: str = Field("cluster.local", description="Cluster DNS domain for search paths.")
     thread_pool_size: int = Field(16, ge=1, le=256, description="Threads for blocking SDK calls.")
-    rate_limit_qps: float = Field(20.0, gt=0, description="Client-side rate limit on ECI calls.")
-    rate_limit_burst: int = Field(40, ge=1, description="Burst size of the rate limiter.")
+    rate_limit_qps: float = Field(
+        20.0,
+        gt=0,
+        description="Client-side rate limit of each write action (CreateContainerGroup, DeleteContainerGroup, "
+        "UpdateContainerGroup, RestartContainerGroup), per second: ECI's token bucket is 20/s.",
+    )
+    rate_limit_burst: int = Field(
+        50,
+        ge=1,
+        description="Burst of each write action's bucket: half of ECI's 100, so that calls which reach ECI "
+        "bunched together (thread pool, network) still fit in its bucket at the same rate.",
+    )
+    rate_limits_per_minute: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_PER_MINUTE),
+        description='Client-side quota per minute of every other action ("*": the rest), as ECI counts them; '
+        "each action has its own bucket, so a create backlog never holds up status polls, logs or exec. Actions "
+        "not named keep their defaults (YAML map, or JSON in env/flag).",
+    )
     max_retries: int = Field(6, ge=0, description="Retries of one ECI call on Throttling or 5xx.")
     backoff_base_seconds: float = Field(0.5, gt=0, description="First retry delay; doubles each retry.")
     backoff_max_seconds: float = Field(30.0, gt=0, description="Cap on one retry delay.")
@@ -172,27 +200,47 @@ class ECISettings(_Section):
         "(SpotToBeReleased, about 3 minutes ahead); 0 leaves them to the status poll.",
     )
     status_poll_interval_seconds: float = Field(
-        3.0,
+        6.0,
         gt=0,
-        description="Poller tick: each tick makes one incremental status poll (DescribeContainerGroupStatus + "
-        "SinceSecond) and advances the presence check or full resync under way by at most one page.",
+        description="Poller tick while no group is in transition: each tick makes one incremental status poll "
+        "(DescribeContainerGroupStatus + SinceSecond) and advances the presence check or full resync under way by "
+        "at most one page (about 20 ECI calls/min at any pod count).",
+    )
+    status_poll_fast_interval_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="Poller tick while groups are in transition (created and not yet Running, being deleted): a "
+        "group turning Running shows on its pod within about this much.",
+    )
+    status_poll_fast_window_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How long after its create a group still Scheduling or Pending keeps the poller fast.",
     )
     presence_check_interval_seconds: float = Field(
         300.0,
         gt=0,
         description="How long after the last presence check completed the next one starts: the list of existing "
         "group ids (DescribeContainerGroupStatus, 200 per call, one call per tick) that notices groups deleted "
-        "outside Kubernetes. At 10,000 pods it is 50 calls over 150 s (300 s while a resync shares the ticks).",
+        "outside Kubernetes. At 10,000 pods it is 50 calls over 300 s (600 s while a resync shares the slow ticks).",
     )
     full_resync_interval_seconds: float = Field(
         3600.0,
         gt=0,
         description="How long after the last full resync completed the next one starts: DescribeContainerGroups "
-        "by tag, 20 groups per call, one call per tick (500 calls over 25-35 min at 10,000 pods). It only re-reads "
-        "every group's details in case an incremental poll missed a change: the polls see status changes and the "
-        "presence checks see deletions and unknown groups, so once an hour is enough. backend_pods answers from the "
-        "index while a resync is that recent or under way.",
+        "by tag, 20 groups per call, one call per slow tick (500 calls over 50-75 min at 10,000 pods). It only "
+        "re-reads every group's details in case an incremental poll missed a change: the polls see status changes "
+        "and the presence checks see deletions and unknown groups, so once an hour is enough. backend_pods answers "
+        "from the index while a resync is that recent or under way.",
     )
+
+    @field_validator("rate_limits_per_minute")
+    @classmethod
+    def _positive_quotas(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = sorted(action for action, quota in v.items() if quota < 1)
+        if bad:
+            raise ValueError(f"quotas per minute must be >= 1 (not for {', '.join(bad)})")
+        return {**DEFAULT_PER_MINUTE, **v}  # an action not named keeps its default
 
     @field_validator("vswitch_ids", "cluster_dns", mode="before")
     @classmethod

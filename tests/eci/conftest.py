@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from tests.waiting import eventually
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.provider import BackendPod
-from vk_provider.settings import ECISettings
+from vk_provider.settings import DEFAULT_PER_MINUTE, ECISettings
 from vk_sandbox.eci.server import ECISimulator
 
 Reply = tuple[int, dict[str, Any]]
@@ -88,6 +88,7 @@ def make_settings(endpoint: str, **overrides: Any) -> ECISettings:
         "max_retries": 3,
         "rate_limit_qps": 1000,
         "rate_limit_burst": 1000,
+        "rate_limits_per_minute": {action: 60_000 for action in DEFAULT_PER_MINUTE},
         "connect_timeout_seconds": 1,
         "read_timeout_seconds": 2,
         "thread_pool_size": 4,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import math
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +25,7 @@ from pydantic import SecretStr
 
 from tests.eci.conftest import FakeECI, error, make_settings
 from vk_provider.eci.client import ECIClient, credential_for, encode_value, error_code, map_sdk_error
+from vk_provider.eci.ratelimit import per_minute_bucket
 from vk_provider.errors import NotFound, PermanentError, TransientError
 from vk_provider.metrics import ECI_CALLS, ECI_RETRIES
 from vk_sandbox.eci.server import ECISimulator
@@ -189,16 +192,49 @@ def test_service_messages_never_echo_the_request() -> None:
 
 
 async def test_rate_limiter_spaces_calls(fake_eci: FakeECI) -> None:
-    """With 20 qps and burst 1, six calls take at least a quarter of a second."""
-    fake_eci.script("DescribeRegions", (200, {}))
+    """With 20 qps and burst 1 for writes, six deletes take at least a quarter of a second."""
+    fake_eci.script("DeleteContainerGroup", (200, {}))
     client = ECIClient(make_settings(fake_eci.endpoint, rate_limit_qps=20, rate_limit_burst=1))
     started = time.monotonic()
     try:
         for _ in range(6):
-            await client.call("DescribeRegions", {})
+            await client.call("DeleteContainerGroup", {})
     finally:
         await client.close()
     assert time.monotonic() - started >= 0.24
+
+
+async def test_rate_limits_are_per_action(fake_eci: FakeECI) -> None:
+    """A create backlog on an empty write bucket does not hold up a status poll: each action has its bucket;
+    a quota per minute lets a tenth of itself through at once, then spaces calls."""
+    fake_eci.script("CreateContainerGroup", (200, {}))
+    fake_eci.script("DescribeContainerGroupStatus", (200, {}))
+    fake_eci.script("DescribeRegions", (200, {}))
+    settings = make_settings(
+        fake_eci.endpoint, rate_limit_qps=1, rate_limit_burst=1, rate_limits_per_minute={"*": 1200}
+    )
+    client = ECIClient(settings)
+    try:
+        creates = [asyncio.ensure_future(client.call("CreateContainerGroup", {})) for _ in range(3)]
+        started = time.monotonic()
+        await client.call("DescribeContainerGroupStatus", {})
+        assert time.monotonic() - started < 0.9
+        assert not all(c.done() for c in creates)
+        for c in creates:
+            c.cancel()
+        started = time.monotonic()
+        for _ in range(121):  # a burst of 120, then one more token at 1080/60 = 18/s
+            await client.call("DescribeRegions", {})
+        assert time.monotonic() - started >= 0.05
+    finally:
+        await client.close()
+
+
+def test_per_minute_bucket_never_exceeds_the_quota() -> None:
+    """Burst plus a minute of refill is the quota: no 60 s window holds more calls."""
+    for quota in (1, 7, 200, 500, 2000):
+        rate, burst = per_minute_bucket(quota)
+        assert burst >= 1 and math.floor(burst + 60 * rate) <= quota
 
 
 def test_encode_value() -> None:

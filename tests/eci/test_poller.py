@@ -17,6 +17,8 @@ import pytest
 from tests.eci.conftest import FakeECI, Reply, error, make_pod, make_settings, until
 from tests.waiting import eventually
 from vk_provider.eci import names
+from vk_provider.eci.index import Entry
+from vk_provider.eci.models import ContainerGroup
 from vk_provider.eci.poller import PRESENCE, RESYNC
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.provider import PodResources
@@ -361,3 +363,39 @@ async def test_group_deleted_behind_our_back_leaves_on_presence_check(provider: 
 
     await eventually(gone, timeout=10, interval=0.1, what="a presence check to drop the deleted group")
     assert sim.stats()["calls"]["DescribeContainerGroups"] == before  # no full resync was needed
+
+
+async def test_fast_ticks_only_while_groups_are_in_transition(fake_eci: FakeECI) -> None:
+    """The tick is fast from a create until the group leaves Pending (within the window) and while it is
+    deleted, slow otherwise; hurry() ends a slow tick at once."""
+    settings = make_settings(
+        fake_eci.endpoint,
+        status_poll_interval_seconds=6,
+        status_poll_fast_interval_seconds=0.5,
+        status_poll_fast_window_seconds=60,
+    )
+    provider = ECIProvider(settings, node_name=NODE)
+    poller, index = provider.poller, provider.index
+    assert poller._tick_interval() == 6
+    entry = Entry(uid="u1", namespace="default", name="p", group_id="eci-1")
+    index.put(entry)
+    assert poller._tick_interval() == 0.5  # created, not described yet
+    entry.group = ContainerGroup(ContainerGroupId="eci-1", Status="Pending")
+    assert poller._tick_interval() == 0.5
+    entry.created_at -= 61
+    assert poller._tick_interval() == 6  # stuck Pending past the window
+    entry.group = ContainerGroup(ContainerGroupId="eci-1", Status="Running")
+    assert poller._tick_interval() == 6
+    entry.deleting = True
+    assert poller._tick_interval() == 0.5
+    entry.deleting = False
+    entry.group = ContainerGroup(ContainerGroupId="eci-1", Status="Terminating")  # someone else deletes it
+    assert poller._tick_interval() == 0.5
+
+    nap = asyncio.ensure_future(poller._nap(6))
+    await asyncio.sleep(0.05)
+    assert not nap.done()
+    started = time.monotonic()
+    poller.hurry()
+    await asyncio.wait_for(nap, 2)
+    assert time.monotonic() - started < 1

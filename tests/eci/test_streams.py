@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -29,6 +30,30 @@ async def test_logs_follow_without_loss_or_duplicates(provider: ECIProvider) -> 
 
     await asyncio.wait_for(follow(), 20)
     assert out.decode().splitlines() == [f"line-{i}" for i in range(1, 13)]
+
+
+@PROCESS
+async def test_logs_follows_of_one_container_share_one_poll(provider: ECIProvider, sim: ECISimulator) -> None:
+    """Three clients following one container each get every line once; after their own first fetch they
+    share one DescribeContainerLog per interval (0.2 s) instead of polling three times."""
+    script = "for i in $(seq 1 20); do echo line-$i; sleep 0.1; done"
+    pod = make_pod("shared", ["sh", "-c", script], restartPolicy="Never")
+    await provider.create_pod(pod, PodResources())
+    await until(provider, "uid-shared", lambda b: b.status["phase"] in ("Running", "Succeeded"))
+    before = sim.stats()["calls"].get("DescribeContainerLog", 0)
+    started = time.monotonic()
+
+    async def follow() -> list[str]:
+        out = b""
+        async for chunk in provider.container_logs(pod, "app", LogOptions(follow=True)):
+            out += chunk
+        return out.decode().splitlines()
+
+    outs = await asyncio.wait_for(asyncio.gather(follow(), follow(), follow()), 20)
+    took = time.monotonic() - started
+    assert outs == [[f"line-{i}" for i in range(1, 21)]] * 3
+    calls = sim.stats()["calls"]["DescribeContainerLog"] - before
+    assert calls <= 3 + took / 0.2 + 2  # three first fetches, then one poll per interval (and a last one)
 
 
 async def test_logs_unknown_container_is_not_found(provider: ECIProvider) -> None:

@@ -106,3 +106,21 @@ async def test_many_workers_share_many_keys() -> None:
     await queue.shutdown()
     await asyncio.gather(*tasks)
     assert sorted(seen) == sorted(f"k{i}" for i in range(100))
+
+
+async def test_the_first_lane_is_served_before_the_backlog() -> None:
+    """Keys added with first=True come out before the others, FIFO within each lane, also when re-added
+    while being processed."""
+    queue = q()
+    for key in ("create-1", "create-2"):
+        queue.add(key)
+    queue.add("status-1", first=True)
+    queue.add("status-2", first=True)
+    assert len(queue) == 4
+    assert [await queue.get(), await queue.get(), await queue.get()] == ["status-1", "status-2", "create-1"]
+    queue.add("status-1", first=True)  # processing: dirty, back in the first lane on done()
+    queue.add("create-3")
+    queue.done("status-1")
+    queue.add("create-3", first=True)  # waiting in the other lane: moved up
+    assert len(queue) == 3
+    assert [await queue.get(), await queue.get(), await queue.get()] == ["status-1", "create-3", "create-2"]

@@ -3,7 +3,8 @@
 The SDK (aliyun-python-sdk-core 2.16) is blocking and retries nothing for ECI, so every call goes
 through ``ECIClient.call``:
 
-- the client-side rate limiter (``eci.rate_limit_qps`` / ``eci.rate_limit_burst``) is passed first,
+- the action's client-side rate limit (ratelimit.py: one bucket per action, as ECI counts them) is passed
+  first,
 - the blocking ``do_action_with_exception`` runs in a ``ThreadPoolExecutor`` of
   ``eci.thread_pool_size`` threads, never on the event loop,
 - Throttling*, 5xx, timeouts and connection errors are retried with ``eci.backoff_*`` up to
@@ -46,7 +47,8 @@ from aliyunsdkcore.auth.credentials import AccessKeyCredential, EcsRamRoleCreden
 from aliyunsdkcore.client import AcsClient
 from pydantic import BaseModel, ValidationError
 
-from vk_provider.aio import Backoff, RateLimiter
+from vk_provider.aio import Backoff
+from vk_provider.eci.ratelimit import ActionLimiter
 from vk_provider.errors import NotFound, PermanentError, ProviderError, TransientError
 from vk_provider.log import redact_text
 from vk_provider.metrics import ECI_CALL_SECONDS, ECI_CALLS, ECI_RETRIES
@@ -217,6 +219,16 @@ def encode_value(value: Any) -> str:
     return str(value)
 
 
+class _AcsClient(AcsClient):  # type: ignore[misc]  # the SDK is untyped
+    """The SDK's client, minus one cost: it parses every answer's JSON to look for an error, successes too
+    (for a RequestId it only logs); we parse successes ourselves, so only an error status is parsed here."""
+
+    def _get_server_exception(self, http_status: int, response_body: Any, endpoint: Any, string_to_sign: Any) -> Any:
+        if 200 <= http_status < 300:
+            return None
+        return super()._get_server_exception(http_status, response_body, endpoint, string_to_sign)
+
+
 class ECIClient:
     """Async facade over the SDK. One instance per daemon; ``close()`` stops the thread pool."""
 
@@ -229,7 +241,7 @@ class ECIClient:
             # Passed as ak/secret, the pair wins over the SDK's ALIYUN_ACCESS_KEY_* variables; a credential
             # object does not (load_settings refuses a role or a token while those are set).
             ak, secret = credential.access_key_id, credential.access_key_secret
-        self._acs = AcsClient(
+        self._acs = _AcsClient(
             ak,
             secret,
             settings.region,
@@ -248,7 +260,9 @@ class ECIClient:
             self._endpoint = parts.netloc
             self._protocol = parts.scheme or "https"
         self._pool = ThreadPoolExecutor(max_workers=settings.thread_pool_size, thread_name_prefix="eci-sdk")
-        self._limiter = RateLimiter(settings.rate_limit_qps, settings.rate_limit_burst)
+        self._limiter = ActionLimiter(
+            settings.rate_limit_qps, settings.rate_limit_burst, settings.rate_limits_per_minute
+        )
         self._backoff = Backoff(base=settings.backoff_base_seconds, cap=settings.backoff_max_seconds)
         self._sleep = sleep or asyncio.sleep
         self._closed = False
@@ -302,7 +316,7 @@ class ECIClient:
     async def probe(self, action: str, params: Mapping[str, Any] | None = None) -> Probe:
         """One call without retries that keeps the answer's ``Date`` header and never raises a service
         error: for `vk-provider doctor`, which needs to see each failure as it is."""
-        await self._limiter.acquire()
+        await self._limiter.acquire(action)
         loop = asyncio.get_running_loop()
         started = time.time()
         date_text = ""
@@ -332,7 +346,7 @@ class ECIClient:
         return Probe(data, error, server_date, started, finished)
 
     async def _attempt(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        await self._limiter.acquire()
+        await self._limiter.acquire(action)
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:

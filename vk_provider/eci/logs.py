@@ -9,6 +9,7 @@ poll interval (the service returns at most that many).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -99,15 +100,27 @@ async def stream_logs(
     finished: Callable[[], bool],
     interval: float,
     sleep: Callable[[float], Awaitable[None]],
+    shared: asyncio.Queue[str | None] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield log bytes; with ``opts.follow`` poll until ``finished()`` (then once more) or the caller stops."""
+    """Yield log bytes; with ``opts.follow`` poll until ``finished()`` (then once more) or the caller stops.
+
+    With ``shared`` (log_follow.py: a queue subscribed before this call) a follow takes the new lines
+    from the shared poller after its own first fetch instead of polling itself."""
     dedup = _Dedup()
     budget = opts.limit_bytes
     params = first_params(opts)
     follow = opts.follow and not opts.previous
+    first = True
     while True:
         done_before = finished() if follow else True
-        content = await fetch(params)
+        if shared is not None and not first:
+            received = await shared.get()
+            if received is None:
+                return
+            content, done_before = received, False
+        else:
+            content = await fetch(params)
+        first = False
         chunk = "".join(line if opts.timestamps else text for line, text in dedup.filter(content))
         if chunk:
             data = chunk.encode()
@@ -119,6 +132,8 @@ async def stream_logs(
                 return
         if not follow or done_before:
             return
+        if shared is not None:
+            continue  # the shared poller keeps the pace
         await sleep(interval)
         params = {"Timestamps": True, "Tail": MAX_TAIL}
         if dedup.last is not None:

@@ -18,11 +18,22 @@ abandons its sweep (it starts again later) and never holds up the polls. Only th
 index, and adoption, wait for it), backend_pods with a stale index and the resync after the poller was
 down for an hour run at full speed (a "burst").
 
-ECI call budget at 10,000 steady pods with the defaults: at most one poll and one sweep page per 3 s
-tick, i.e. at most 40 calls/min whatever the pod count, plus describes of groups that really changed.
-On average: 20 polls/min, a 50-page presence check every 7.5 to 10 min (300 s plus its own 150 to
-300 s) and a 500-page resync about every 95 min (3600 s plus the ~33 min it takes, sharing ticks with
-presence checks), about 31 calls/min; the node's ping is free while the poller's calls succeed.
+Ticks are fast while groups are in transition (``eci.status_poll_fast_interval_seconds``, 0.5 s) and
+slow otherwise (``eci.status_poll_interval_seconds``, 6 s). A group is in transition from its create
+until it leaves Scheduling/Pending/Restarting/Updating, if that happens within
+``eci.status_poll_fast_window_seconds`` (so a group stuck Pending does not keep the poller fast), and
+from a delete (ours or anyone's: Terminating) until it is gone. A create or a delete wakes a poller
+that sleeps a slow tick (``hurry``). The sweeps, and the polls that look back far (``poll_once``),
+come once per slow tick's worth of ticks, whatever the cadence.
+
+ECI call budget at 10,000 steady pods with the defaults: one poll per 6 s tick and at most one sweep
+page per slow tick, i.e. at most 20 calls/min whatever the pod count, plus describes of groups that
+really changed. On average: 10 polls/min, a 50-page presence check every 10 to 15 min (300 s plus its
+own 300 to 600 s) and a 500-page resync about every 2 h (3600 s plus the 50 to 75 min it takes,
+sharing slow ticks with presence checks), about 18 calls/min; the node's ping is free while the
+poller's calls succeed.
+While groups are in transition the polls come 12 times as often: 120 DescribeContainerGroupStatus a
+minute plus their pages, well inside ECI's 2,000/min.
 
 A described group that failed to schedule for lack of stock goes to placement.py for its next attempt
 instead of being published.
@@ -54,6 +65,7 @@ from vk_provider.settings import ECISettings
 log = structlog.get_logger("vk_provider.eci.poller")
 
 RESYNC, PRESENCE = "resync", "presence"
+_TRANSIENT_STATUSES = frozenset({"Scheduling", "Pending", "Restarting", "Updating"})
 
 
 @dataclass
@@ -99,6 +111,8 @@ class Poller:
         self._sweep_retry_at: dict[str, float] = {}  # a sweep that failed starts again from then
         self._sweep_turn = ""  # the kind that had the last page
         self._resync_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._sweep_credit = 0.0  # tick time since the last sweep step: a page per slow tick's worth
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -261,11 +275,20 @@ class Poller:
 
     # --- the incremental poll ------------------------------------------------------------------------
 
-    async def poll_once(self) -> None:
-        """One incremental poll: statuses changed since the last successful poll, then their details."""
+    async def poll_once(self, *, wide: bool = True) -> None:
+        """One incremental poll: statuses changed since the last successful poll, then their details.
+
+        A wide poll (every slow tick's worth) looks back the time since the last successful poll plus
+        two slow ticks and 5 s, at least 10 s; a fast tick's poll only that time plus 2 s, at least 3 s:
+        during a burst every group changes a few times within 10 s, and 20 overlapping listings of all of
+        them per 10 s cost more than everything else the daemon does (a missed change is listed by the
+        next wide poll, at most a slow tick later)."""
         now = time.monotonic()
-        since = now - (self._last_poll_ok or now) + 2 * self.settings.status_poll_interval_seconds + 5
-        since = max(10, math.ceil(since))
+        elapsed = now - (self._last_poll_ok or now)
+        if wide:
+            since = max(10, math.ceil(elapsed + 2 * self.settings.status_poll_interval_seconds + 5))
+        else:
+            since = max(3, math.ceil(elapsed + 2))
         if since > 3600:
             await self.resync()
             self._last_poll_ok = now
@@ -309,10 +332,49 @@ class Poller:
         index.set_last_statuses(new_fps)
         self._last_poll_ok = now
 
+    # --- the cadence ----------------------------------------------------------------------------------
+
+    def hurry(self) -> None:
+        """A group was just created or deleted: a poller asleep for a slow tick polls now."""
+        self._wake.set()
+
+    def in_transition(self) -> bool:
+        """Whether a group of this node is on its way to a new status soon (see the module's docstring)."""
+        window = self.settings.status_poll_fast_window_seconds
+        young = time.monotonic() - window
+        for entry in self._index.entries():
+            group = entry.group
+            if entry.deleting or (group is not None and group.Status == "Terminating"):
+                return True
+            if entry.created_at > young and (group is None or group.Status in _TRANSIENT_STATUSES):
+                return True
+        return False
+
+    def _tick_interval(self) -> float:
+        slow = self.settings.status_poll_interval_seconds
+        fast = min(slow, self.settings.status_poll_fast_interval_seconds)
+        return fast if fast < slow and self.in_transition() else slow
+
+    async def _nap(self, interval: float) -> None:
+        """Sleep ``interval``; a slow tick ends early when ``hurry`` is called."""
+        self._wake.clear()
+        if interval <= self.settings.status_poll_fast_interval_seconds:
+            await self._sleep(interval)
+            return
+        sleeper = asyncio.ensure_future(self._sleep(interval))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+
     async def _poll_loop(self) -> None:
         """Each tick: the first full resync (at full speed) until one succeeded; then one incremental
-        poll and, when the poll succeeded, at most one page of the periodic sweeps."""
-        interval = self.settings.status_poll_interval_seconds
+        poll and, when the poll succeeded and the ticks since the last add up to a slow one, at most one
+        page of the periodic sweeps."""
+        slow = self.settings.status_poll_interval_seconds
+        self._sweep_credit = slow
         while not self._closed:
             polled = False
             try:
@@ -321,13 +383,16 @@ class Poller:
                     self._last_poll_ok = self._last_poll_ok or time.monotonic()
                     self._last_presence = time.monotonic()
                 else:
-                    await self.poll_once()
+                    await self.poll_once(wide=self._sweep_credit >= slow)
                     polled = True
             except ProviderError as exc:
                 log.warning("eci status poll failed", error=exc.message, reason=exc.reason)
             except Exception as exc:
                 # A malformed answer must not stop status updates for every pod: log and poll again.
                 log.error("eci status poll crashed", error=repr(exc), exc_info=exc)
-            if polled and not self._closed:
+            if polled and not self._closed and self._sweep_credit >= slow:
+                self._sweep_credit = 0.0
                 await self._sweep_step()
-            await self._sleep(interval)
+            interval = self._tick_interval()
+            self._sweep_credit += interval
+            await self._nap(interval)

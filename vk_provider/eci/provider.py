@@ -146,6 +146,7 @@ class ECIProvider:
         ]
         namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
         await self.placement.create(str(meta["uid"]), namespace, name, result.request, events)
+        self.poller.hurry()
 
     async def update_pod(self, pod: Pod, resources: PodResources) -> None:
         """An image changed on a running pod becomes UpdateContainerGroup (the only in-place change)."""
@@ -175,6 +176,7 @@ class ECIProvider:
             return
         await self.delete_group(entry.group_id)
         entry.deleting = True
+        self.poller.hurry()
 
     async def delete_group(self, group_id: str) -> None:
         try:

@@ -13,6 +13,7 @@ from typing import Any
 from vk_provider.eci.exec_bridge import WebSocketExecSession
 from vk_provider.eci.index import Entry, Index
 from vk_provider.eci.listing import Call
+from vk_provider.eci.log_follow import LogFollows
 from vk_provider.eci.logs import stream_logs
 from vk_provider.eci.models import DescribeContainerLogResponse, ExecContainerCommandResponse
 from vk_provider.eci.status import TERMINAL_GROUP_STATUSES
@@ -44,6 +45,7 @@ class Streams:
         self._stats_cache_seconds = stats_cache_seconds
         self._sleep = sleep
         self._usage_cache: tuple[float, list[PodUsage]] | None = None
+        self._follows = LogFollows(interval=log_poll_interval, sleep=sleep)
         self._usage_lock = asyncio.Lock()
 
     async def _running_entry(self, pod: Pod, container: str | None) -> Entry:
@@ -81,14 +83,18 @@ class Streams:
             )
             return DescribeContainerLogResponse.model_validate(data).Content
 
-        async for chunk in stream_logs(
-            fetch,
-            opts,
-            finished=lambda: self._container_finished(entry, container),
-            interval=self._log_poll_interval,
-            sleep=self._sleep,
-        ):
-            yield chunk
+        def finished() -> bool:
+            return self._container_finished(entry, container)
+
+        if not opts.follow or opts.previous:
+            async for chunk in stream_logs(fetch, opts, finished=finished, interval=0, sleep=self._sleep):
+                yield chunk
+            return
+        async with self._follows.subscribe((entry.group_id, container), fetch, finished) as shared:
+            async for chunk in stream_logs(
+                fetch, opts, finished=finished, interval=self._log_poll_interval, sleep=self._sleep, shared=shared
+            ):
+                yield chunk
 
     async def exec(self, pod: Pod, container: str, command: list[str], *, stdin: bool, tty: bool) -> ExecSession:
         entry = await self._running_entry(pod, container)

@@ -57,7 +57,13 @@ async def create_api_client(settings: KubeSettings) -> k8s_client.ApiClient:
         k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     # Loopback servers must never go through a proxy picked up from the environment.
     cfg.proxy = None
-    return k8s_client.ApiClient(configuration=cfg)
+    api = k8s_client.ApiClient(configuration=cfg)
+    # kubernetes_asyncio opens its aiohttp session with trust_env=True: every request then looks up
+    # ~/.netrc and the *_PROXY variables in a worker thread (two executor trips; about a fifth of the
+    # daemon's CPU in a burst of pods) and would send API calls through an environment proxy. Requests
+    # carry their own bearer token and no proxy, so neither lookup is wanted.
+    api.rest_client.pool_manager._trust_env = False
+    return api
 
 
 def now_rfc3339() -> str:

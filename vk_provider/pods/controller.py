@@ -119,7 +119,8 @@ class PodController:
             self._set_phase(key, None)
         else:
             self._set_phase(key, phase(obj))
-        self.queue.add(key)
+        # Deletes go ahead of a backlog of creates, as status changes do (queue.py's first lane).
+        self.queue.add(key, first=kind == "DELETED" or bool((obj.get("metadata") or {}).get("deletionTimestamp")))
 
     def _set_phase(self, key: str, current: str | None) -> None:
         old = self._phases.pop(key, None)

@@ -5,7 +5,10 @@ Semantics follow client-go's workqueue, which virtual-kubelet users know:
   and comes back once ``done(key)`` is called, so a key is never processed by two workers at once;
 - ``retry(key)`` schedules the key again after ``base * 2**failures`` (capped) and counts a failure;
   ``forget(key)`` resets the count after a success;
-- ``add_after(key, delay)`` schedules a key (keeping the earliest of several schedules).
+- ``add_after(key, delay)`` schedules a key (keeping the earliest of several schedules);
+- ``add(key, first=True)`` puts the key in a lane served before the others (FIFO within each lane):
+  a status change of a pod that has its group goes ahead of a backlog of creates, which may each wait
+  on ECI's create rate for a while.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ class KeyedQueue:
     def __init__(self, backoff: Backoff) -> None:
         self.backoff = backoff
         self._queue: deque[str] = deque()
+        self._first: deque[str] = deque()  # the lane served first
         self._queued: set[str] = set()
         self._processing: set[str] = set()
         self._dirty: set[str] = set()
+        self._dirty_first: set[str] = set()
         self._failures: dict[str, int] = {}
         self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -36,7 +41,7 @@ class KeyedQueue:
         self._idle.set()
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._first)
 
     @property
     def processing(self) -> int:
@@ -46,8 +51,8 @@ class KeyedQueue:
         return self._failures.get(key, 0)
 
     def _update(self) -> None:
-        QUEUE_DEPTH.set(len(self._queue))
-        if not self._queue and not self._processing:
+        QUEUE_DEPTH.set(len(self))
+        if not self._queue and not self._first and not self._processing:
             self._idle.set()
         else:
             self._idle.clear()
@@ -60,16 +65,21 @@ class KeyedQueue:
                 if not everyone:
                     return
 
-    def add(self, key: str) -> None:
+    def add(self, key: str, *, first: bool = False) -> None:
         if self._shutdown:
             return
         if key in self._processing:
             self._dirty.add(key)
+            if first:
+                self._dirty_first.add(key)
             return
         if key in self._queued:
+            if first and key not in self._first:  # waiting in the other lane: move it up (O(n), rare)
+                self._queue.remove(key)
+                self._first.append(key)
             return
         self._queued.add(key)
-        self._queue.append(key)
+        (self._first if first else self._queue).append(key)
         self._update()
         self._wake()
 
@@ -113,7 +123,7 @@ class KeyedQueue:
             timer[1].cancel()
 
     async def get(self) -> str:
-        while not self._queue:
+        while not self._queue and not self._first:
             if self._shutdown:
                 raise QueueShutDown
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -124,7 +134,7 @@ class KeyedQueue:
                 if fut.done() and not fut.cancelled():
                     self._wake()  # pass the wake-up on to another worker
                 raise
-        key = self._queue.popleft()
+        key = (self._first or self._queue).popleft()
         self._queued.discard(key)
         self._processing.add(key)
         self._update()
@@ -134,7 +144,9 @@ class KeyedQueue:
         self._processing.discard(key)
         if key in self._dirty:
             self._dirty.discard(key)
-            self.add(key)
+            first = key in self._dirty_first
+            self._dirty_first.discard(key)
+            self.add(key, first=first)
         self._update()
 
     async def shutdown(self) -> None:
@@ -144,6 +156,7 @@ class KeyedQueue:
             handle.cancel()
         self._timers.clear()
         self._queue.clear()
+        self._first.clear()
         self._queued.clear()
         self._update()
         self._wake(everyone=True)

@@ -116,10 +116,12 @@ class Reconciler:
         group = known.group
         if group.interruption is not None:
             self.disruptions.notice(pod, group.group_id, group.interruption)
-        await self.sync.mirror_events(pod)
         await self._maybe_update(key, pod, group)
+        # The status first: it is what users and controllers wait for; the group's events (up to four
+        # Event writes for a new pod) follow in the same pass.
         await self.sync.sync_status(pod, group)
         await write_back(self.api, self.state, pod, group)
+        await self.sync.mirror_events(pod)
 
     async def _reconcile_before_adoption(self, key: str) -> None:
         """Existing groups are not known yet: status work only. A pod without a known group may have
@@ -136,8 +138,8 @@ class Reconciler:
             return
         known = self.state.groups.get(uid(pod))
         if known is not None:  # reported by the status stream meanwhile
-            await self.sync.mirror_events(pod)
             await self.sync.sync_status(pod, known.group)
+            await self.sync.mirror_events(pod)
 
     # ---- create / update -------------------------------------------------------------------------
     async def _missing_events(self, pod: Pod, missing: list[Missing]) -> None:

@@ -81,7 +81,7 @@ class StatusSync:
         key = f"{bp.namespace}/{bp.name}"
         pod = state.informer.cache.get(key)
         if pod is not None and uid(pod) == bp.uid:
-            state.queue.add(key)
+            state.queue.add(key, first=True)  # ahead of a backlog of creates
 
     def forget(self, pod_uid: str) -> None:
         """The pod is gone: drop what is kept for it here."""

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +21,8 @@ from vk_sandbox.eci.specs import spec_key
 from vk_sandbox.eci.store import Store
 
 log = structlog.get_logger("vk_sandbox.eci")
+
+MAX_TRANSITIONS = 100_000  # groups whose transition times are kept
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,9 @@ class Engine:
         self.stopping: set[str] = set()
         self.zone_for: Callable[[str], str] = lambda vswitch: ""
         self.tag_index: dict[tuple[str, str], set[str]] = {}
+        # When each group was created, first entered each status and was gone (wall clock), for
+        # benchmarks that measure latency per group (GET /_sim/transitions); the oldest are dropped.
+        self.transitions: OrderedDict[str, dict[str, Any]] = OrderedDict()
         runtime.attach(self)
 
     # ---- lifecycle of the engine itself -------------------------------------------------------
@@ -219,10 +225,19 @@ class Engine:
         for h in self._timers.pop(group.id, []):
             h.cancel()
 
+    def _transition(self, group: Group, what: str, now: float) -> None:
+        record = self.transitions.get(group.id)
+        if record is None:
+            record = self.transitions[group.id] = {"name": group.name, "tags": dict(group.tags), "times": {}}
+            while len(self.transitions) > MAX_TRANSITIONS:
+                self.transitions.popitem(last=False)
+        record["times"].setdefault(what, now)
+
     def set_status(self, group: Group, status: str, *, reason: str = "", message: str = "") -> None:
         if group.status == status and not reason:
             return
         now = time.time()
+        self._transition(group, status, now)
         group.status = status
         group.reason = reason
         group.message = message
@@ -277,6 +292,8 @@ class Engine:
         if group.client_token:
             self.by_token[group.client_token] = group.id
         group.add_event("Scheduling", "The container group is being scheduled.")
+        self._transition(group, "Created", time.time())
+        self._transition(group, group.status, time.time())
         self.save(group)
         self._after(group, self.latency.schedule, lambda: self._provisioned(group, zone_for, random_order))
         return group
@@ -360,6 +377,7 @@ class Engine:
 
     def _drop(self, group: Group) -> None:
         self._cancel_timers(group)
+        self._transition(group, "Gone", time.time())
         if self.groups.pop(group.id, None) is not None:
             self.index_tags(group, remove=True)
         if group.client_token and self.by_token.get(group.client_token) == group.id:

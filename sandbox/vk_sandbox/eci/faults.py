@@ -46,7 +46,9 @@ class FaultConfig(BaseModel):
     """The standing faults; the same JSON as ``POST /_sim/faults`` (without the one-shot keys)."""
 
     throttle: RateFault | None = None
-    qps: dict[str, float] = {}  # action (or "*") -> calls per second, token bucket with burst = max(1, qps)
+    qps: dict[str, float] = {}  # action (or "*") -> calls per second: a token bucket (burst: see below)
+    burst: dict[str, int] = {}  # action (or "*") -> the bucket's size (default max(1, qps))
+    per_minute: dict[str, int] = {}  # action (or "*") -> calls per minute: a fixed window (see below)
     errors: RateFault | None = None
     latency: LatencyFault | None = None
     no_stock: NoStock | None = None
@@ -56,14 +58,30 @@ class FaultConfig(BaseModel):
     seed: int | None = None
 
 
+# ECI's published limits (per account; ../shared/docs/elasticity-notes.md and the ECI API's flow control
+# page): token buckets for creates and deletes, quotas per minute for the rest. ``POST /_sim/faults`` with
+# ``PUBLISHED_LIMITS`` makes the simulator throttle like the service.
+PUBLISHED_LIMITS: dict[str, Any] = {
+    "qps": {"CreateContainerGroup": 20, "DeleteContainerGroup": 20},
+    "burst": {"CreateContainerGroup": 100, "DeleteContainerGroup": 100},
+    "per_minute": {
+        "DescribeContainerGroups": 2000,
+        "DescribeContainerGroupStatus": 2000,
+        "DescribeMultiContainerGroupMetric": 2000,
+        "DescribeContainerLog": 500,
+        "ExecContainerCommand": 500,
+        "CreateImageCache": 200,
+    },
+}
+
 THROTTLE_CODES = {"Throttling", "Throttling.User", "Throttling.Api"}
 ERROR_STATUS = {"InternalError": 500, "ServiceUnavailable": 503, "UnknownError": 500}
 
 
 class _Bucket:
-    def __init__(self, qps: float) -> None:
+    def __init__(self, qps: float, burst: int | None = None) -> None:
         self.rate = qps
-        self.burst = max(1.0, qps)
+        self.burst = float(burst) if burst else max(1.0, qps)
         self.tokens = self.burst
         self.stamp = time.monotonic()
 
@@ -77,11 +95,30 @@ class _Bucket:
         return False
 
 
+class _Window:
+    """A quota per minute, counted in fixed windows of 60 s from the first call (how ECI counts within its
+    minute is not published; a fixed window is the strictest reading that allows the quota)."""
+
+    def __init__(self, quota: int) -> None:
+        self.quota = quota
+        self.start = time.monotonic()
+        self.used = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        if now - self.start >= 60:
+            self.start, self.used = now, 0
+        if self.used < self.quota:
+            self.used += 1
+            return True
+        return False
+
+
 class Faults:
     def __init__(self) -> None:
         self.config = FaultConfig()
         self._random = random.Random()
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, _Bucket | _Window] = {}
         self.injected: dict[str, int] = {}
 
     def update(self, data: dict[str, Any]) -> None:
@@ -93,8 +130,10 @@ class Faults:
             if fault is not None and fault.code not in THROTTLE_CODES | set(ERROR_STATUS):
                 raise ValueError(f"unknown fault code {fault.code!r}")
         self.config = config
-        if "qps" in data:
-            self._buckets = {a: _Bucket(q) for a, q in config.qps.items() if q > 0}
+        if {"qps", "burst", "per_minute"} & data.keys():
+            buckets: dict[str, _Bucket | _Window] = {a: _Window(n) for a, n in config.per_minute.items() if n > 0}
+            buckets.update({a: _Bucket(q, config.burst.get(a)) for a, q in config.qps.items() if q > 0})
+            self._buckets = buckets
         if config.seed is not None and "seed" in data:
             self._random.seed(config.seed)
 

@@ -1,5 +1,5 @@
-"""The simulator's HTTP server: the RPC endpoint at ``/``, plus ``/_sim/faults``, ``/_sim/stats`` and exec
-WebSockets at ``/_sim/exec/<token>``. ``ECISimulator`` runs it in-process."""
+"""The simulator's HTTP server: the RPC endpoint at ``/``, plus ``/_sim/faults``, ``/_sim/stats``,
+``/_sim/transitions`` and exec WebSockets at ``/_sim/exec/<token>``. ``ECISimulator`` runs it in-process."""
 
 from __future__ import annotations
 
@@ -114,6 +114,7 @@ class ECISimulator:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/", self._rpc)
         app.router.add_get("/_sim/stats", self._stats)
+        app.router.add_get("/_sim/transitions", self._transitions)
         app.router.add_get("/_sim/faults", self._get_faults)
         app.router.add_post("/_sim/faults", self._post_faults)
         app.router.add_get("/_sim/exec/{token}", self._exec_ws)
@@ -196,6 +197,13 @@ class ECISimulator:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
+
+    def transitions(self) -> dict[str, Any]:
+        """When each group was created, first entered each status, and was gone (Unix seconds)."""
+        return {"transitions": dict(self.engine.transitions)}
+
+    async def _transitions(self, request: web.Request) -> web.Response:
+        return web.json_response(self.transitions())
 
     async def _get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self.faults.config.model_dump())

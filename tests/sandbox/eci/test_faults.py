@@ -10,7 +10,7 @@ from aliyunsdkeci.request.v20180808.DescribeContainerGroupsRequest import Descri
 from aliyunsdkeci.request.v20180808.DescribeRegionsRequest import DescribeRegionsRequest
 
 from tests.sandbox.eci.conftest import call, call_error, create_request, describe, status_is, wait_for
-from vk_sandbox.eci.faults import Faults
+from vk_sandbox.eci.faults import PUBLISHED_LIMITS, Faults
 from vk_sandbox.eci.server import ECISimulator
 
 
@@ -47,6 +47,41 @@ def test_token_bucket_refills_over_time() -> None:
     assert admitted == 20
     time.sleep(0.06)  # time passing is what refills the bucket: the subject of the test, not synchronisation
     faults.check("X")
+
+
+def test_bucket_burst_and_quota_per_minute() -> None:
+    """A bucket's size comes from ``burst``; a quota per minute admits exactly its count in a window, per
+    action; the published limits refuse the 101st create of a burst but not a status poll."""
+    faults = Faults()
+    faults.update({"qps": {"A": 1}, "burst": {"A": 3}, "per_minute": {"B": 5, "*": 2}})
+
+    def admitted(action: str) -> int:
+        n = 0
+        for _ in range(150):
+            try:
+                faults.check(action)
+            except Exception:
+                return n
+            n += 1
+        return n
+
+    assert (admitted("A"), admitted("B"), admitted("C")) == (3, 5, 2)
+    faults.update(PUBLISHED_LIMITS)
+    assert admitted("CreateContainerGroup") == 100
+    assert admitted("DescribeContainerGroupStatus") == 150  # of 2,000 this minute
+    assert faults.injected["Throttling"] >= 4
+
+
+async def test_transition_times(vsim: ECISimulator) -> None:
+    """/_sim/transitions has when a group was created, entered each status, and was gone."""
+    before = time.time()
+    gid = (await call(vsim, create_request()))["ContainerGroupId"]
+    await wait_for(vsim, gid, status_is("Running"))
+    async with aiohttp.ClientSession() as s, s.get(f"{vsim.endpoint}/_sim/transitions") as r:
+        record = (await r.json())["transitions"][gid]
+    times = record["times"]
+    assert before <= times["Created"] <= times["Scheduling"] <= times["Pending"] <= times["Running"] <= time.time()
+    assert record["name"] and isinstance(record["tags"], dict)
 
 
 async def test_server_errors(vsim: ECISimulator) -> None:

@@ -1,0 +1,66 @@
+"""log_follow.py: one poller per followed container, shared; a client that stops reading is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from vk_provider.eci.log_follow import MAX_BACKLOG, LogFollows
+
+
+async def test_one_poller_per_container_and_it_stops_with_its_last_client() -> None:
+    polls: list[dict[str, Any]] = []
+    n = 0
+
+    async def fetch(params: dict[str, Any]) -> str:
+        nonlocal n
+        polls.append(params)
+        n += 1
+        return f"2026-01-01T00:00:{n:02d}Z line-{n}\n"
+
+    follows = LogFollows(interval=0, sleep=lambda _s: asyncio.sleep(0.001))
+    key = ("eci-1", "app")
+    async with follows.subscribe(key, fetch, lambda: False) as a, follows.subscribe(key, fetch, lambda: False) as b:
+        assert follows.followers(key) == 2
+        got_a = [await a.get() for _ in range(3)]
+        got_b = [await b.get() for _ in range(3)]
+    assert got_a == got_b == [f"2026-01-01T00:00:{i:02d}Z line-{i}\n" for i in (1, 2, 3)]
+    assert polls[1]["StartTime"] == "2026-01-01T00:00:01Z"  # since the last line seen
+    await asyncio.sleep(0.02)
+    count = len(polls)
+    await asyncio.sleep(0.02)
+    assert len(polls) == count and follows.followers(key) == 0
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_its_stream_ends() -> None:
+    n = 0
+
+    async def fetch(_params: dict[str, Any]) -> str:
+        nonlocal n
+        n += 1
+        return f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}Z line-{n}\n"
+
+    follows = LogFollows(interval=0, sleep=lambda _s: asyncio.sleep(0))
+    key = ("eci-1", "app")
+    async with (
+        follows.subscribe(key, fetch, lambda: False) as reader,
+        follows.subscribe(key, fetch, lambda: False) as stalled,
+    ):
+        for _ in range(MAX_BACKLOG + 5):
+            assert await reader.get() is not None
+        assert follows.followers(key) == 1
+        items = [stalled.get_nowait() for _ in range(stalled.qsize())]
+        assert items[-1] is None and len(items) == MAX_BACKLOG + 1
+
+
+async def test_the_stream_ends_after_one_more_poll_once_the_container_finished() -> None:
+    done = False
+
+    async def fetch(_params: dict[str, Any]) -> str:
+        return "2026-01-01T00:00:01Z last\n"
+
+    follows = LogFollows(interval=0, sleep=lambda _s: asyncio.sleep(0))
+    async with follows.subscribe(("eci-1", "app"), fetch, lambda: done) as queue:
+        assert await queue.get() == "2026-01-01T00:00:01Z last\n"
+        done = True
+        assert await asyncio.wait_for(queue.get(), 2) is None
