@@ -570,6 +570,10 @@ async def test_resolve_against_the_sandbox_api_server(tmp_path: Path) -> None:
             base = "/api/v1/namespaces/default"
             await api.request("POST", f"{base}/serviceaccounts", body={"metadata": {"name": "robot"}})
             await api.request("POST", f"{base}/configmaps", body={"metadata": {"name": "conf"}, "data": {"k": "v"}})
+            # What the root-ca-cert-publisher controller would write (controllers are off here); the pod's
+            # ServiceAccount admission mounts it in the kube-api-access volume.
+            ca = {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "pem"}}
+            await api.request("POST", f"{base}/configmaps", body=ca)
             await api.request(
                 "POST", f"{base}/secrets", body={"metadata": {"name": "pw"}, "data": {"s": b64(b"\x00pw")}}
             )
@@ -587,7 +591,7 @@ async def test_resolve_against_the_sandbox_api_server(tmp_path: Path) -> None:
             pod = await api.request("POST", f"{base}/pods", body=pod)
             before = time.time()
             out = await ResourceResolver(api).resolve(pod)
-            assert out.resources.config_maps == {"conf": {"k": "v"}}
+            assert out.resources.config_maps == {"conf": {"k": "v"}, "kube-root-ca.crt": {"ca.crt": "pem"}}
             assert out.resources.secrets == {"pw": {"s": b"\x00pw"}}
             # The sandbox allocates no ClusterIPs (the test sets one); it does seed the kubernetes service.
             assert out.resources.service_env["DB_SERVICE_HOST"] == "10.96.0.20"
