@@ -24,6 +24,10 @@ On average: 20 polls/min, a 50-page presence check every 7.5 to 10 min (300 s pl
 300 s) and a 500-page resync about every 95 min (3600 s plus the ~33 min it takes, sharing ticks with
 presence checks), about 31 calls/min; the node's ping is free while the poller's calls succeed.
 
+On an HA standby (``standby_interval``, set from ``ha.standby_poll_interval_seconds``, 15 s by default)
+a tick comes at most that often: at most 8 calls/min (4 polls, 4 sweep pages) plus describes of groups
+that changed, whatever the pod count; the index stays warm for a takeover.
+
 A described group that failed to schedule for lack of stock goes to placement.py for its next attempt
 instead of being published.
 """
@@ -99,6 +103,10 @@ class Poller:
         self._sweep_retry_at: dict[str, float] = {}  # a sweep that failed starts again from then
         self._sweep_turn = ""  # the kind that had the last page
         self._resync_lock = asyncio.Lock()
+        # On an HA standby (set by the daemon): tick no more often than this, to keep the index warm
+        # at a small call budget; None on the leader.
+        self.standby_interval: float | None = None
+        self._standby_next = 0.0
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -314,6 +322,11 @@ class Poller:
         poll and, when the poll succeeded, at most one page of the periodic sweeps."""
         interval = self.settings.status_poll_interval_seconds
         while not self._closed:
+            if self.standby_interval is not None:
+                if time.monotonic() < self._standby_next:
+                    await self._sleep(interval)
+                    continue
+                self._standby_next = time.monotonic() + self.standby_interval
             polled = False
             try:
                 if self._last_resync is None:

@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
+from vk_provider.ha.fence import Fence
 from vk_provider.log import redact_text
 from vk_provider.settings import KubeSettings
 
@@ -80,11 +81,16 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 class KubeAPI:
-    """Raw JSON requests over an ApiClient's authenticated session."""
+    """Raw JSON requests over an ApiClient's authenticated session.
 
-    def __init__(self, api: k8s_client.ApiClient, *, timeout: float = 30.0) -> None:
+    With a ``fence`` every verb but GET passes ``fence.check`` first (only the leader writes); the
+    leader election itself uses a KubeAPI without one.
+    """
+
+    def __init__(self, api: k8s_client.ApiClient, *, timeout: float = 30.0, fence: Fence | None = None) -> None:
         self.api = api
         self.timeout = timeout
+        self.fence = fence
 
     async def _send(
         self,
@@ -117,7 +123,10 @@ class KubeAPI:
         body: Any = None,
         content_type: str = "application/json",
     ) -> JSON:
-        """One request; returns the parsed JSON body or raises KubeError."""
+        """One request; returns the parsed JSON body or raises KubeError (a write refused by the fence:
+        ``NotLeader``, nothing sent)."""
+        if method != "GET" and self.fence is not None:
+            self.fence.check("kube", f"{method} {path}")
         resp = await self._send(method, path, query=query, body=body, content_type=content_type, timeout=None)
         try:
             raw = await resp.read()

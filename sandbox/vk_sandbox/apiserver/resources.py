@@ -114,6 +114,8 @@ _STORED: tuple[ResourceType, ...] = (
         "events.k8s.io", "v1", "events", "Event", True, ("ev",), "event", storage="events", field_labels=_EVENT_FIELDS
     ),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, (), "lease"),
+    # Stored and served so that manifests with a PodDisruptionBudget apply; eviction does not enforce it.
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), "poddisruptionbudget"),
     ResourceType(
         "certificates.k8s.io",
         "v1",

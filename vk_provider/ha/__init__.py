@@ -1,0 +1,1 @@
+"""High availability: leader election among the replicas of one virtual node, and the write fence."""
