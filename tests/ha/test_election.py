@@ -116,7 +116,6 @@ async def test_a_paused_leader_resumes_fenced_and_never_writes_the_lease_again(k
     a = elector(kube, "a", clock)
     ta = await run(a)
     await asyncio.wait_for(a.leading.wait(), 5)
-    rv = (await kube.get(LEASE))["metadata"]["resourceVersion"]
     await asyncio.sleep(HA.retry_period_seconds * 2)
     clock.jump = HA.lease_duration_seconds + 1  # as if SIGSTOPped past the lease, then SIGCONTed
     assert not a.fence.allowed(), "closed at once on resuming, before the elector ran"

@@ -106,3 +106,18 @@ async def test_many_workers_share_many_keys() -> None:
     await queue.shutdown()
     await asyncio.gather(*tasks)
     assert sorted(seen) == sorted(f"k{i}" for i in range(100))
+
+
+async def test_add_first_moves_keys_ahead_of_the_waiting_ones() -> None:
+    """Keys given to add_first go first, in their order, whether they waited already or not; a key being
+    processed is marked dirty instead (it comes back after done())."""
+    queue = q()
+    for key in ("a", "b", "c", "d"):
+        queue.add(key)
+    busy = await queue.get()  # "a"
+    queue.add_first(["d", "new", "a", "d"])
+    assert len(queue) == 4
+    assert [await queue.get() for _ in range(4)] == ["d", "new", "b", "c"]
+    queue.done(busy)
+    async with asyncio.timeout(1):
+        assert await queue.get() == "a"

@@ -83,7 +83,11 @@ class Adoption:
         state.adopted.set()
         ADOPTION_PENDING.set(0)
         self._error = None
-        for key in list(state.informer.cache) + list(state.deleted):
+        # Pods still without a group, and deleted pods, first: after a takeover they are what waits; the
+        # others only confirm their status.
+        waiting = [key for key, pod in state.informer.cache.items() if uid(pod) not in state.groups]
+        state.queue.add_first(waiting + list(state.deleted))
+        for key in state.informer.cache:
             state.queue.add(key)
         log.info("adopted existing groups", groups=len(groups), pods=adopted, attempts=attempt + 1)
         if notify is not None:

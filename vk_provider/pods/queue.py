@@ -73,6 +73,25 @@ class KeyedQueue:
         self._update()
         self._wake()
 
+    def add_first(self, keys: list[str]) -> None:
+        """Queue ``keys``, in order, ahead of every waiting key (those already waiting move up); a key
+        being processed is marked dirty as by ``add``. Used after adoption: pods that wait for a create
+        or a delete go before the thousands that only confirm their status (a standby's queue holds
+        every pod it saw, in watch order)."""
+        if self._shutdown or not keys:
+            return
+        front: list[str] = []
+        for key in dict.fromkeys(keys):
+            if key in self._processing:
+                self._dirty.add(key)
+            else:
+                front.append(key)
+        moved = set(front)
+        self._queue = deque(front + [k for k in self._queue if k not in moved])
+        self._queued.update(moved)
+        self._update()
+        self._wake(everyone=True)
+
     def add_after(self, key: str, delay: float) -> None:
         if self._shutdown:
             return
