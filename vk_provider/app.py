@@ -4,7 +4,7 @@ Every replica starts the same readers: the pod watch, the ECI provider (its poll
 warm, at ``ha.standby_poll_interval_seconds`` while standing by), the kubelet API and the metrics.
 The writers start only on the leader (``_lead``): the first adoption listing (after one catch-up poll),
 then the Node (this replica's address and kubelet port), its Lease, status and ping loops, the
-reconcile workers, the status sync and the GC. Every write passes one ``Fence`` (vk_provider/ha):
+reconcile workers, the status sync and the GC. Every write passes one ``Fence`` (fence.py):
 ``KubeAPI`` and ``ECIClient`` check it, the elector (``ha.election``) grants it. With ``ha.enabled``
 false the fence is open and ``start()`` leads at once.
 
@@ -30,11 +30,10 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from vk_provider.cli import EXIT_FAILURE, EXIT_LOST_LEADERSHIP, EXIT_OK
 from vk_provider.eci.client import ECIClient
 from vk_provider.eci.provider import ECIProvider
-from vk_provider.ha.election import LeaderElector, lease_name, lease_namespace, replica_identity
-from vk_provider.ha.fence import Fence
+from vk_provider.election import LeaderElector, lease_name, lease_namespace, replica_identity
+from vk_provider.fence import Fence
 from vk_provider.kube.client import KubeAPI, create_api_client
 from vk_provider.kube.events import EventRecorder
 from vk_provider.kubelet.server import KubeletServer
@@ -47,6 +46,9 @@ from vk_provider.settings import Settings
 from vk_provider.supervisor import Supervisor
 
 log = structlog.get_logger("vk_provider.app")
+
+# `vk-provider run`'s exit codes (cli.py's table lists every exit code of the command line).
+EXIT_OK, EXIT_FAILURE, EXIT_LOST_LEADERSHIP = 0, 1, 3
 
 
 def _build_provider(settings: Settings, fence: Fence) -> ECIProvider:
@@ -114,7 +116,7 @@ class Daemon:
         s = self.settings
         try:
             api_client = await create_api_client(s.kube)
-            self._kube = kube = KubeAPI(api_client, timeout=s.kube.request_timeout_seconds, fence=self.fence)
+            self._kube = kube = KubeAPI(api_client, timeout=s.kube.request_timeout_seconds, write_gate=self.fence.check)
             if self._provider is None:
                 self._provider = self._eci = _build_provider(s, self.fence)
             provider = self._provider
@@ -322,7 +324,7 @@ async def run_until_signalled(settings: Settings) -> int:
         await daemon.start()
     except Exception as exc:
         log.error("daemon failed to start", error=repr(exc))
-        return 1
+        return EXIT_FAILURE
     waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(daemon.supervisor.failed.wait())}
     if daemon.elector is not None:
         waits.add(asyncio.ensure_future(daemon.elector.lost.wait()))

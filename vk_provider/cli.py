@@ -19,7 +19,7 @@ from vk_provider.settings import FIELDS, SettingsError, load_settings
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-EXIT_LOST_LEADERSHIP = 3
+EXIT_LOST_LEADERSHIP = 3  # returned by app.run_until_signalled (app.EXIT_LOST_LEADERSHIP)
 EXIT_INTERRUPTED = 130
 
 

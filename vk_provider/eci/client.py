@@ -48,7 +48,7 @@ from pydantic import BaseModel, ValidationError
 
 from vk_provider.aio import Backoff, RateLimiter
 from vk_provider.errors import NotFound, PermanentError, ProviderError, TransientError
-from vk_provider.ha.fence import Fence, NotLeader
+from vk_provider.fence import Fence, NotLeader
 from vk_provider.log import redact_text
 from vk_provider.metrics import ECI_CALL_SECONDS, ECI_CALLS, ECI_RETRIES
 from vk_provider.settings import ECISettings

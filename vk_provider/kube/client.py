@@ -8,14 +8,13 @@ the ApiClient's authenticated transport with ``_preload_content=False`` and pars
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
-from vk_provider.ha.fence import Fence
 from vk_provider.log import redact_text
 from vk_provider.settings import KubeSettings
 
@@ -83,14 +82,20 @@ def parse_time(value: str | None) -> datetime | None:
 class KubeAPI:
     """Raw JSON requests over an ApiClient's authenticated session.
 
-    With a ``fence`` every verb but GET passes ``fence.check`` first (only the leader writes); the
-    leader election itself uses a KubeAPI without one.
+    With a ``write_gate`` (the daemon's ``Fence.check``: only the leader writes) every verb but GET
+    passes it first; it raises to refuse the request. The leader election uses a KubeAPI without one.
     """
 
-    def __init__(self, api: k8s_client.ApiClient, *, timeout: float = 30.0, fence: Fence | None = None) -> None:
+    def __init__(
+        self,
+        api: k8s_client.ApiClient,
+        *,
+        timeout: float = 30.0,
+        write_gate: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.api = api
         self.timeout = timeout
-        self.fence = fence
+        self.write_gate = write_gate
 
     async def _send(
         self,
@@ -123,10 +128,10 @@ class KubeAPI:
         body: Any = None,
         content_type: str = "application/json",
     ) -> JSON:
-        """One request; returns the parsed JSON body or raises KubeError (a write refused by the fence:
-        ``NotLeader``, nothing sent)."""
-        if method != "GET" and self.fence is not None:
-            self.fence.check("kube", f"{method} {path}")
+        """One request; returns the parsed JSON body or raises KubeError (a write the gate refused: its
+        error, ``NotLeader``, and nothing sent)."""
+        if method != "GET" and self.write_gate is not None:
+            self.write_gate("kube", f"{method} {path}")
         resp = await self._send(method, path, query=query, body=body, content_type=content_type, timeout=None)
         try:
             raw = await resp.read()

@@ -37,7 +37,7 @@ from typing import Any
 
 import structlog
 
-from vk_provider.ha.fence import Fence
+from vk_provider.fence import Fence
 from vk_provider.kube.client import JSON, KubeAPI, KubeError, now_micro
 from vk_provider.metrics import LEADER, LEADER_TRANSITIONS
 from vk_provider.settings import HASettings

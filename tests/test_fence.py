@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from vk_provider.eci.client import ECIClient, changes_something
-from vk_provider.ha.fence import Fence, NotLeader
+from vk_provider.fence import Fence, NotLeader
 from vk_provider.kube.client import KubeAPI
 from vk_provider.metrics import REGISTRY
 from vk_provider.settings import ECISettings
@@ -57,7 +57,7 @@ class _Api:
 
 async def test_kube_writes_are_refused_before_anything_is_sent() -> None:
     api = _Api()
-    kube = KubeAPI(api, fence=Fence())  # type: ignore[arg-type]
+    kube = KubeAPI(api, write_gate=Fence().check)  # type: ignore[arg-type]
     before = REGISTRY.get_sample_value("vk_fenced_writes_total", {"target": "kube"}) or 0.0
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         with pytest.raises(NotLeader):

@@ -11,8 +11,8 @@ import pytest
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
-from vk_provider.ha.election import LeaderElector, lease_name, lease_namespace, replica_identity
-from vk_provider.ha.fence import Fence
+from vk_provider.election import LeaderElector, lease_name, lease_namespace, replica_identity
+from vk_provider.fence import Fence
 from vk_provider.kube.client import KubeAPI
 from vk_provider.settings import HASettings
 from vk_sandbox.apiserver.server import SandboxAPIServer
@@ -155,3 +155,10 @@ def test_defaults_name_the_lease_after_the_node_and_identities_differ(monkeypatc
 def test_timings_must_leave_a_margin() -> None:
     with pytest.raises(ValueError, match="renew_deadline_seconds < lease_duration_seconds"):
         HASettings(lease_duration_seconds=10, renew_deadline_seconds=10)
+
+
+def test_the_lost_leadership_exit_code_is_the_one_cli_lists() -> None:
+    from vk_provider import app, cli
+
+    assert app.EXIT_LOST_LEADERSHIP == cli.EXIT_LOST_LEADERSHIP == 3
+    assert (app.EXIT_OK, app.EXIT_FAILURE) == (cli.EXIT_OK, cli.EXIT_FAILURE)

@@ -1,6 +1,7 @@
 """The write fence: the one place where "only the leader writes" is enforced.
 
-Every writer consults the same ``Fence``: ``KubeAPI.request`` for every verb but GET, and
+Every writer consults the same ``Fence``: ``KubeAPI.request`` for every verb but GET (its
+``write_gate`` is ``Fence.check``), and
 ``ECIClient.call`` for every ECI action that changes something (all but Describe*, List* and
 ExecContainerCommand). The elector grants the fence up to a monotonic deadline — the start of the
 last successful Lease renewal plus ``ha.renew_deadline_seconds`` — so writes stop by themselves when

@@ -1,1 +1,0 @@
-"""High availability: leader election among the replicas of one virtual node, and the write fence."""
