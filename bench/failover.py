@@ -14,6 +14,9 @@ every --create-interval seconds, and measures for each kill:
   → that pod Running (plus the group starting and the next status poll, every 3 s);
 - kill → that pod Running.
 
+For comparison it first measures the same stack without a failover: a pod created while the leader runs,
+→ its group created and → Running (the baseline of the last two measures).
+
 The killed replica is restarted as the next standby, and the next kill waits until it stands by with a
 warm index. Prints Markdown tables (p50/p99 over the kills).
 """
@@ -207,7 +210,29 @@ async def run(pods: int, kills: int, create_interval: float, timeout: float, war
                 return await running_count(kube) >= pods
 
             await until(all_running, timeout, f"{pods} pods Running", 1.0 if pods > 1000 else 0.25)
-            print(f"{pods} pods Running in {time.monotonic() - t0:.1f} s; {kills} kills follow", flush=True)
+            print(f"{pods} pods Running in {time.monotonic() - t0:.1f} s", flush=True)
+            base_created: list[float] = []
+            base_running: list[float] = []
+            for k in range(5):
+                posted = time.monotonic()
+                base_uid = (await kube.request("POST", "/api/v1/namespaces/default/pods", body=pod(f"base-{k}")))[
+                    "metadata"
+                ]["uid"]
+
+                async def base_group(base_uid: str = base_uid) -> bool:
+                    return any(dict(g.tags).get("vk-eci/uid") == base_uid for g in sim.engine.groups.values())
+
+                base_created.append(await until(base_group, 60, "a baseline group") - posted)
+
+                async def base_up(k: int = k) -> bool:
+                    return await phase(kube, f"base-{k}") == "Running"
+
+                base_running.append(await until(base_up, 60, "a baseline pod Running") - posted)
+            print(
+                f"baseline without failover: group created {statistics.median(base_created):.2f} s, "
+                f"Running {statistics.median(base_running):.2f} s after the POST (median of 5); {kills} kills follow",
+                flush=True,
+            )
 
             # Pods keep being created throughout, one every create_interval (bounded by the kills' count).
             created = 0
@@ -271,7 +296,7 @@ async def run(pods: int, kills: int, create_interval: float, timeout: float, war
             finally:
                 stop_creating.set()
                 await trickler
-            total = pods + created + kills
+            total = pods + created + kills + 5
             await until(lambda: _all(kube, total), timeout, "every pod Running", 1.0)
             rows = [
                 ("pods running at the kills", f"{pods} (+{created} created during the kills)"),
@@ -290,6 +315,10 @@ async def run(pods: int, kills: int, create_interval: float, timeout: float, war
                     f"{pct(kill_to_pod_s, 0.5):.2f} / {pct(kill_to_pod_s, 0.99):.2f}",
                 ),
                 ("mean kill → acquired (s)", f"{statistics.mean(acquired_s):.2f}"),
+                (
+                    "baseline, no failover: POST → group created / → Running, median of 5 (s)",
+                    f"{statistics.median(base_created):.2f} / {statistics.median(base_running):.2f}",
+                ),
             ]
             print(f"\n## Failover: {kills} leader kills at {pods} pods (virtual runtime, fast latency)\n")
             print(table(rows))

@@ -121,3 +121,17 @@ async def test_add_first_moves_keys_ahead_of_the_waiting_ones() -> None:
     queue.done(busy)
     async with asyncio.timeout(1):
         assert await queue.get() == "a"
+
+
+async def test_spread_brings_keys_back_at_a_rate_behind_new_work() -> None:
+    """spread takes waiting keys out of the line and requeues them at the given rate (the first at once), so
+    a key added meanwhile goes ahead of the later ones."""
+    queue = q()
+    for key in ("a", "b", "c"):
+        queue.add(key)
+    queue.spread(["a", "b", "c", "d"], per_second=20)
+    assert [await queue.get()] == ["a"]
+    queue.add("urgent")
+    assert await queue.get() == "urgent"
+    async with asyncio.timeout(1):
+        assert [await queue.get() for _ in range(3)] == ["b", "c", "d"]

@@ -5,7 +5,8 @@ Semantics follow client-go's workqueue, which virtual-kubelet users know:
   and comes back once ``done(key)`` is called, so a key is never processed by two workers at once;
 - ``retry(key)`` schedules the key again after ``base * 2**failures`` (capped) and counts a failure;
   ``forget(key)`` resets the count after a success;
-- ``add_after(key, delay)`` schedules a key (keeping the earliest of several schedules).
+- ``add_after(key, delay)`` schedules a key (keeping the earliest of several schedules);
+- ``add_first(keys)`` and ``spread(keys, per_second=...)`` order the line after adoption.
 """
 
 from __future__ import annotations
@@ -91,6 +92,22 @@ class KeyedQueue:
         self._queued.update(moved)
         self._update()
         self._wake(everyone=True)
+
+    def spread(self, keys: list[str], *, per_second: float) -> None:
+        """Queue ``keys`` at ``per_second`` (the first at once) instead of all at once, taking out of the
+        line those that wait already; one being processed is left alone. After adoption the pods that
+        only confirm their status come back this way, so the status changes and creates of a takeover
+        are not stuck behind thousands of them."""
+        if self._shutdown or not keys:
+            return
+        keys = [k for k in dict.fromkeys(keys) if k not in self._processing]
+        waiting = self._queued.intersection(keys)
+        if waiting:
+            self._queue = deque(k for k in self._queue if k not in waiting)
+            self._queued -= waiting
+            self._update()
+        for i, key in enumerate(keys):
+            self.add_after(key, i / per_second)
 
     def add_after(self, key: str, delay: float) -> None:
         if self._shutdown:
