@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -192,138 +193,149 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run(pods: int, kills: int, create_interval: float, timeout: float, warm_seconds: float) -> int:
-    with tempfile.TemporaryDirectory(prefix="vk-failover-") as tmp:
-        async with stack(Path(tmp)) as (sim, kube, replicas):
-            first, second = replicas
-            await first.start()
+    tmp = tempfile.mkdtemp(prefix="vk-failover-")
+    try:
+        code = await _run(Path(tmp), pods, kills, create_interval, timeout, warm_seconds)
+    except BaseException:
+        print(f"failed; the replicas' logs are kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return code
 
-            async def first_leads() -> bool:
-                return (await holder(kube)).startswith(first.name + "-")
 
-            await until(first_leads, 60, "the first leader", 0.2)
-            await second.start()
-            await until(second.standing_by, 60, "the standby", 0.2)
-            t0 = time.monotonic()
-            await create_many(kube, [f"p-{i:05d}" for i in range(pods)])
+async def _run(tmp: Path, pods: int, kills: int, create_interval: float, timeout: float, warm_seconds: float) -> int:
+    async with stack(tmp) as (sim, kube, replicas):
+        first, second = replicas
+        await first.start()
 
-            async def all_running() -> bool:
-                return await running_count(kube) >= pods
+        async def first_leads() -> bool:
+            return (await holder(kube)).startswith(first.name + "-")
 
-            await until(all_running, timeout, f"{pods} pods Running", 1.0 if pods > 1000 else 0.25)
-            print(f"{pods} pods Running in {time.monotonic() - t0:.1f} s", flush=True)
-            base_created: list[float] = []
-            base_running: list[float] = []
-            for k in range(5):
-                posted = time.monotonic()
-                base_uid = (await kube.request("POST", "/api/v1/namespaces/default/pods", body=pod(f"base-{k}")))[
+        await until(first_leads, 60, "the first leader", 0.2)
+        await second.start()
+        await until(second.standing_by, 60, "the standby", 0.2)
+        t0 = time.monotonic()
+        await create_many(kube, [f"p-{i:05d}" for i in range(pods)])
+
+        async def all_running() -> bool:
+            return await running_count(kube) >= pods
+
+        await until(all_running, timeout, f"{pods} pods Running", 1.0 if pods > 1000 else 0.25)
+        print(f"{pods} pods Running in {time.monotonic() - t0:.1f} s", flush=True)
+        base_created: list[float] = []
+        base_running: list[float] = []
+        for k in range(5):
+            posted = time.monotonic()
+            base_uid = (await kube.request("POST", "/api/v1/namespaces/default/pods", body=pod(f"base-{k}")))[
+                "metadata"
+            ]["uid"]
+
+            async def base_group(base_uid: str = base_uid) -> bool:
+                return any(dict(g.tags).get("vk-eci/uid") == base_uid for g in sim.engine.groups.values())
+
+            base_created.append(await until(base_group, 60, "a baseline group") - posted)
+
+            async def base_up(k: int = k) -> bool:
+                return await phase(kube, f"base-{k}") == "Running"
+
+            base_running.append(await until(base_up, 60, "a baseline pod Running") - posted)
+        print(
+            f"baseline without failover: group created {statistics.median(base_created):.2f} s, "
+            f"Running {statistics.median(base_running):.2f} s after the POST (median of 5); {kills} kills follow",
+            flush=True,
+        )
+
+        # Pods keep being created throughout, one every create_interval (bounded by the kills' count).
+        created = 0
+        stop_creating = asyncio.Event()
+
+        async def trickle() -> None:
+            nonlocal created
+            while not stop_creating.is_set() and created < kills * 200:
+                await kube.request("POST", "/api/v1/namespaces/default/pods", body=pod(f"t-{created:05d}"))
+                created += 1
+                await asyncio.sleep(create_interval)
+
+        trickler = asyncio.ensure_future(trickle())
+        acquired_s: list[float] = []
+        first_pod_s: list[float] = []
+        created_s: list[float] = []
+        kill_to_pod_s: list[float] = []
+        by_name = {r.name: r for r in replicas}
+        try:
+            for k in range(kills):
+                leader = by_name[(await holder(kube)).split("-")[0]]
+                standby = next(r for r in replicas if r is not leader)
+                await asyncio.sleep(warm_seconds)  # the standby's index warm, pods being created
+                await until(standby.standing_by, 120, f"{standby.name} standing by before kill {k + 1}", 0.5)
+                assert leader.proc is not None
+                killed_wall, killed = time.time(), time.monotonic()
+                leader.proc.send_signal(signal.SIGKILL)
+                await leader.proc.wait()
+                probe = f"probe-{k:02d}"
+                probe_uid = (await kube.request("POST", "/api/v1/namespaces/default/pods", body=pod(probe)))[
                     "metadata"
                 ]["uid"]
 
-                async def base_group(base_uid: str = base_uid) -> bool:
-                    return any(dict(g.tags).get("vk-eci/uid") == base_uid for g in sim.engine.groups.values())
+                async def taken(standby: Replica = standby) -> bool:
+                    return (await holder(kube)).startswith(standby.name + "-")
 
-                base_created.append(await until(base_group, 60, "a baseline group") - posted)
+                await until(taken, 120, "the takeover")
+                lease = await kube.get(LEASE)
+                acquired = micro_time(lease["spec"]["acquireTime"]) - killed_wall
 
-                async def base_up(k: int = k) -> bool:
-                    return await phase(kube, f"base-{k}") == "Running"
+                async def group_created(probe_uid: str = probe_uid) -> bool:
+                    return any(dict(g.tags).get("vk-eci/uid") == probe_uid for g in sim.engine.groups.values())
 
-                base_running.append(await until(base_up, 60, "a baseline pod Running") - posted)
-            print(
-                f"baseline without failover: group created {statistics.median(base_created):.2f} s, "
-                f"Running {statistics.median(base_running):.2f} s after the POST (median of 5); {kills} kills follow",
-                flush=True,
-            )
+                await until(group_created, 120, f"{probe}'s group")
+                created_s.append(time.time() - killed_wall - acquired)
 
-            # Pods keep being created throughout, one every create_interval (bounded by the kills' count).
-            created = 0
-            stop_creating = asyncio.Event()
+                async def probe_running(probe: str = probe) -> bool:
+                    return await phase(kube, probe) == "Running"
 
-            async def trickle() -> None:
-                nonlocal created
-                while not stop_creating.is_set() and created < kills * 200:
-                    await kube.request("POST", "/api/v1/namespaces/default/pods", body=pod(f"t-{created:05d}"))
-                    created += 1
-                    await asyncio.sleep(create_interval)
-
-            trickler = asyncio.ensure_future(trickle())
-            acquired_s: list[float] = []
-            first_pod_s: list[float] = []
-            created_s: list[float] = []
-            kill_to_pod_s: list[float] = []
-            by_name = {r.name: r for r in replicas}
-            try:
-                for k in range(kills):
-                    leader = by_name[(await holder(kube)).split("-")[0]]
-                    standby = next(r for r in replicas if r is not leader)
-                    await asyncio.sleep(warm_seconds)  # the standby's index warm, pods being created
-                    assert leader.proc is not None
-                    killed_wall, killed = time.time(), time.monotonic()
-                    leader.proc.send_signal(signal.SIGKILL)
-                    await leader.proc.wait()
-                    probe = f"probe-{k:02d}"
-                    probe_uid = (await kube.request("POST", "/api/v1/namespaces/default/pods", body=pod(probe)))[
-                        "metadata"
-                    ]["uid"]
-
-                    async def taken(standby: Replica = standby) -> bool:
-                        return (await holder(kube)).startswith(standby.name + "-")
-
-                    await until(taken, 120, "the takeover")
-                    lease = await kube.get(LEASE)
-                    acquired = micro_time(lease["spec"]["acquireTime"]) - killed_wall
-
-                    async def group_created(probe_uid: str = probe_uid) -> bool:
-                        return any(dict(g.tags).get("vk-eci/uid") == probe_uid for g in sim.engine.groups.values())
-
-                    await until(group_created, 120, f"{probe}'s group")
-                    created_s.append(time.time() - killed_wall - acquired)
-
-                    async def probe_running(probe: str = probe) -> bool:
-                        return await phase(kube, probe) == "Running"
-
-                    running_at = await until(probe_running, 120, f"{probe} Running")
-                    acquired_s.append(acquired)
-                    kill_to_pod_s.append(running_at - killed)
-                    first_pod_s.append(running_at - killed - acquired)
-                    print(
-                        f"kill {k + 1}: acquired after {acquired:.2f} s, probe's group created {created_s[-1]:.2f} s "
-                        f"and probe Running "
-                        f"{first_pod_s[-1]:.2f} s later ({kill_to_pod_s[-1]:.2f} s after the kill)",
-                        flush=True,
-                    )
-                    await leader.start()  # back as the standby
-                    await until(leader.standing_by, 120, "the restarted standby", 0.2)
-            finally:
-                stop_creating.set()
-                await trickler
-            total = pods + created + kills + 5
-            await until(lambda: _all(kube, total), timeout, "every pod Running", 1.0)
-            rows = [
-                ("pods running at the kills", f"{pods} (+{created} created during the kills)"),
-                ("kills", str(kills)),
-                ("kill → Lease acquired, p50 / p99 (s)", f"{pct(acquired_s, 0.5):.2f} / {pct(acquired_s, 0.99):.2f}"),
-                (
-                    "Lease acquired → first new pod's group created, p50 / p99 (s)",
-                    f"{pct(created_s, 0.5):.2f} / {pct(created_s, 0.99):.2f}",
-                ),
-                (
-                    "Lease acquired → first new pod Running, p50 / p99 (s)",
-                    f"{pct(first_pod_s, 0.5):.2f} / {pct(first_pod_s, 0.99):.2f}",
-                ),
-                (
-                    "kill → first new pod Running, p50 / p99 (s)",
-                    f"{pct(kill_to_pod_s, 0.5):.2f} / {pct(kill_to_pod_s, 0.99):.2f}",
-                ),
-                ("mean kill → acquired (s)", f"{statistics.mean(acquired_s):.2f}"),
-                (
-                    "baseline, no failover: POST → group created / → Running, median of 5 (s)",
-                    f"{statistics.median(base_created):.2f} / {statistics.median(base_running):.2f}",
-                ),
-            ]
-            print(f"\n## Failover: {kills} leader kills at {pods} pods (virtual runtime, fast latency)\n")
-            print(table(rows))
-            target = 5.0 if pods <= 1000 else 30.0
-            return 0 if pct(created_s, 0.99) <= target else 1
+                running_at = await until(probe_running, 120, f"{probe} Running")
+                acquired_s.append(acquired)
+                kill_to_pod_s.append(running_at - killed)
+                first_pod_s.append(running_at - killed - acquired)
+                print(
+                    f"kill {k + 1}: acquired after {acquired:.2f} s, probe's group created {created_s[-1]:.2f} s "
+                    f"and probe Running "
+                    f"{first_pod_s[-1]:.2f} s later ({kill_to_pod_s[-1]:.2f} s after the kill)",
+                    flush=True,
+                )
+                await leader.start()  # back as the standby
+                await until(leader.standing_by, 120, "the restarted standby", 0.2)
+        finally:
+            stop_creating.set()
+            await trickler
+        total = pods + created + kills + 5
+        await until(lambda: _all(kube, total), timeout, "every pod Running", 1.0)
+        rows = [
+            ("pods running at the kills", f"{pods} (+{created} created during the kills)"),
+            ("kills", str(kills)),
+            ("kill → Lease acquired, p50 / p99 (s)", f"{pct(acquired_s, 0.5):.2f} / {pct(acquired_s, 0.99):.2f}"),
+            (
+                "Lease acquired → first new pod's group created, p50 / p99 (s)",
+                f"{pct(created_s, 0.5):.2f} / {pct(created_s, 0.99):.2f}",
+            ),
+            (
+                "Lease acquired → first new pod Running, p50 / p99 (s)",
+                f"{pct(first_pod_s, 0.5):.2f} / {pct(first_pod_s, 0.99):.2f}",
+            ),
+            (
+                "kill → first new pod Running, p50 / p99 (s)",
+                f"{pct(kill_to_pod_s, 0.5):.2f} / {pct(kill_to_pod_s, 0.99):.2f}",
+            ),
+            ("mean kill → acquired (s)", f"{statistics.mean(acquired_s):.2f}"),
+            (
+                "baseline, no failover: POST → group created / → Running, median of 5 (s)",
+                f"{statistics.median(base_created):.2f} / {statistics.median(base_running):.2f}",
+            ),
+        ]
+        print(f"\n## Failover: {kills} leader kills at {pods} pods (virtual runtime, fast latency)\n")
+        print(table(rows))
+        target = 5.0 if pods <= 1000 else 30.0
+        return 0 if pct(created_s, 0.99) <= target else 1
 
 
 async def _all(kube: KubeAPI, total: int) -> bool:

@@ -136,6 +136,19 @@ async def leads(stack: Stack, r: Replica) -> None:
     await wait_for(check, 30, f"{r.name} to lead with the node Ready")
 
 
+async def leader_and_standby(
+    stack: Stack, tmp_path: Path, replicas: list[Replica], **flags: Any
+) -> tuple[Replica, Replica]:
+    """Replica a started first and leading (the node Ready), then b standing by with its watch synced."""
+    a, b = make_replica(stack, tmp_path, "a", **flags), make_replica(stack, tmp_path, "b", **flags)
+    replicas += [a, b]
+    await a.start()
+    await leads(stack, a)
+    await b.start()
+    await wait_for(b.standing_by, 30, "b standing by")
+    return a, b
+
+
 def eci_writes(stack: Stack, r: Replica) -> int:
     return sum(n for action, n in stack.sim.calls_by_key.get(r.key_id, {}).items() if changes_something(action))
 
@@ -176,12 +189,7 @@ async def test_sigkill_of_the_leader_mid_burst(
     """The standby takes over: every pod Running, one group per pod, the node Ready all along, kubectl exec
     through the new leader; the standby wrote nothing while it stood by."""
     stack = await make_stack(runtime="virtual", daemon=False)
-    a, b = make_replica(stack, tmp_path, "a", **FAST), make_replica(stack, tmp_path, "b", **FAST)
-    replicas += [a, b]
-    await a.start()
-    await leads(stack, a)
-    await b.start()
-    await wait_for(b.standing_by, 30, "b standing by")
+    a, b = await leader_and_standby(stack, tmp_path, replicas, **FAST)
     ready = ReadyWatch(stack)
 
     sem = asyncio.Semaphore(25)
@@ -241,12 +249,7 @@ async def test_a_paused_leader_writes_nothing_after_it_resumes(
     """SIGSTOP past the Lease, the standby takes over and works, SIGCONT: the old leader makes no API write
     and no changing ECI call, and exits with code 3."""
     stack = await make_stack(runtime="virtual", daemon=False)
-    a, b = make_replica(stack, tmp_path, "a", **FAST), make_replica(stack, tmp_path, "b", **FAST)
-    replicas += [a, b]
-    await a.start()
-    await leads(stack, a)
-    await b.start()
-    await wait_for(b.standing_by, 30, "b standing by")
+    a, b = await leader_and_standby(stack, tmp_path, replicas, **FAST)
     for i in range(5):
         await stack.create_pod(sleeper(f"before-{i}"))
     for i in range(5):
@@ -285,12 +288,7 @@ async def test_sigterm_hands_over_within_two_seconds(
     """With the default timings (lease 15 s, retry 2 s): the stopping leader releases the Lease and the standby
     takes it within 2 s; events on the Node say so."""
     stack = await make_stack(runtime="virtual", daemon=False)
-    a, b = make_replica(stack, tmp_path, "a"), make_replica(stack, tmp_path, "b")
-    replicas += [a, b]
-    await a.start()
-    await leads(stack, a)
-    await b.start()
-    await wait_for(b.standing_by, 30, "b standing by")
+    a, b = await leader_and_standby(stack, tmp_path, replicas)
     await stack.create_pod(sleeper("steady"))
     await stack.wait_pod("steady", running_ready, timeout=30)
 
@@ -303,6 +301,7 @@ async def test_sigterm_hands_over_within_two_seconds(
     took = time.monotonic() - sent
     assert await asyncio.wait_for(a.proc.wait(), 30) == 0
     assert took < 2.0, f"handover took {took:.2f}s"
+    assert (await b.metric_values())["vk_leader"] == 1.0
     lease = await stack.kube.get(LEASE)
     assert lease["spec"]["leaseTransitions"] == 1
 
