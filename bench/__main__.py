@@ -40,6 +40,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         900,
     ),
     Scenario(
+        "scheduler",
+        "sandbox scheduler: 5,000 pending pods placed on 50 nodes (target < 10 s), then unschedulable ones explained",
+        ("--pods", "5000", "--nodes", "50", "--target-seconds", "10"),
+        ("--pods", "1000", "--nodes", "10", "--target-seconds", "10"),
+        300,
+    ),
+    Scenario(
         "eci_sim",
         "ECI simulator (virtual runtime) through the SDK: create, DescribeContainerGroups, Status rates",
         ("--groups", "10000", "--concurrency", "16"),
@@ -65,6 +72,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         "whole stack (API server, simulator, vk-provider run): burst of pods to Running, ECI calls/pod",
         ("--pods", "500", "--timeout", "180"),
         ("--pods", "100", "--timeout", "120"),
+        600,
+    ),
+    Scenario(
+        "spot",
+        "whole stack: 100 of 500 spot replicas reclaimed at once, notice -> replacement Running, lost replicas",
+        ("--deployments", "5", "--replicas", "100", "--reclaim", "100", "--notice-seconds", "60"),
+        ("--deployments", "2", "--replicas", "20", "--reclaim", "10", "--notice-seconds", "20"),
         600,
     ),
     Scenario(

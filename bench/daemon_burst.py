@@ -109,7 +109,9 @@ class Bench:
 
 
 @contextlib.asynccontextmanager
-async def bench_stack(directory: Path, *, workers: int = 32, qps: float = 1000) -> AsyncIterator[Bench]:
+async def bench_stack(
+    directory: Path, *, workers: int = 32, qps: float = 1000, extra: dict[str, Any] | None = None
+) -> AsyncIterator[Bench]:
     async with (
         SandboxAPIServer(directory=directory / "apiserver") as apiserver,
         ECISimulator(directory=directory / "eci", runtime="virtual", latency_profile="fast") as sim,
@@ -139,6 +141,7 @@ async def bench_stack(directory: Path, *, workers: int = 32, qps: float = 1000) 
             "pods.workers": workers,
             "log.level": "warning",
             "log.format": "json",
+            **(extra or {}),
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("VK_") and "proxy" not in k.lower()}
         for path, value in flags.items():

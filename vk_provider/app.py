@@ -217,6 +217,8 @@ class Daemon:
             self._workers.append(self.supervisor.spawn(f"pods.worker.{i}", pods.run_worker(), critical=False))
         self.supervisor.spawn("pods.status", pods.sync.run())
         self.supervisor.spawn("pods.gc", pods.gc.run())
+        self.supervisor.spawn("pods.disruption", pods.disruptions.run())
+        self.supervisor.spawn("pods.deadline", pods.deadline.run())
 
     async def _adopt(self, notify: Callable[[], None]) -> None:
         assert self.pods is not None

@@ -12,7 +12,8 @@ import structlog
 
 _SECRET_KEYS = re.compile(r"(secret|password|token|signature|authorization|credential)", re.I)
 _SECRET_INLINE = re.compile(
-    r"(?i)((?:AccessKeySecret|access_key_secret|Password|Signature|Authorization|Bearer)[\"':= ]+)([^\s\"'&,]+)"
+    r"(?i)((?:AccessKeySecret|access_key_secret|Password|Signature|Authorization|Bearer)[\"':= ]+"
+    r"(?:(?:Bearer|Basic)\s+)?)([^\s\"'&,]+)"  # an Authorization value's scheme is kept, its credential masked
 )
 REDACTED = "***"
 

@@ -48,6 +48,15 @@ QUEUE_DEPTH = Gauge("vk_queue_depth", "Pods waiting in the reconcile queue.", re
 RECONCILES = Counter("vk_reconciles_total", "Reconcile runs by result.", ["result"], registry=REGISTRY)
 RECONCILE_RETRIES = Counter("vk_reconcile_retries_total", "Pods requeued after a failure.", registry=REGISTRY)
 STATUS_WRITES = Counter("vk_pod_status_writes_total", "Pod status writes to the API server.", registry=REGISTRY)
+SPOT_EVICTIONS = Counter(
+    "vk_spot_evictions_total",
+    "Evictions at a spot interruption notice by result (evicted, blocked, gone, too_late).",
+    ["result"],
+    registry=REGISTRY,
+)
+PENDING_TIMEOUTS = Counter(
+    "vk_pending_timeouts_total", "Pods failed with PendingTimeout (their group deleted).", registry=REGISTRY
+)
 GC_DELETED = Counter("vk_gc_deleted_groups_total", "Orphan container groups deleted by GC.", registry=REGISTRY)
 
 NODE_READY = Gauge("vk_node_ready", "1 when the virtual node reports Ready.", registry=REGISTRY)

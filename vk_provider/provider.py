@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 Pod = dict[str, Any]
@@ -91,7 +91,7 @@ class PodResources:
     secrets: dict[str, dict[str, bytes] | None] = field(default_factory=dict)
     """Secret name -> decoded data. Never logged."""
     service_env: dict[str, str] = field(default_factory=dict)
-    """Service-link variables (FOO_SERVICE_HOST ...), when enableServiceLinks is on."""
+    """Service-link variables (FOO_SERVICE_HOST ...): the namespace's if enableServiceLinks; ``kubernetes`` always."""
     tokens: dict[str, str] = field(default_factory=dict)
     """Projected serviceAccountToken contents keyed by "<volume name>/<path>"."""
 
@@ -108,6 +108,21 @@ class BackendEvent:
     last_timestamp: datetime | None
 
 
+@dataclass(frozen=True)
+class Interruption:
+    """The backend announced it will take the pod's capacity away (ECI: a spot group's
+    ``SpotToBeReleased`` event): at ``release_at`` the group is released, whatever the pod does."""
+
+    reason: str  # the backend's event reason, e.g. SpotToBeReleased
+    message: str  # the backend's own words
+    release_at: datetime  # UTC
+
+    def released_message(self, group_id: str, released: datetime | None = None) -> str:
+        """The message of a pod failed by the release (reason ``BidFailed``): the group and the time."""
+        when = (released or self.release_at).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"the spot container group {group_id or '(unknown id)'} was reclaimed at {when} ({self.message})"
+
+
 @dataclass
 class BackendPod:
     """The backend's view of one pod: identity from the group's tags, status mapped to Kubernetes."""
@@ -120,6 +135,9 @@ class BackendPod:
     status: dict[str, Any]  # a PodStatus in JSON form; phase/conditions/containerStatuses/podIP ...
     created: datetime | None = None
     events: list[BackendEvent] = field(default_factory=list)
+    interruption: Interruption | None = None  # a release is announced (spot reclamation)
+    zone: str = ""  # where the backend placed the group, once known
+    size: str = ""  # what is billed, e.g. "2-4Gi" or an instance type, once known
 
 
 class PodLifecycle(Protocol):

@@ -165,6 +165,12 @@ class ECISettings(_Section):
     backoff_max_seconds: float = Field(30.0, gt=0, description="Cap on one retry delay.")
     connect_timeout_seconds: float = Field(5.0, gt=0, description="SDK connect timeout.")
     read_timeout_seconds: float = Field(10.0, gt=0, description="SDK read timeout.")
+    spot_notice_poll_interval_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How often DescribeContainerGroupEvents is asked for new spot release notices "
+        "(SpotToBeReleased, about 3 minutes ahead); 0 leaves them to the status poll.",
+    )
     status_poll_interval_seconds: float = Field(
         3.0,
         gt=0,
@@ -209,6 +215,24 @@ class PodsSettings(_Section):
     gc_min_age_seconds: float = Field(300.0, ge=0, description="GC never touches groups younger than this.")
     shutdown_timeout_seconds: float = Field(
         20.0, ge=0, description="On SIGTERM, how long in-flight reconciles may run before they are cancelled."
+    )
+    spot_interruption: Literal["evict", "report"] = Field(
+        "evict",
+        description="At a spot release notice: evict the pod (Eviction API) or only report it; a pod's "
+        "vk-eci.io/spot-interruption annotation overrides this.",
+    )
+    eviction_retry_seconds: float = Field(
+        2.0, gt=0, le=60, description="Retry period of an eviction a PodDisruptionBudget refuses (429)."
+    )
+    max_pending_minutes: float = Field(
+        240.0,
+        gt=0,
+        le=1440,
+        description="A group not Running after this long is deleted and its pod fails (PendingTimeout); the pod "
+        "annotation k8s.aliyun.com/eci-max-pending-minute (10-1440) overrides it. Below 10 only for tests.",
+    )
+    pending_check_interval_seconds: float = Field(
+        30.0, gt=0, description="How often pending groups are checked against their deadline."
     )
 
 

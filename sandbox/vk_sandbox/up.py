@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vk_sandbox.apiserver.cli import add_worker_arguments, worker_spec
+from vk_sandbox.apiserver.workers import WorkerSpec
+
 NODE_NAME = "virtual-kubelet-eci"
 
 
@@ -27,19 +30,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--runtime", choices=("process", "virtual"), default="process", help="how the simulator runs groups"
     )
     parser.add_argument("--node-name", default=NODE_NAME, help="name of the virtual node")
+    add_worker_arguments(parser)
 
 
 def _progress(message: str, started: float) -> None:
     print(f"[{time.monotonic() - started:5.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def banner(kubeconfig: Path, node: str, metrics_url: str) -> str:
+def banner(kubeconfig: Path, node: str, metrics_url: str, workers: list[str] | None = None) -> str:
     return "\n".join(
         [
             "",
             "vk-eci sandbox is ready: a local API server, the ECI simulator and the daemon.",
             f"  kubeconfig:   {kubeconfig}",
             f"  virtual node: {node}",
+            f"  workers:      {', '.join(workers) if workers else 'none'}",
             f"  metrics:      {metrics_url}",
             "",
             "Try it (in another terminal):",
@@ -74,6 +79,7 @@ async def run_sandbox(
     node_name: str = NODE_NAME,
     ready_file: Path | None = None,
     stop: asyncio.Event | None = None,
+    workers: WorkerSpec | None = None,
 ) -> None:
     # Imported here: the all-in-one is the only place the sandbox and the product meet.
     from vk_provider.app import Daemon
@@ -86,7 +92,9 @@ async def run_sandbox(
     stop = stop or asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         _progress("starting the sandbox API server", started)
-        apiserver = await stack.enter_async_context(SandboxAPIServer(directory=directory / "apiserver"))
+        apiserver = await stack.enter_async_context(
+            SandboxAPIServer(directory=directory / "apiserver", workers=workers)
+        )
         _progress(f"API server on {apiserver.url}", started)
         _progress(f"starting the ECI simulator ({runtime} runtime)", started)
         sim = await stack.enter_async_context(ECISimulator(directory=directory / "eci", runtime=runtime))
@@ -130,7 +138,7 @@ async def run_sandbox(
                 "metrics_url": daemon.metrics_url,
             }
             await asyncio.to_thread(_write_ready, ready_file, ready)
-        print(banner(apiserver.kubeconfig_path, node_name, daemon.metrics_url), flush=True)
+        print(banner(apiserver.kubeconfig_path, node_name, daemon.metrics_url, apiserver.workers.names()), flush=True)
         await stop.wait()
         _progress("stopping", started)
 
@@ -138,6 +146,11 @@ async def run_sandbox(
 def main(args: argparse.Namespace) -> int:
     from vk_provider.log import configure_logging
 
+    try:
+        workers = worker_spec(args)
+    except ValueError as exc:
+        print(f"vk-provider sandbox: {exc}", file=sys.stderr)
+        return 2
     configure_logging("warning", "console" if sys.stderr.isatty() else "json")
 
     async def _main() -> None:
@@ -146,7 +159,12 @@ def main(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await run_sandbox(
-            args.dir, runtime=args.runtime, node_name=args.node_name, ready_file=args.ready_file, stop=stop
+            args.dir,
+            runtime=args.runtime,
+            node_name=args.node_name,
+            ready_file=args.ready_file,
+            stop=stop,
+            workers=workers,
         )
 
     asyncio.run(_main())

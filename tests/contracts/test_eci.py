@@ -32,6 +32,7 @@ MODELS: dict[str, type[BaseModel] | None] = {
     "UpdateContainerGroup": None,
     "DescribeContainerGroups": models.DescribeContainerGroupsResponse,
     "DescribeContainerGroupStatus": models.DescribeContainerGroupStatusResponse,
+    "DescribeContainerGroupEvents": models.DescribeContainerGroupEventsResponse,
     "DescribeContainerLog": models.DescribeContainerLogResponse,
     "ExecContainerCommand": models.ExecContainerCommandResponse,
     "DescribeMultiContainerGroupMetric": models.DescribeMultiContainerGroupMetricResponse,
@@ -40,6 +41,8 @@ MODELS: dict[str, type[BaseModel] | None] = {
 
 # Fields the product's models declare that the documentation does not have: read with a default, never relied on.
 UNDOCUMENTED_READS = {
+    # The request documents NextToken "obtained from the previous query"; the answer's model omits it.
+    "DescribeContainerGroupEvents": {"NextToken"},
     "DescribeContainerGroups": {
         "ContainerGroups[].Containers[].ImageId",
         "ContainerGroups[].Containers[].ContainerId",
@@ -50,6 +53,8 @@ UNDOCUMENTED_READS = {
 
 # Where the simulator knowingly differs from the documentation, and why. Anything else is a drift.
 KNOWN_EXTRA: dict[str, set[str]] = {
+    # NextToken: see UNDOCUMENTED_READS. Name: the simulator's events are those of DescribeContainerGroups.
+    "DescribeContainerGroupEvents": {"NextToken", "Data[].Events[].Name"},
     # The API metadata documents ContainerState.Running as "StartedAtstartedAt" (evidently a typo); the
     # simulator sends Kubernetes' StartedAt. The product does not read PodStatus.
     "DescribeContainerGroupStatus": {
@@ -161,6 +166,7 @@ async def _collect(client: ECIClient, region: str) -> dict[str, list[dict[str, A
         raise AssertionError("the group never ran")
     out: dict[str, list[dict[str, Any]]] = {"CreateContainerGroup": [created], "DescribeContainerGroups": [described]}
     out["DescribeContainerGroupStatus"] = [await client.call("DescribeContainerGroupStatus", one)]
+    out["DescribeContainerGroupEvents"] = [await client.call("DescribeContainerGroupEvents", one)]
     target = {**r, "ContainerGroupId": gid, "ContainerName": "main"}
     out["DescribeContainerLog"] = [await client.call("DescribeContainerLog", target)]
     out["ExecContainerCommand"] = [

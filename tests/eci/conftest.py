@@ -95,6 +95,7 @@ def make_settings(endpoint: str, **overrides: Any) -> ECISettings:
         "security_group_id": "sg-a",
         "cluster_name": "test-cluster",
         "cluster_dns": ["10.96.0.10"],
+        "spot_notice_poll_interval_seconds": 0,  # tests count calls; notices.py is driven by its own tests
     }
     base.update(overrides)
     return ECISettings(**base)
@@ -125,6 +126,7 @@ def settings_for(sim: ECISimulator, **kw: Any) -> ECISettings:
         "status_poll_interval_seconds": 0.2,
         "backoff_base_seconds": 0.05,
         "backoff_max_seconds": 0.2,
+        "spot_notice_poll_interval_seconds": 0,  # tests count calls; notices.py is driven by its own tests
     }
     base.update(kw)
     return ECISettings(**base)

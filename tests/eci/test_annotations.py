@@ -32,6 +32,7 @@ P = "k8s.aliyun.com/"
         ("eip-bandwidth", "10", "eip_bandwidth", 10),
         ("eci-ram-role-name", "my.role", "ram_role_name", "my.role"),
         ("eci-extra-ephemeral-storage", "50Gi", "extra_ephemeral_storage_gib", 50),
+        ("eci-max-pending-minute", "10", "max_pending_minutes", 10),
     ],
 )
 def test_valid_values(key: str, value: str, attr: str, expected: object) -> None:
@@ -58,6 +59,10 @@ def test_valid_values(key: str, value: str, attr: str, expected: object) -> None
         ("eip-bandwidth", "0", "1 to 200"),
         ("eci-ram-role-name", "role with spaces", "1-64"),
         ("eci-extra-ephemeral-storage", "lots", "not a quantity"),
+        ("eci-max-pending-minute", "9", "from 10 to 1440"),
+        ("eci-max-pending-minute", "1441", "from 10 to 1440"),
+        ("eci-spot-duration", "1", "only applies with eci-spot-strategy"),
+        ("eci-spot-fallback", "true", "only applies with eci-spot-strategy"),
     ],
 )
 def test_invalid_values_name_the_annotation(key: str, value: str, why: str) -> None:
@@ -79,3 +84,23 @@ def test_unknown_annotations_become_warnings() -> None:
     """An unsupported k8s.aliyun.com/ annotation is reported as a warning; other prefixes are ignored."""
     out = parse_annotations({P + "eci-ntp-server": "1.2.3.4", "example.com/x": "y"})
     assert out.warnings == [f"annotation {P}eci-ntp-server is not supported by this provider and was ignored"]
+
+
+def test_spot_duration_and_fallback() -> None:
+    """With a spot strategy: eci-spot-duration 0-6 hours and eci-spot-fallback a boolean; bad values refused."""
+    spot = {P + "eci-spot-strategy": "SpotAsPriceGo"}
+    out = parse_annotations({**spot, P + "eci-spot-duration": "0", P + "eci-spot-fallback": "true"})
+    assert (out.spot_duration, out.spot_fallback) == (0, True)
+    for key, value, why in (
+        ("eci-spot-duration", "7", "from 0 (no protection) to 6"),
+        ("eci-spot-duration", "1.5", "whole number"),
+        ("eci-spot-fallback", "sometimes", "not a boolean"),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            parse_annotations({**spot, P + key: value})
+        assert P + key in info.value.message and why in info.value.message
+
+
+def test_written_back_annotations_are_not_warned_about() -> None:
+    """The annotations the daemon writes back (eci-instance-id ...) are not 'unsupported' on a copied pod."""
+    assert parse_annotations({P + "eci-instance-id": "eci-1", P + "eci-instance-zone": "z"}).warnings == []

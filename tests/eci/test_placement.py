@@ -10,6 +10,7 @@ import pytest
 from tests.eci.conftest import FakeECI, error, make_pod, make_settings, settings_for, until
 from vk_provider.eci.index import Entry
 from vk_provider.eci.models import ContainerGroup
+from vk_provider.eci.placement import plan_for
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.eci.translate import translate_pod
 from vk_provider.errors import PermanentError
@@ -216,3 +217,33 @@ def test_adopted_group_is_not_announced_again() -> None:
     provider = ECIProvider(make_settings("http://127.0.0.1:9"), node_name="vk")
     entry = Entry(uid="u-1", namespace="d", name="p", group_id="eci-1", group=_placed(Status="Running"))
     assert not [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
+
+
+def test_spot_fallback_plans_pay_as_you_go_after_the_spot_attempts() -> None:
+    """eci-spot-fallback: the spot attempts, then the same ones as NoSpot (no SpotDuration either); without it
+    every attempt is spot, with SpotDuration sent."""
+    ann = {
+        "k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo",
+        "k8s.aliyun.com/eci-spot-duration": "0",
+        "k8s.aliyun.com/eci-use-specs": "1-2Gi,2-4Gi",
+    }
+    pod = make_pod("s", ["sleep", "1"], meta={"annotations": ann})
+    req = translate_pod(pod, PodResources(), make_settings("http://127.0.0.1:1"), "vk").request
+    assert [size.describe() for size, _ in plan_for(req)] == ["1-2Gi", "2-4Gi"]
+    assert req.to_params()["SpotStrategy"] == "SpotAsPriceGo" and req.to_params()["SpotDuration"] == 0
+    pod["metadata"]["annotations"]["k8s.aliyun.com/eci-spot-fallback"] = "true"
+    req = translate_pod(pod, PodResources(), make_settings("http://127.0.0.1:1"), "vk").request
+    plan = plan_for(req)
+    assert [size.describe() for size, _ in plan] == ["1-2Gi", "2-4Gi", "1-2Gi pay-as-you-go", "2-4Gi pay-as-you-go"]
+    last = req.to_params(size=plan[-1][0], vswitch_ids=plan[-1][1])
+    assert "SpotStrategy" not in last and "SpotDuration" not in last
+
+
+async def test_spot_fallback_runs_pay_as_you_go_without_spot_stock(provider: ECIProvider, sim: ECISimulator) -> None:
+    """With no spot stock, a spot pod with eci-spot-fallback runs as a NoSpot group after a NoStock event."""
+    await sim.set_faults({"no_stock": {"spot": True}})
+    ann = {"k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo", "k8s.aliyun.com/eci-spot-fallback": "true"}
+    await provider.create_pod(make_pod("fb", ["sleep", "30"], meta={"annotations": ann}), PodResources())
+    bp = await until(provider, "uid-fb", lambda b: b.status["phase"] == "Running")
+    assert any(e.reason == "NoStock" and "pay-as-you-go" in e.message for e in bp.events)
+    assert sim.engine.groups[bp.group_id].spot_strategy == "NoSpot"

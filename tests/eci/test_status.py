@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from vk_provider.eci.models import ContainerGroup
-from vk_provider.eci.status import container_group_to_pod_status, group_events, is_no_stock, vanished_pod_status
+from vk_provider.eci.status import (
+    container_group_to_pod_status,
+    group_events,
+    is_no_stock,
+    spot_notice,
+    vanished_pod_status,
+)
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 POD: dict[str, Any] = {
@@ -159,3 +165,41 @@ def test_vanished_group() -> None:
     s = vanished_pod_status(POD, now=NOW)
     assert s["phase"] == "Failed" and s["reason"] == "ContainerGroupVanished"
     assert s["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137
+
+
+def _spot_event(message: str) -> dict[str, Any]:
+    return {
+        "Type": "Warning",
+        "Reason": "SpotToBeReleased",
+        "Message": message,
+        "FirstTimestamp": "2026-01-02T03:04:05Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("message", "seconds"),
+    [
+        ("Spot ECI will be released in 3 minutes.", 180),
+        ("Spot ECI will be released in 5 minutes", 300),
+        ("Spot ECI will be released in 20 seconds.", 20),
+        ("the instance is going away", 180),  # no delay named: ECI's documented 3 minutes
+    ],
+)
+def test_spot_notice_release_time(message: str, seconds: int) -> None:
+    """The release time is the notice's first timestamp plus the delay its message names (3 minutes if none)."""
+    notice = spot_notice(group("Running", Events=[_spot_event(message)]))
+    assert notice is not None and (notice.release_at - NOW).total_seconds() == seconds
+    assert spot_notice(group("Running")) is None
+
+
+def test_released_spot_group_fails_the_pod_bid_failed() -> None:
+    """An Expired group that had a release notice: Failed, reason BidFailed, naming the group and the time."""
+    g = group(
+        "Expired",
+        Events=[_spot_event("Spot ECI will be released in 3 minutes.")],
+        ExpiredTime="2026-01-02T03:07:06Z",
+    )
+    status = container_group_to_pod_status(g, POD, now=NOW)
+    assert status["phase"] == "Failed" and status["reason"] == "BidFailed"
+    assert "eci-1" in status["message"] and "2026-01-02T03:07:06Z" in status["message"]
+    assert container_group_to_pod_status(group("Expired"), POD, now=NOW)["reason"] != "BidFailed"

@@ -220,6 +220,11 @@ def _read_calls(settings: Settings) -> list[tuple[str, dict[str, Any], bool]]:
     one = {"ContainerGroupId": PROBE_GROUP_ID}
     return [
         ("DescribeContainerGroups", {**region, **_tags(settings), "Limit": 1}, True),
+        (
+            "DescribeContainerGroupEvents",
+            {**region, **_tags(settings), "SinceSecond": 60, "Limit": 1},
+            settings.eci.spot_notice_poll_interval_seconds > 0,
+        ),
         ("DescribeContainerLog", {**region, **one, "ContainerName": "doctor", "Tail": 1}, True),
         (
             "DescribeMultiContainerGroupMetric",

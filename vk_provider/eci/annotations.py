@@ -36,6 +36,9 @@ SUPPORTED = (
     "eci-instance-type",
     "eci-spot-strategy",
     "eci-spot-price-limit",
+    "eci-spot-duration",
+    "eci-spot-fallback",
+    "eci-max-pending-minute",
     "eci-image-snapshot-id",
     "eci-auto-imc",
     "eci-image-cache",
@@ -44,6 +47,9 @@ SUPPORTED = (
     "eci-ram-role-name",
     "eci-extra-ephemeral-storage",
 )
+# Written back on the pod by the daemon (pods/writeback.py), never read at creation: no warning for them.
+WRITTEN_BACK = ("eci-instance-id", "eci-instance-spec", "eci-instance-zone")
+MAX_PENDING_MINUTES = (10, 1440)  # ECI's documented range for eci-max-pending-minute
 
 
 @dataclass
@@ -57,6 +63,9 @@ class PodAnnotations:
     sizes: list[SizeChoice] = field(default_factory=list)
     spot_strategy: str | None = None
     spot_price_limit: float | None = None
+    spot_duration: int | None = None
+    spot_fallback: bool = False
+    max_pending_minutes: int | None = None
     image_snapshot_id: str | None = None
     auto_match_image_cache: bool | None = None
     with_eip: bool | None = None
@@ -159,6 +168,23 @@ def parse_annotations(annotations: Mapping[str, str] | None) -> PodAnnotations:
         raise _bad("eci-spot-strategy", "SpotWithPriceLimit needs k8s.aliyun.com/eci-spot-price-limit")
     if out.spot_price_limit is not None and out.spot_strategy != "SpotWithPriceLimit":
         raise _bad("eci-spot-price-limit", "only applies with eci-spot-strategy: SpotWithPriceLimit")
+    if "eci-spot-duration" in ann:
+        v = ann["eci-spot-duration"].strip()
+        if not v.isdigit() or not 0 <= int(v) <= 6:
+            raise _bad("eci-spot-duration", f"{v!r} must be a whole number of hours from 0 (no protection) to 6")
+        out.spot_duration = int(v)
+    if "eci-spot-fallback" in ann:
+        out.spot_fallback = _bool("eci-spot-fallback", ann["eci-spot-fallback"])
+    spot = out.spot_strategy not in (None, "NoSpot")
+    for key, given in (("eci-spot-duration", out.spot_duration is not None), ("eci-spot-fallback", out.spot_fallback)):
+        if given and not spot:
+            raise _bad(key, "only applies with eci-spot-strategy: SpotAsPriceGo or SpotWithPriceLimit")
+    if "eci-max-pending-minute" in ann:
+        v = ann["eci-max-pending-minute"].strip()
+        lo, hi = MAX_PENDING_MINUTES
+        if not v.isdigit() or not lo <= int(v) <= hi:
+            raise _bad("eci-max-pending-minute", f"{v!r} must be a whole number of minutes from {lo} to {hi}")
+        out.max_pending_minutes = int(v)
     if "eci-image-snapshot-id" in ann:
         v = ann["eci-image-snapshot-id"].strip()
         if not _IMC.match(v):
@@ -194,6 +220,6 @@ def parse_annotations(annotations: Mapping[str, str] | None) -> PodAnnotations:
         out.extra_ephemeral_storage_gib = gib
 
     for key in sorted(ann):
-        if key not in SUPPORTED:
+        if key not in SUPPORTED and key not in WRITTEN_BACK:
             out.warnings.append(f"annotation {PREFIX}{key} is not supported by this provider and was ignored")
     return out

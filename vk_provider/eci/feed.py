@@ -9,8 +9,20 @@ from collections.abc import AsyncIterator
 from vk_provider.eci.index import Entry, Index
 from vk_provider.eci.models import ContainerGroup
 from vk_provider.eci.placement import report_placement
-from vk_provider.eci.status import container_group_to_pod_status, group_events
+from vk_provider.eci.status import container_group_to_pod_status, group_events, spot_notice
 from vk_provider.provider import BackendPod, Pod, PodLookup
+
+# A group in these states has no zone or size of its own yet (Pending is placed once ECI reports a zone).
+_UNPLACED = frozenset({"", "Scheduling", "ScheduleFailed"})
+
+
+def billed_size(group: ContainerGroup) -> str:
+    """What ECI bills the group as: its instance type when it has one, else ``<vCPU>-<GiB>Gi``."""
+    if group.InstanceType:
+        return group.InstanceType
+    if group.Cpu is None or group.Memory is None:
+        return ""
+    return f"{group.Cpu:g}-{group.Memory:g}Gi"
 
 
 class Feed:
@@ -46,6 +58,9 @@ class Feed:
             status=status,
             created=group.CreationTime,
             events=entry.events + group_events(group),
+            interruption=spot_notice(group),
+            zone=group.ZoneId if group.Status not in _UNPLACED else "",
+            size=billed_size(group) if group.Status not in _UNPLACED else "",
         )
 
     def backend_pods(self) -> list[BackendPod]:

@@ -11,7 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from vk_provider.eci import names
-from vk_provider.eci.models import ContainerGroup, DescribeContainerGroupsResponse, DescribeContainerGroupStatusResponse
+from vk_provider.eci.models import (
+    ContainerGroup,
+    DescribeContainerGroupEventsResponse,
+    DescribeContainerGroupsResponse,
+    DescribeContainerGroupStatusResponse,
+)
 
 PAGE = 20  # DescribeContainerGroups' maximum page
 STATUS_PAGE = 200  # DescribeContainerGroupStatus' maximum page
@@ -20,11 +25,14 @@ MAX_PAGES = 100_000  # a listing's bound: 2M groups at 20 per page
 Call = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 """An ECI call: action and parameters in, the parsed JSON answer out (the provider's ``_call``)."""
 
-Page = TypeVar("Page", DescribeContainerGroupsResponse, DescribeContainerGroupStatusResponse)
+Page = TypeVar(
+    "Page", DescribeContainerGroupsResponse, DescribeContainerGroupStatusResponse, DescribeContainerGroupEventsResponse
+)
 
 _ACTIONS: dict[type[Any], str] = {
     DescribeContainerGroupsResponse: "DescribeContainerGroups",
     DescribeContainerGroupStatusResponse: "DescribeContainerGroupStatus",
+    DescribeContainerGroupEventsResponse: "DescribeContainerGroupEvents",
 }
 
 
@@ -39,8 +47,9 @@ def tag_params(cluster: str, node: str, extra: dict[str, str] | None = None) -> 
 
 
 class Listing(Generic[Page]):
-    """One listing (DescribeContainerGroups or DescribeContainerGroupStatus with ``params``), walked with
-    NextToken: a page at a time (``next_page``, the poller's paced sweeps) or to its end (``pages_left``).
+    """One listing (DescribeContainerGroups, DescribeContainerGroupStatus or DescribeContainerGroupEvents with
+    ``params``), walked with NextToken: a page at a time (``next_page``, the poller's paced sweeps) or to its
+    end (``pages_left``).
     Each page comes as (parsed answer, raw answer): the incremental poll fingerprints the raw items."""
 
     def __init__(self, call: Call, response: type[Page], params: dict[str, Any], *, max_pages: int = MAX_PAGES) -> None:
@@ -56,7 +65,7 @@ class Listing(Generic[Page]):
         params = {**self._params, "NextToken": self.token} if self.token else self._params
         data = await self._call(_ACTIONS[self._response], params)
         page = self._response.model_validate(data)
-        items = page.ContainerGroups if isinstance(page, DescribeContainerGroupsResponse) else page.Data
+        items: list[Any] = page.ContainerGroups if isinstance(page, DescribeContainerGroupsResponse) else page.Data
         self.pages += 1
         self.token = page.NextToken
         self.done = not page.NextToken or not items or self.pages >= self._max_pages

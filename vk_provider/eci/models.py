@@ -123,6 +123,25 @@ class DescribeContainerGroupStatusResponse(_Wire):
     Data: list[StatusItem] = Field(default_factory=list)
 
 
+class EventItem(_Wire):
+    """One event in DescribeContainerGroupEvents: only its reason is read (the group is then described)."""
+
+    Reason: str = ""
+
+
+class GroupEvents(_Wire):
+    """One group's events in DescribeContainerGroupEvents."""
+
+    ContainerGroupId: str
+    Events: list[EventItem] = Field(default_factory=list)
+
+
+class DescribeContainerGroupEventsResponse(_Wire):
+    RequestId: str = ""
+    NextToken: str = ""  # the request documents NextToken from the previous answer; the answer's model omits it
+    Data: list[GroupEvents] = Field(default_factory=list)
+
+
 class CreateContainerGroupResponse(_Wire):
     RequestId: str = ""
     ContainerGroupId: str

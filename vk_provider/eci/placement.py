@@ -13,6 +13,7 @@ a group we created in, so ``kubectl describe pod`` shows what is billed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,12 +38,17 @@ NO_STOCK_CODES = ("NoStock", "StockExhaust", "StockClose", "RecommendEmpty", "Ou
 
 
 def plan_for(req: CreateRequest) -> Plan:
+    """The attempts in order; with ``eci-spot-fallback`` the spot attempts (at most half the budget) are
+    followed by the same ones as pay-as-you-go."""
     out: Plan = []
     for size in req.sizes:
         out.append((size, list(req.vswitch_ids)))
         if len(req.vswitch_ids) > 1:
             out.extend((size, [v]) for v in req.vswitch_ids)
-    return out[:MAX_ATTEMPTS]
+    if not req.spot_fallback:
+        return out[:MAX_ATTEMPTS]
+    spot = out[: MAX_ATTEMPTS // 2]
+    return spot + [(dataclasses.replace(size, pay_as_you_go=True), vsw) for size, vsw in spot]
 
 
 def _is_no_stock_code(code: str) -> bool:

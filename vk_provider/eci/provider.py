@@ -3,6 +3,7 @@ the work:
 
 - index.py: this node's groups, by pod UID and by group id (the one place that changes them);
 - poller.py: the task that keeps the index fresh (incremental poll, paced sweeps; its ECI call budget);
+- notices.py: the task that looks for spot release notices (DescribeContainerGroupEvents);
 - feed.py: index entries as BackendPods, and the ``status_changes()`` stream;
 - placement.py: creating a group through its NoStock plan of sizes and vSwitches;
 - streams.py: logs, exec, attach, port-forward and usage;
@@ -27,6 +28,7 @@ from vk_provider.eci.feed import Feed
 from vk_provider.eci.index import Entry, Index
 from vk_provider.eci.listing import describe_by_tags, describe_ids, tag_params
 from vk_provider.eci.models import ListUsageResponse
+from vk_provider.eci.notices import SpotNotices
 from vk_provider.eci.placement import Placement
 from vk_provider.eci.poller import Poller
 from vk_provider.eci.status import TERMINAL_GROUP_STATUSES
@@ -77,6 +79,9 @@ class ECIProvider:
             call=self._call,
             sleep=sleep,
         )
+        self.notices = SpotNotices(
+            settings, node_name=node_name, index=self.index, feed=self.feed, call=self._call, sleep=sleep
+        )
         self.streams = Streams(
             self.index,
             lookup=self._lookup,
@@ -101,6 +106,7 @@ class ECIProvider:
             self.feed.pods = pods
         _ = self.client
         self.poller.start()
+        self.notices.start()
 
     def stand_by(self, interval: float | None) -> None:
         """On an HA standby, poll every ``interval`` seconds at most (None: the leader's cadence)."""
@@ -112,6 +118,7 @@ class ECIProvider:
         await self.poller.poll_once()
 
     async def close(self) -> None:
+        await self.notices.close()
         await self.poller.close()
         self.feed.close()
         if self._client is not None:

@@ -135,6 +135,8 @@ class CreateRequest(_M):
     tags: dict[str, str] = Field(default_factory=dict)
     spot_strategy: str | None = None
     spot_price_limit: float | None = None
+    spot_duration: int | None = None
+    spot_fallback: bool = False  # NoStock: after the spot attempts, the same ones as pay-as-you-go
     image_snapshot_id: str | None = None
     auto_match_image_cache: bool | None = None
     auto_create_eip: bool | None = None
@@ -205,8 +207,10 @@ class CreateRequest(_M):
         for i, (tag_key, tag_value) in enumerate(self.tags.items(), 1):
             p[f"Tag.{i}.Key"] = tag_key
             p[f"Tag.{i}.Value"] = tag_value
-        _put(p, "SpotStrategy", self.spot_strategy)
-        _put(p, "SpotPriceLimit", self.spot_price_limit)
+        if not chosen.pay_as_you_go:
+            _put(p, "SpotStrategy", self.spot_strategy)
+            _put(p, "SpotPriceLimit", self.spot_price_limit)
+            _put(p, "SpotDuration", self.spot_duration)
         _put(p, "ImageSnapshotId", self.image_snapshot_id)
         _put(p, "AutoMatchImageCache", self.auto_match_image_cache)
         _put(p, "AutoCreateEip", self.auto_create_eip)

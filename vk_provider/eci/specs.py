@@ -76,11 +76,11 @@ class SizeChoice:
     cpu: float | None = None
     memory: float | None = None
     instance_type: str | None = None
+    pay_as_you_go: bool = False  # a spot pod's fallback attempt (eci-spot-fallback): created as NoSpot
 
     def describe(self) -> str:
-        if self.instance_type:
-            return self.instance_type
-        return f"{_fmt(self.cpu)}-{_fmt(self.memory)}Gi"
+        what = self.instance_type or f"{_fmt(self.cpu)}-{_fmt(self.memory)}Gi"
+        return f"{what} pay-as-you-go" if self.pay_as_you_go else what
 
 
 def _fmt(v: float | None) -> str:

@@ -105,6 +105,8 @@ def translate_pod(pod: Pod, resources: PodResources, settings: ECISettings, node
         tags=tags,
         spot_strategy=ann.spot_strategy,
         spot_price_limit=ann.spot_price_limit,
+        spot_duration=ann.spot_duration,
+        spot_fallback=ann.spot_fallback,
         image_snapshot_id=ann.image_snapshot_id,
         auto_match_image_cache=ann.auto_match_image_cache,
         auto_create_eip=ann.with_eip,

@@ -9,7 +9,11 @@ queue (``ns/name``); workers (``pods.worker.N``) take one key at a time and hand
   requeues the pod, whose worker writes the status if it differs) and the pod's Events;
 - ``adoption.py``: after a restart, learn the existing groups before anything is created or deleted
   (``pods.adopt``);
-- ``gc.py``: orphan GC and vanished groups (``pods.gc``).
+- ``gc.py``: orphan GC and vanished groups (``pods.gc``);
+- ``disruption.py``: announced interruptions (spot release notices): event, condition, eviction
+  (``pods.disruption``);
+- ``deadline.py``: groups pending past their deadline fail the pod and are deleted (``pods.deadline``);
+- ``writeback.py``: the group id, size and zone written on the pod (called by reconcile).
 
 The three directions of virtual-kubelet map onto them: pods from Kubernetes (watch, reconcile),
 status from the provider (sync), deletes from Kubernetes (reconcile).
@@ -29,6 +33,8 @@ from vk_provider.kube.events import EventRecorder
 from vk_provider.kube.watch import Informer, object_key
 from vk_provider.metrics import PODS, RECONCILES
 from vk_provider.pods.adoption import Adoption
+from vk_provider.pods.deadline import PendingDeadline
+from vk_provider.pods.disruption import Disruptions
 from vk_provider.pods.gc import GarbageCollector
 from vk_provider.pods.queue import KeyedQueue, QueueShutDown
 from vk_provider.pods.reconcile import Reconciler, Requeue
@@ -45,7 +51,7 @@ class PodController:
     """Owns the pod watch, the queue and the workers, and builds the parts they share ``state`` with.
 
     Exposes ``ready``, the PodLookup view, and the parts whose loops the daemon's supervisor runs:
-    ``sync.run()``, ``adoption.run()``, ``gc.run()``.
+    ``sync.run()``, ``adoption.run()``, ``gc.run()``, ``disruptions.run()``, ``deadline.run()``.
     """
 
     def __init__(
@@ -68,6 +74,14 @@ class PodController:
         self.queue = KeyedQueue(Backoff(base=settings.retry_base_seconds, cap=settings.retry_max_seconds))
         self.state = state = PodState(self.informer, self.queue)
         self.sync = StatusSync(state, api, provider, recorder)
+        self.disruptions = Disruptions(
+            state,
+            self.sync,
+            api,
+            recorder,
+            default_action=settings.spot_interruption,
+            retry_seconds=settings.eviction_retry_seconds,
+        )
         self.reconciler = Reconciler(
             state,
             self.sync,
@@ -75,8 +89,10 @@ class PodController:
             provider,
             recorder,
             resolver or ResourceResolver(api),
+            self.disruptions,
             delete_poll_max_seconds=delete_poll_max_seconds,
         )
+        self.deadline = PendingDeadline(state, self.sync, provider, recorder, settings)
         self.adoption = Adoption(state, provider, settings)
         self.gc = GarbageCollector(state, provider, settings, vanish_grace_seconds=vanish_grace_seconds)
         self._phases: dict[str, str] = {}

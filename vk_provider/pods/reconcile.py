@@ -22,6 +22,7 @@ from vk_provider.errors import InvalidInput, NotSupported, PermanentError, Provi
 from vk_provider.kube.client import KubeAPI, KubeError
 from vk_provider.kube.events import EventRecorder
 from vk_provider.kube.watch import object_key
+from vk_provider.pods.disruption import Disruptions
 from vk_provider.pods.resources import (
     EXTENDED_TOKEN_SECONDS,
     ExpiringToken,
@@ -37,11 +38,13 @@ from vk_provider.pods.status import (
     pending_status,
 )
 from vk_provider.pods.sync import StatusSync
+from vk_provider.pods.writeback import write_back
 from vk_provider.provider import BackendPod, Pod, PodLifecycle
 
 log = structlog.get_logger("vk_provider.pods")
 
 VANISHED_REASON = "ContainerGroupVanished"
+BID_FAILED_REASON = "BidFailed"
 VANISHED_EXIT_CODE = 137
 TOKEN_NOT_ROTATED_REASON = "TokenNotRotated"
 
@@ -65,6 +68,7 @@ class Reconciler:
         provider: PodLifecycle,
         recorder: EventRecorder,
         resolver: ResourceResolver,
+        disruptions: Disruptions,
         *,
         delete_poll_max_seconds: float,
     ) -> None:
@@ -74,6 +78,7 @@ class Reconciler:
         self.provider = provider
         self.recorder = recorder
         self.resolver = resolver
+        self.disruptions = disruptions
         self.delete_poll_max_seconds = delete_poll_max_seconds
         self._delete_polls: dict[str, int] = {}  # uid -> polls since delete_pod
         self._failed: set[str] = set()  # uids failed for good by us (no recreate)
@@ -108,9 +113,13 @@ class Reconciler:
             if pod_uid not in self._failed:
                 await self._create(pod)
             return
+        group = known.group
+        if group.interruption is not None:
+            self.disruptions.notice(pod, group.group_id, group.interruption)
         await self.sync.mirror_events(pod)
-        await self._maybe_update(key, pod, known.group)
-        await self.sync.sync_status(pod, known.group)
+        await self._maybe_update(key, pod, group)
+        await self.sync.sync_status(pod, group)
+        await write_back(self.api, self.state, pod, group)
 
     async def _reconcile_before_adoption(self, key: str) -> None:
         """Existing groups are not known yet: status work only. A pod without a known group may have
@@ -216,7 +225,14 @@ class Reconciler:
         await self.sync.write_status(pod, lambda p: pending_status(p, "DaemonSetPodNotSupported", msg))
 
     async def _fail_vanished(self, pod: Pod, group_id: str) -> None:
-        """GC found the group gone without our delete (``PodState.vanished``): fail the pod, no recreate."""
+        """GC found the group gone without our delete (``PodState.vanished``): fail the pod, no recreate.
+        A group that went after a release notice was reclaimed: the pod fails with BidFailed instead."""
+        notice = self.disruptions.notice_for(uid(pod))
+        if notice is not None and notice.group_id == group_id:
+            self._failed.add(uid(pod))
+            released = notice.interruption.released_message(group_id)
+            await self.sync.write_status(pod, lambda p: failed_status(p, BID_FAILED_REASON, released, exit_code=137))
+            return
         msg = (
             f"the container group {group_id or '(unknown id)'} disappeared from ECI without a delete from vk-eci "
             "(deleted in the console or by another tool, or expired); the pod is not recreated"
@@ -244,6 +260,7 @@ class Reconciler:
         self._failed.discard(pod_uid)
         self._delete_polls.pop(pod_uid, None)
         self.sync.forget(pod_uid)
+        self.disruptions.forget(pod_uid)
 
     async def _reconcile_delete(self, key: str, pod: Pod) -> None:
         pod_uid = uid(pod)

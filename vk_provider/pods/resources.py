@@ -5,8 +5,9 @@
 - A missing one that is required yields a ``MandatoryConfigMapNotFound`` / ``MandatorySecretNotFound``
   Warning and ``MissingReferences`` is raised: no group is created and the pod is retried. A missing
   optional one yields ``OptionalConfigMapNotFound`` / ``OptionalSecretNotFound`` and the pod starts.
-- Service-link variables (``FOO_SERVICE_HOST`` ...) are built when ``enableServiceLinks`` is on, from
-  the services of the pod's namespace plus the ``kubernetes`` service of ``default``.
+- Service-link variables (``FOO_SERVICE_HOST`` ...) are built from the services of the pod's namespace
+  when ``enableServiceLinks`` is on, plus (always, as the kubelet does) the ``kubernetes`` service of
+  ``default`` unless the namespace has its own service of that name.
 - Projected serviceAccountToken sources are minted with the TokenRequest API, bound to the pod, once:
   a group's files cannot be replaced without restarting its containers, so tokens are never rotated.
   The automounted token (``expirationSeconds`` 3607, no audience) is what kube-apiserver extends to a
@@ -162,12 +163,13 @@ def service_env(services: list[JSON]) -> dict[str, str]:
         for p in ports:
             if p.get("name"):
                 env[f"{name}_SERVICE_PORT_{str(p['name']).upper().replace('-', '_')}"] = str(p.get("port"))
+        host = f"[{ip}]" if ":" in str(ip) else str(ip)  # Go's net.JoinHostPort, as the kubelet joins them
         proto0 = str(first.get("protocol") or "TCP")
-        env[f"{name}_PORT"] = f"{proto0.lower()}://{ip}:{first.get('port')}"
+        env[f"{name}_PORT"] = f"{proto0.lower()}://{host}:{first.get('port')}"
         for p in ports:
             proto = str(p.get("protocol") or "TCP")
             prefix = f"{name}_PORT_{p.get('port')}_{proto.upper()}"
-            env[prefix] = f"{proto.lower()}://{ip}:{p.get('port')}"
+            env[prefix] = f"{proto.lower()}://{host}:{p.get('port')}"
             env[f"{prefix}_PROTO"] = proto.lower()
             env[f"{prefix}_PORT"] = str(p.get("port"))
             env[f"{prefix}_ADDR"] = str(ip)
@@ -175,7 +177,8 @@ def service_env(services: list[JSON]) -> dict[str, str]:
 
 
 class ResourceResolver:
-    """Reads referenced objects through the API (no cache: a pod is resolved once per create)."""
+    """Reads referenced objects through the API: ConfigMaps and Secrets uncached (a pod is resolved once per create),
+    a namespace's services cached for ``services_ttl`` seconds."""
 
     def __init__(self, api: KubeAPI, *, services_ttl: float = 5.0) -> None:
         self.api = api
@@ -226,11 +229,14 @@ class ResourceResolver:
         required = [m for m in missing if not m.optional]
         if required:
             raise MissingReferences(missing)
-        if spec.get("enableServiceLinks", True):
-            services = list(await self._services_of(ns))
-            if ns != "default":
-                services += [s for s in await self._services_of("default") if s["metadata"].get("name") == "kubernetes"]
-            res.service_env = service_env(services)
+        # Like the kubelet: the namespace's services when links are enabled, and always the ``kubernetes``
+        # service of ``default`` unless the namespace has its own service of that name.
+        services = list(await self._services_of(ns)) if spec.get("enableServiceLinks", True) else []
+        if not any((s.get("metadata") or {}).get("name") == "kubernetes" for s in services):
+            services += [
+                s for s in await self._services_of("default") if (s.get("metadata") or {}).get("name") == "kubernetes"
+            ]
+        res.service_env = service_env(services)
         expiring = await self._tokens(pod, res)
         return Resolution(resources=res, missing=missing, expiring_tokens=expiring)
 
@@ -291,4 +297,9 @@ def jwt_expiry(token: str) -> float | None:
     except ValueError:  # bad base64, bad UTF-8 or bad JSON
         return None
     exp = payload.get("exp") if isinstance(payload, dict) else None
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return None
+    try:
+        return float(exp)
+    except OverflowError:  # an integer too large for a float is no time either
+        return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vk_provider.errors import ProviderError
-from vk_provider.kube.watch import Informer, compact
+from vk_provider.kube.watch import Informer, compact, for_cache, object_key
 from vk_provider.pods.queue import KeyedQueue
 from vk_provider.provider import BackendPod, Pod
 
@@ -53,6 +53,18 @@ class PodState:
             return
         bp.group_id = bp.group_id or known.group.group_id
         known.group = bp
+
+    def cache_written(self, based_on: Pod, written: Pod) -> None:
+        """We wrote ``written`` over ``based_on``: let the next reconcile compare against it, not the stale
+        copy, unless the watch already brought a newer one."""
+        if not written.get("metadata"):
+            return
+        cache = self.informer.cache
+        key = object_key(written)
+        cached = cache.get(key)
+        same_rv = cached is not None and meta(cached).get("resourceVersion") == meta(based_on).get("resourceVersion")
+        if cached is not None and same_rv and uid(cached) == uid(written):
+            cache[key] = for_cache(written)
 
 
 def hold(bp: BackendPod) -> BackendPod:

@@ -21,7 +21,6 @@ from vk_provider.aio import Backoff
 from vk_provider.errors import TransientError
 from vk_provider.kube.client import MERGE_PATCH, KubeAPI, KubeError, parse_time
 from vk_provider.kube.events import EventRecorder
-from vk_provider.kube.watch import for_cache, object_key
 from vk_provider.metrics import POD_CREATED_TO_RUNNING, STATUS_PROPAGATION, STATUS_WRITES
 from vk_provider.pods.state import PodState, describe, meta, phase, uid
 from vk_provider.pods.status import (
@@ -171,14 +170,7 @@ class StatusSync:
                 created = parse_time(m.get("creationTimestamp"))
                 if created is not None:
                     POD_CREATED_TO_RUNNING.observe(max(0.0, time.time() - created.timestamp()))
-            if written.get("metadata"):
-                cache = self.state.informer.cache
-                key = object_key(written)
-                cached = cache.get(key)
-                based_on = meta(current).get("resourceVersion")
-                if cached is not None and uid(cached) == pod_uid and meta(cached).get("resourceVersion") == based_on:
-                    # Let the next reconcile compare against what we wrote, not the stale copy.
-                    cache[key] = for_cache(written)
+            self.state.cache_written(current, written)
             return
         raise TransientError(f"status of {m.get('namespace')}/{m.get('name')} kept conflicting")
 

@@ -12,6 +12,41 @@ from pathlib import Path
 
 from vk_provider.log import configure_logging
 from vk_sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.workers import WorkerSpec
+
+DEFAULT_WORKERS = WorkerSpec(count=2)
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """--workers/--worker-cpu/--worker-memory/--worker-pods (shared with the all-in-one ``vk-provider sandbox``)."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS.count,
+        help=f"worker nodes run by the hollow kubelet (default {DEFAULT_WORKERS.count}; 0 for none)",
+    )
+    parser.add_argument(
+        "--worker-cpu", dest="worker_cpu", default=DEFAULT_WORKERS.cpu, help="CPU of each worker (a quantity)"
+    )
+    parser.add_argument(
+        "--worker-memory",
+        dest="worker_memory",
+        default=DEFAULT_WORKERS.memory,
+        help="memory of each worker (a quantity)",
+    )
+    parser.add_argument(
+        "--worker-pods", dest="worker_pods", type=int, default=DEFAULT_WORKERS.pods, help="pods each worker accepts"
+    )
+
+
+def worker_spec(args: argparse.Namespace) -> WorkerSpec:
+    """The workers the flags ask for; ValueError naming the bad flag."""
+    return WorkerSpec(
+        count=getattr(args, "workers", DEFAULT_WORKERS.count),
+        cpu=getattr(args, "worker_cpu", DEFAULT_WORKERS.cpu),
+        memory=getattr(args, "worker_memory", DEFAULT_WORKERS.memory),
+        pods=getattr(args, "worker_pods", DEFAULT_WORKERS.pods),
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,9 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not run the built-in scheduler and controllers",
     )
+    add_worker_arguments(parser)
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, workers: WorkerSpec) -> int:
     directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="vk-sandbox-apiserver-"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -36,7 +72,10 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with SandboxAPIServer(
-            directory=directory, port=args.port, controllers=not getattr(args, "no_controllers", False)
+            directory=directory,
+            port=args.port,
+            controllers=not getattr(args, "no_controllers", False),
+            workers=workers,
         ) as server:
             if args.ready_file:
                 ready = Path(args.ready_file)
@@ -56,9 +95,14 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def main(args: argparse.Namespace) -> int:
     # Logs go to stderr, so stdout carries only the one ready line.
+    try:
+        workers = worker_spec(args)
+    except ValueError as exc:
+        print(f"vk-provider sandbox apiserver: {exc}", file=sys.stderr)
+        return 2
     configure_logging(getattr(args, "log_level", "info"))
     try:
-        return asyncio.run(_serve(args))
+        return asyncio.run(_serve(args, workers))
     except OSError as exc:
         print(f"vk-provider sandbox apiserver: {exc}", file=sys.stderr)
         return 1

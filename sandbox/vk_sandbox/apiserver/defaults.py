@@ -10,6 +10,8 @@ from typing import Any
 
 from vk_sandbox.apiserver.errors import invalid
 from vk_sandbox.apiserver.resources import ResourceType
+from vk_sandbox.apiserver.webhookconfig import KINDS as WEBHOOK_CONFIGURATIONS
+from vk_sandbox.apiserver.webhookconfig import default_configuration, validate_configuration
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -377,7 +379,9 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
         for k in [k for k, v in meta.items() if v is None]:
             del meta[k]
     check_shapes(rt, obj)
-    if rt.key == "pods":
+    if rt.key in WEBHOOK_CONFIGURATIONS:
+        default_configuration(rt.key, obj)
+    elif rt.key == "pods":
         default_pod(obj)
     elif rt.key == "services":
         spec = obj.setdefault("spec", {})
@@ -468,7 +472,9 @@ def _default_job_selector(job: dict[str, Any], spec: dict[str, Any]) -> None:
 
 def validate_object(rt: ResourceType, obj: dict[str, Any]) -> None:
     validate_metadata(rt, obj)
-    if rt.key == "pods":
+    if rt.key in WEBHOOK_CONFIGURATIONS:
+        validate_configuration(rt.key, obj)
+    elif rt.key == "pods":
         validate_pod(obj)
     elif rt.key in ("deployments.apps", "replicasets.apps", "jobs.batch"):
         name = str(obj["metadata"]["name"])

@@ -114,8 +114,6 @@ _STORED: tuple[ResourceType, ...] = (
         "events.k8s.io", "v1", "events", "Event", True, ("ev",), "event", storage="events", field_labels=_EVENT_FIELDS
     ),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, (), "lease"),
-    # Stored and served so that manifests with a PodDisruptionBudget apply; eviction does not enforce it.
-    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), "poddisruptionbudget"),
     ResourceType(
         "certificates.k8s.io",
         "v1",
@@ -203,6 +201,38 @@ _STORED: tuple[ResourceType, ...] = (
         "apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), "replicaset", ("status", "scale"), categories=("all",)
     ),
     ResourceType("batch", "v1", "jobs", "Job", True, (), "job", ("status",), categories=("all",)),
+    ResourceType("", "v1", "endpoints", "Endpoints", True, ("ep",), "endpoints"),
+    ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True, (), "endpointslice"),
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        False,
+        (),
+        "mutatingwebhookconfiguration",
+        categories=("api-extensions",),
+    ),
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        False,
+        (),
+        "validatingwebhookconfiguration",
+        categories=("api-extensions",),
+    ),
+    ResourceType(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        True,
+        ("pdb",),
+        "poddisruptionbudget",
+        ("status",),
+    ),
 )
 
 # metrics.k8s.io is never stored: metrics_api.py computes it from the kubelets on each request, as metrics-server

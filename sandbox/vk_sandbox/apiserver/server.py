@@ -28,8 +28,9 @@ from vk_sandbox.apiserver.handlers.request import MAX_BODY
 from vk_sandbox.apiserver.handlers.router import Router
 from vk_sandbox.apiserver.store import Store
 from vk_sandbox.apiserver.tokens import TokenSigner
+from vk_sandbox.apiserver.workers import HollowKubelets, WorkerSpec
 
-__all__ = ["ControllerContext", "SandboxAPIServer"]
+__all__ = ["ControllerContext", "SandboxAPIServer", "WorkerSpec"]
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 SERVER_NAMES = [
@@ -58,6 +59,7 @@ class SandboxAPIServer:
         node_lease_grace_seconds: float = 40.0,
         controllers: bool = True,
         bookmark_interval: float = 1.0,
+        workers: WorkerSpec | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.port = port
@@ -65,6 +67,7 @@ class SandboxAPIServer:
         self.node_lease_grace_seconds = node_lease_grace_seconds
         self.controllers = controllers
         self.bookmark_interval = bookmark_interval
+        self.workers = workers or WorkerSpec()
         self.log = structlog.get_logger("vk_sandbox.apiserver")
         self.store = Store()
         # Authenticated requests with a writing verb (POST, PUT, PATCH, DELETE), by user, allowed or not.
@@ -154,6 +157,13 @@ class SandboxAPIServer:
         self._write_kubeconfig(self.kubeconfig_path, user=ADMIN_USER, cert=cert, key=key)
         if self.controllers:
             self._start_controllers()
+        if self.workers.count:
+            # Worker nodes are there with or without controllers (a test may bind pods to them itself).
+            hollow = HollowKubelets(
+                self.store, self.workers, lease_renew_seconds=max(0.1, min(10.0, self.node_lease_grace_seconds / 4))
+            )
+            hollow.register()
+            self._tasks.append(create_guarded_task(hollow.run(), name="sandbox-hollow-kubelets"))
         self.log.debug("sandbox apiserver ready", url=self.url, kubeconfig=str(self.kubeconfig_path))
         return self
 

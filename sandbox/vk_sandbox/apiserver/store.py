@@ -27,7 +27,15 @@ from vk_sandbox.apiserver.selectors import Predicate, combine, field_predicate, 
 _T = TypeVar("_T")
 _List = list
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_HAS_GENERATION = {"pods", "deployments.apps", "replicasets.apps", "jobs.batch", "services", "namespaces"}
+_HAS_GENERATION = {
+    "pods",
+    "deployments.apps",
+    "replicasets.apps",
+    "jobs.batch",
+    "services",
+    "namespaces",
+    "poddisruptionbudgets.policy",
+}
 # Types whose status the server resets on create (the kubelet's Node keeps its status).
 _RESET_STATUS_ON_CREATE = {
     "deployments.apps",

@@ -427,6 +427,38 @@ COLUMNS: dict[str, tuple[list[dict[str, Any]], Row]] = {
         [_NAME, _col("Status"), _col("Completions"), _col("Duration"), _AGE, *_WIDE_WORKLOAD],
         _job_row,
     ),
+    "mutatingwebhookconfigurations.admissionregistration.k8s.io": (
+        [_NAME, _col("Webhooks", "integer"), _AGE],
+        lambda o: [o["metadata"]["name"], len(o.get("webhooks") or []), age(o["metadata"].get("creationTimestamp"))],
+    ),
+    "validatingwebhookconfigurations.admissionregistration.k8s.io": (
+        [_NAME, _col("Webhooks", "integer"), _AGE],
+        lambda o: [o["metadata"]["name"], len(o.get("webhooks") or []), age(o["metadata"].get("creationTimestamp"))],
+    ),
+    "endpoints": (
+        [_NAME, _col("Endpoints"), _AGE],
+        lambda o: [
+            o["metadata"]["name"],
+            ",".join(
+                f"{a.get('ip')}:{p.get('port')}"
+                for s in o.get("subsets") or []
+                for a in s.get("addresses") or []
+                for p in s.get("ports") or []
+            )
+            or "<none>",
+            age(o["metadata"].get("creationTimestamp")),
+        ],
+    ),
+    "poddisruptionbudgets.policy": (
+        [_NAME, _col("Min Available"), _col("Max Unavailable"), _col("Allowed Disruptions", "integer"), _AGE],
+        lambda o: [
+            o["metadata"]["name"],
+            str((o.get("spec") or {}).get("minAvailable", "N/A")),
+            str((o.get("spec") or {}).get("maxUnavailable", "N/A")),
+            int((o.get("status") or {}).get("disruptionsAllowed", 0)),
+            age(o["metadata"].get("creationTimestamp")),
+        ],
+    ),
     "certificatesigningrequests.certificates.k8s.io": (
         [_NAME, _AGE, _col("SignerName"), _col("Requestor"), _col("RequestedDuration"), _col("Condition")],
         _csr_row,

@@ -182,7 +182,7 @@ class Actions:
             raise invalid("ZoneId", f"zone {zone} is not in region {self.region}")
         self.engine.faults.check_network([v for v in vswitch.split(",") if v], p.get_str("SecurityGroupId"))
         if p.get_bool("DryRun"):
-            self._dry_run_stock(vswitch, zone, spec_key(cpu, mem))
+            self._dry_run_stock(vswitch, zone, spec_key(cpu, mem), spot=spot != "NoSpot")
             raise ApiError("DryRunOperation", "Request validation has been passed with DryRun flag set.")
         dns: dict[str, list[str]] = {}
         dns_tree = tree.get("DnsConfig")
@@ -217,10 +217,11 @@ class Actions:
         self.engine.create(group, self.zone_for, random_order=strategy == "VSwitchRandom")
         return {"ContainerGroupId": group.id}
 
-    def _dry_run_stock(self, vswitch: str, zone: str, spec: str) -> None:
+    def _dry_run_stock(self, vswitch: str, zone: str, spec: str, *, spot: bool) -> None:
         """A DryRun create checks stock: refused when no listed vSwitch (or zone) has any for the size."""
-        reasons = [self.engine.faults.no_stock(zone or self.zone_for(v), v, spec) for v in vswitch.split(",") if v]
-        reasons = reasons or [self.engine.faults.no_stock(zone or self.zone_for(""), "", spec)]
+        no_stock = self.engine.faults.no_stock
+        reasons = [no_stock(zone or self.zone_for(v), v, spec, spot=spot) for v in vswitch.split(",") if v]
+        reasons = reasons or [no_stock(zone or self.zone_for(""), "", spec, spot=spot)]
         if all(reasons):
             raise ApiError("NoStock", f"The resource is out of stock in the specified zone ({reasons[-1]}).", 403)
 
@@ -297,7 +298,8 @@ class Actions:
         cutoff = time.time() - since if since is not None else None
         if cutoff is not None:
             groups = [g for g in groups if any(e.last >= cutoff for e in g.events)]
-        page, token = self._page(groups, p, default_limit=20, max_limit=20)
+        # ECI documents a default of 200 groups per answer, and no maximum (200 assumed).
+        page, token = self._page(groups, p, default_limit=200, max_limit=200)
         data = [
             {
                 "ContainerGroupId": g.id,

@@ -290,7 +290,7 @@ class Engine:
         why = ""
         for vswitch in candidates:
             zone = group.zone or zone_for(vswitch)
-            reason = self.faults.no_stock(zone, vswitch, spec)
+            reason = self.faults.no_stock(zone, vswitch, spec, spot=group.spot_strategy != "NoSpot")
             if reason is None:
                 group.vswitch, group.zone = vswitch, zone
                 group.add_event("Scheduled", f"Successfully assigned the container group to zone {zone}.")
@@ -405,10 +405,12 @@ class Engine:
     # ---- one-shot faults ----------------------------------------------------------------------
 
     def reclaim_spot(self, group: Group, notice: float) -> None:
-        """Spot reclamation: a warning event now, then the instance is released (status Expired)."""
-        group.add_event(
-            "SpotToBeReleased", f"Spot ECI will be released in {notice:g} seconds.", warning=True, now=time.time()
-        )
+        """Spot reclamation: a warning event now, then the instance is released (status Expired).
+
+        The real message is "Spot ECI will be released in N minutes."; a notice that is not a whole number of
+        minutes (tests use seconds) is said in seconds, which the daemon reads the same way."""
+        when = f"{notice / 60:g} minutes" if notice >= 60 and notice % 60 == 0 else f"{notice:g} seconds"
+        group.add_event("SpotToBeReleased", f"Spot ECI will be released in {when}.", warning=True, now=time.time())
         self.save(group)
 
         async def run() -> None:

@@ -31,6 +31,7 @@ class NoStock(BaseModel):
     zones: list[str] = []
     vswitches: list[str] = []
     specs: list[str] = []  # "2-4" for 2 vCPU / 4 GiB
+    spot: bool = False  # with nothing else listed: every spot group; otherwise only spot groups in the places listed
 
 
 class Network(BaseModel):
@@ -149,11 +150,16 @@ class Faults:
             }.get(err.code, "The request failed.")
             raise ApiError(err.code, message, status)
 
-    def no_stock(self, zone: str, vswitch: str, spec: str) -> str | None:
+    def no_stock(self, zone: str, vswitch: str, spec: str, *, spot: bool = False) -> str | None:
         """The reason a create in this place has no stock, or None."""
         ns = self.config.no_stock
         if ns is None:
             return None
+        if ns.spot:
+            if not spot:
+                return None
+            if not (ns.zones or ns.vswitches or ns.specs):
+                return "spot instances"
         if zone in ns.zones:
             return f"zone {zone}"
         if vswitch and any(v in ns.vswitches for v in vswitch.split(",")):

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from tests.conftest import KUBECTL
 from vk_sandbox.apiserver.server import SandboxAPIServer
+
+T = TypeVar("T")
+
+
+async def until(fn: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    """Poll a cheap in-memory condition until it is truthy (bounded in time); returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -163,26 +163,3 @@ def test_node_without_ready_condition_is_unreachable() -> None:
     n = node("n")
     n["status"] = {}
     assert m.node_ready_status(n) == "Unknown"
-
-
-def test_message_counts_and_sorts_reasons() -> None:
-    """The FitError message counts nodes per reason and sorts the parts, as the real scheduler does."""
-    nodes = [
-        node("a"),
-        node("b"),
-        node("c", {"type": "virtual-kubelet"}, taints=[{"key": "vk", "value": "", "effect": "NoSchedule"}]),
-    ]
-    chosen, message = m.pick_node(nodes, pod(nodeSelector={"type": "virtual-kubelet"}))
-    assert chosen is None
-    assert message == (
-        "0/3 nodes are available: 1 node(s) had untolerated taint {vk: }, "
-        "2 node(s) didn't match Pod's node affinity/selector."
-    )
-    assert m.pick_node([], pod()) == (None, "no nodes available to schedule pods")
-
-
-def test_pick_prefers_the_least_loaded_fitting_node() -> None:
-    """Among fitting nodes the one with the fewest pods wins, ties broken by name."""
-    nodes = [node("b"), node("a"), node("c", ready="False")]
-    assert m.pick_node(nodes, pod())[0] == nodes[1]
-    assert m.pick_node(nodes, pod(), {"a": 3, "b": 1})[0] == nodes[0]

@@ -10,23 +10,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.sandbox.apiserver.conftest import until
 from vk_sandbox.apiserver.server import SandboxAPIServer
 from vk_sandbox.apiserver.store import Store
 
 T = TypeVar("T")
 NODE = "worker"
-
-
-async def until(fn: Callable[[], T], timeout: float = 5.0) -> T:
-    """Poll a cheap in-memory condition until it is truthy (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 def stamp() -> str:

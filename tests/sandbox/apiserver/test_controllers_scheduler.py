@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from tests.sandbox.apiserver.conftest import until
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
 T = TypeVar("T")
-
-
-async def until(fn: Callable[[], T], timeout: float = 5.0) -> T:
-    """Poll a cheap in-memory condition until it is truthy (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 def now() -> str:
@@ -91,7 +79,8 @@ async def test_unschedulable_pod_gets_the_real_message_and_waits_for_a_node(serv
     assert cond["reason"] == "Unschedulable"
     assert cond["message"] == (
         "0/2 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, "
-        "1 node(s) had untolerated taint {vk: eci}."
+        "1 node(s) had untolerated taint {vk: eci}. "
+        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
     )
     events, _ = store.list("events", "default", field_selector="involvedObject.name=p,reason=FailedScheduling")
     assert len(events) == 1 and events[0]["type"] == "Warning"

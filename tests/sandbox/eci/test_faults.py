@@ -184,3 +184,13 @@ async def test_clock_offset_moves_the_date_header_and_the_timestamp_check(vsim: 
     await vsim.set_faults({"clock_offset_seconds": -1000})
     exc = await call_error(vsim, DescribeRegionsRequest())
     assert exc.get_error_code() == "InvalidTimeStamp.Expired"
+
+
+async def test_no_stock_for_spot_only(vsim: ECISimulator) -> None:
+    """no_stock.spot: spot groups go ScheduleFailed/NoStock, pay-as-you-go groups run."""
+    await vsim.set_faults({"no_stock": {"spot": True}})
+    spot = (await call(vsim, create_request("sp", SpotStrategy="SpotAsPriceGo")))["ContainerGroupId"]
+    payg = (await call(vsim, create_request("pg")))["ContainerGroupId"]
+    group = await wait_for(vsim, spot, status_is("ScheduleFailed"))
+    assert any(e["Reason"] == "NoStock" and "spot" in e["Message"] for e in group["Events"])
+    await wait_for(vsim, payg, status_is("Running"))

@@ -13,6 +13,7 @@ from typing import Any
 from ._common import Context, restarting
 from .csr import csr_signer
 from .deployment import deployment_controller
+from .disruption import disruption_controller
 from .gc import garbage_collector
 from .job import job_controller
 from .nodelifecycle import node_lifecycle
@@ -29,6 +30,7 @@ CONTROLLERS: list[Callable[[Any], Coroutine[Any, Any, None]]] = [
         node_lifecycle,
         replicaset_controller,
         deployment_controller,
+        disruption_controller,
         job_controller,
         garbage_collector,
         csr_signer,
@@ -40,6 +42,7 @@ __all__ = [
     "Context",
     "csr_signer",
     "deployment_controller",
+    "disruption_controller",
     "garbage_collector",
     "job_controller",
     "node_lifecycle",

@@ -7,7 +7,6 @@ written against real clusters) grep for it: "0/3 nodes are available: 1 node(s) 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -160,32 +159,3 @@ def unfit_reason(node: JSON, pod: JSON) -> str | None:
     if not node_selector_and_affinity_match(node, pod):
         return REASON_AFFINITY
     return None
-
-
-def unschedulable_message(total_nodes: int, reasons: Iterable[str]) -> str:
-    """The real FitError message: counts per reason, sorted, e.g. "0/2 nodes are available: 2 node(s) ..."."""
-    if total_nodes == 0:
-        return "no nodes available to schedule pods"
-    counts = Counter(reasons)
-    parts = sorted(f"{n} {reason}" for reason, n in counts.items())
-    return f"0/{total_nodes} nodes are available: {', '.join(parts)}."
-
-
-def pick_node(nodes: list[JSON], pod: JSON, load: Mapping[str, int] | None = None) -> tuple[JSON | None, str]:
-    """Choose a fitting node for ``pod``: the one with the fewest bound pods in ``load``, then by name.
-
-    Returns (node, "") on success, or (None, message) with the real scheduler's message.
-    """
-    load = load or {}
-
-    def order(n: JSON) -> tuple[int, str]:
-        name = str(n.get("metadata", {}).get("name", ""))
-        return load.get(name, 0), name
-
-    reasons: list[str] = []
-    for node in sorted(nodes, key=order):
-        reason = unfit_reason(node, pod)
-        if reason is None:
-            return node, ""
-        reasons.append(reason)
-    return None, unschedulable_message(len(nodes), reasons)

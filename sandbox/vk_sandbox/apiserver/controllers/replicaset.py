@@ -3,13 +3,21 @@
 Pods are created from the template with ``generateName: <rs>-`` and a controller owner reference, and found
 again by that reference. As the real controller, a ReplicaSet adopts active pods without a controller that match
 its (non-empty) selector, and releases owned pods whose labels stopped matching. Extra pods are deleted in the
-real controller's order: unscheduled first, then pending, then not ready, then the newest.
+real controller's order (``deletion_less``, the ``ActivePodsWithRanks`` ranking with pod deletion cost and
+logarithmic scale-down, the defaults since 1.22): unassigned before assigned; Pending before Unknown before
+Running; not ready before ready; lower ``controller.kubernetes.io/pod-deletion-cost`` first; more pods of the same
+owner on the pod's node ("doubled up") first; ready for less time first (compared as powers of two of the time
+since, ties by UID); more container restarts first; newer first (also in powers of two, ties by UID).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import functools
+import math
+import time
+from collections import Counter
 from typing import Any
 
 from ..errors import ApiError
@@ -19,11 +27,13 @@ from ._common import (
     Informer,
     KeyQueue,
     controller_uid,
+    get_condition,
     guarded,
     key_of,
     log,
     meta,
     owner_reference,
+    parse_time,
     pod_is_active,
     pod_is_ready,
     pod_phase,
@@ -34,6 +44,7 @@ from ._common import (
 # Pods created or deleted per ReplicaSet per pass (the real controller's slow-start burst is similar).
 BURST = 100
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
 def pod_from_template(owner: JSON, template: JSON, *, extra_labels: dict[str, str] | None = None) -> JSON:
@@ -60,16 +71,83 @@ def _adopts(rs: JSON, labels: dict[str, str]) -> bool:
     return selector_matches(selector, labels)
 
 
-def deletion_order(pod: JSON) -> tuple[int, int, int, str]:
-    """Sort key: the pods to delete first come first (as the real ActivePods ranking)."""
-    spec = pod.get("spec") or {}
-    return (
-        1 if spec.get("nodeName") else 0,
-        _PHASE_RANK.get(pod_phase(pod), 3),
-        1 if pod_is_ready(pod) else 0,
-        # newer first: invert the timestamp's order by negating character codes
-        "".join(chr(0x10FFFF - ord(c)) for c in str(meta(pod).get("creationTimestamp") or "")),
+def deletion_cost(pod: JSON) -> int:
+    """The pod-deletion-cost annotation as an int32; 0 when absent or not a valid int32."""
+    text = (meta(pod).get("annotations") or {}).get(DELETION_COST)
+    try:
+        value = int(str(text).strip()) if text is not None else 0
+    except ValueError:
+        return 0
+    return value if -(2**31) <= value < 2**31 else 0
+
+
+def _ready_since(pod: JSON) -> float | None:
+    cond = get_condition(pod, "Ready")
+    if cond is None or cond.get("status") != "True":
+        return None
+    return parse_time(cond.get("lastTransitionTime"))
+
+
+def _log_rank(stamp: float, now: float) -> int:
+    """floor(log2(nanoseconds since ``stamp``)), -1 for no time passed (the real logarithmicRankDiff)."""
+    d = (now - stamp) * 1e9
+    return int(math.log2(d)) if d > 0 else -1
+
+
+def _max_restarts(pod: JSON) -> int:
+    return max(
+        (int(c.get("restartCount") or 0) for c in (pod.get("status") or {}).get("containerStatuses") or []), default=0
     )
+
+
+def deletion_less(a: JSON, b: JSON, rank: dict[str, int], now: float) -> bool:
+    """True when ``a`` should be deleted before ``b``; ``rank`` counts the owner's active pods per node."""
+    node_a, node_b = (a.get("spec") or {}).get("nodeName") or "", (b.get("spec") or {}).get("nodeName") or ""
+    if node_a != node_b and (not node_a or not node_b):
+        return not node_a
+    phase_a, phase_b = _PHASE_RANK.get(pod_phase(a), 0), _PHASE_RANK.get(pod_phase(b), 0)
+    if phase_a != phase_b:
+        return phase_a < phase_b
+    ready_a, ready_b = pod_is_ready(a), pod_is_ready(b)
+    if ready_a != ready_b:
+        return not ready_a
+    cost_a, cost_b = deletion_cost(a), deletion_cost(b)
+    if cost_a != cost_b:
+        return cost_a < cost_b
+    if rank.get(node_a, 0) != rank.get(node_b, 0):
+        return rank.get(node_a, 0) > rank.get(node_b, 0)
+    uid_a, uid_b = str(meta(a).get("uid") or ""), str(meta(b).get("uid") or "")
+    if ready_a and ready_b:
+        since_a, since_b = _ready_since(a), _ready_since(b)
+        if since_a != since_b:
+            if since_a is None or since_b is None:
+                return since_a is None
+            diff = _log_rank(since_a, now) - _log_rank(since_b, now)
+            return uid_a < uid_b if diff == 0 else diff < 0
+    restarts_a, restarts_b = _max_restarts(a), _max_restarts(b)
+    if restarts_a != restarts_b:
+        return restarts_a > restarts_b
+    created_a, created_b = parse_time(meta(a).get("creationTimestamp")), parse_time(meta(b).get("creationTimestamp"))
+    if created_a != created_b:
+        if created_a is None or created_b is None:
+            return created_a is None
+        diff = _log_rank(created_a, now) - _log_rank(created_b, now)
+        return uid_a < uid_b if diff == 0 else diff < 0
+    return False
+
+
+def pods_to_delete(active: list[JSON], related: list[JSON], count: int, now: float | None = None) -> list[JSON]:
+    """The ``count`` pods of ``active`` to delete first; ``related`` (all active pods of the same owner, e.g. every
+    ReplicaSet of a Deployment) decides which are doubled up on a node."""
+    now = time.time() if now is None else now
+    rank = Counter(str((p.get("spec") or {}).get("nodeName") or "") for p in related if pod_is_active(p))
+
+    def compare(a: JSON, b: JSON) -> int:
+        if deletion_less(a, b, rank, now):
+            return -1
+        return 1 if deletion_less(b, a, rank, now) else 0
+
+    return sorted(active, key=functools.cmp_to_key(compare))[:count]
 
 
 def replicaset_status(rs: JSON, pods: list[JSON]) -> JSON:
@@ -156,7 +234,7 @@ async def replicaset_controller(ctx: Context) -> None:
                     break
             more = diff > BURST
         elif diff < 0:
-            victims = sorted(active, key=deletion_order)[: min(-diff, BURST)]
+            victims = pods_to_delete(active, related_pods(rs), min(-diff, BURST))
             for pod in victims:
                 pns, pname = key_of(pod)
                 try:
@@ -180,6 +258,19 @@ async def replicaset_controller(ctx: Context) -> None:
             except ApiError as exc:
                 log.debug("replicaset status not written", replicaset=f"{namespace}/{name}", error=exc.message)
         return more
+
+    def related_pods(rs: JSON) -> list[JSON]:
+        """The pods of every ReplicaSet with the same controlling owner (a Deployment's), or of this one."""
+        owner = controller_uid(rs)
+        if owner is None:
+            return pods.owned(str(meta(rs).get("uid")))
+        namespace = meta(rs).get("namespace")
+        return [
+            p
+            for other in replicasets.objects.values()
+            if meta(other).get("namespace") == namespace and controller_uid(other) == owner
+            for p in pods.owned(str(meta(other).get("uid")))
+        ]
 
     def set_controller(pod: JSON, rs: JSON, *, adopt: bool) -> None:
         pns, pname = key_of(pod)

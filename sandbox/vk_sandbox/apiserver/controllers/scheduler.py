@@ -1,16 +1,17 @@
 """The sandbox scheduler: binds pending pods to fitting nodes, or explains why none fits.
 
-It handles pods with ``schedulerName: default-scheduler``, no ``nodeName`` and no ``deletionTimestamp``. A bind
-is the binding subresource's write (``spec.nodeName``) followed by ``PodScheduled=True`` in status; a pod that
-fits nowhere gets ``PodScheduled=False`` reason ``Unschedulable`` with the real scheduler's message, and is tried
-again whenever a node appears or changes in a way that matters for scheduling.
+It handles pods with ``schedulerName: default-scheduler``, no ``nodeName`` and no ``deletionTimestamp``; where a pod
+fits and which node is best is ``placement.Cluster``'s call. A bind is the binding subresource's write
+(``spec.nodeName``) followed by ``PodScheduled=True`` in status; a pod that fits nowhere gets ``PodScheduled=False``
+reason ``Unschedulable`` with the real scheduler's message and a ``FailedScheduling`` event (again whenever the
+message changes). It is tried again when something that can make it fit changes: a node appears or changes in a way
+that matters for scheduling, a bound pod is deleted or finishes, or the pod's own scheduling constraints change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter
 from typing import Any
 
 from ..errors import ApiError, conflict
@@ -28,7 +29,7 @@ from ._common import (
     set_condition,
     watch_forever,
 )
-from .matching import pick_node
+from .placement import Cluster
 
 SCHEDULER_NAME = "default-scheduler"
 # Pods bound per wake-up (about a millisecond each) before yielding, so HTTP clients stay responsive in a burst.
@@ -53,8 +54,11 @@ def _node_fingerprint(node: JSON) -> str:
         None,
     )
     spec = node.get("spec") or {}
+    allocatable = (node.get("status") or {}).get("allocatable") or (node.get("status") or {}).get("capacity")
     return json.dumps(
-        [meta(node).get("labels"), spec.get("taints"), spec.get("unschedulable"), ready], sort_keys=True, default=str
+        [meta(node).get("labels"), spec.get("taints"), spec.get("unschedulable"), ready, allocatable],
+        sort_keys=True,
+        default=str,
     )
 
 
@@ -107,54 +111,58 @@ def mark_unschedulable(ctx: Context, pod: JSON, message: str) -> bool:
 
 
 async def scheduler(ctx: Context) -> None:
-    """Bind pending pods as they appear; retry unschedulable ones when nodes change."""
+    """Bind pending pods as they appear; retry unschedulable ones when something that can make them fit changes."""
     queue: KeyQueue[tuple[str, str]] = KeyQueue()
-    # Pods that fit nowhere, with the scheduling-relevant part of their spec when they were tried.
+    cluster = Cluster()
+    # Pods that fit nowhere, with the scheduling-relevant part of their spec when they were tried; in the order they
+    # first failed, which is the order they are retried in (the longest waiting first, as the real queue's FIFO).
     unschedulable: dict[tuple[str, str], str] = {}
     fingerprints: dict[str, str] = {}
 
+    def retry_unschedulable() -> None:
+        queue.add_all(list(unschedulable))
+
     def on_pod(etype: str, pod: JSON) -> None:
         key = key_of(pod)
+        freed = cluster.remove_pod(key) if etype == "DELETED" else cluster.set_pod(pod)
+        if freed:
+            retry_unschedulable()
         if etype == "DELETED" or not needs_scheduling(pod):
             unschedulable.pop(key, None)
             return
         if unschedulable.get(key) == _pod_fingerprint(pod):
-            return  # e.g. our own status write: it waits for a node change or a spec change
+            return  # e.g. our own status write: it waits for a change elsewhere or in its spec
         queue.add(key)
 
     def on_node(etype: str, node: JSON) -> None:
         name = str(meta(node).get("name"))
         if etype == "DELETED":
             fingerprints.pop(name, None)
+            cluster.remove_node(name)
             return
+        cluster.set_node(node)
         fp = _node_fingerprint(node)
         if fingerprints.get(name) == fp:
             return
         fingerprints[name] = fp
-        queue.add_all(sorted(unschedulable))
+        retry_unschedulable()
 
     async def worker() -> None:
         while True:
             batch = await queue.take(SCHEDULE_BATCH)
-            nodes = ctx.store.all_objects("nodes")
-            load = Counter(
-                str((p.get("spec") or {}).get("nodeName"))
-                for p in ctx.store.all_objects("pods")
-                if (p.get("spec") or {}).get("nodeName")
-            )
             for namespace, name in batch:
                 pod = ctx.store.get("pods", namespace, name)
                 if pod is None or not needs_scheduling(pod):
                     unschedulable.pop((namespace, name), None)
                     continue
-                guarded("scheduler", (namespace, name), lambda: schedule_one(pod, nodes, load))  # noqa: B023
+                guarded("scheduler", (namespace, name), lambda: schedule_one(pod))  # noqa: B023
             await asyncio.sleep(0)
 
-    def schedule_one(pod: JSON, nodes: list[JSON], load: Counter[str]) -> None:
+    def schedule_one(pod: JSON) -> None:
         namespace, name = key_of(pod)
-        node, message = pick_node(nodes, pod, load)
+        node_name, message = cluster.place(pod)
         try:
-            if node is None:
+            if node_name is None:
                 unschedulable[(namespace, name)] = _pod_fingerprint(pod)
                 if mark_unschedulable(ctx, pod, message):
                     record_event(
@@ -166,10 +174,9 @@ async def scheduler(ctx: Context) -> None:
                         type_="Warning",
                     )
                 return
-            node_name = str(meta(node).get("name"))
             bound = bind_pod(ctx, namespace, name, node_name)
             unschedulable.pop((namespace, name), None)
-            load[node_name] += 1
+            cluster.set_pod(bound)  # assumed at once, as the real scheduler's cache does
             record_event(
                 ctx.store,
                 bound,

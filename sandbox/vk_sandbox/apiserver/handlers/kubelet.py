@@ -10,8 +10,9 @@ from aiohttp import web
 
 from vk_sandbox.apiserver import proxy
 from vk_sandbox.apiserver.context import KubeletContext
-from vk_sandbox.apiserver.errors import bad_request, not_found
+from vk_sandbox.apiserver.errors import ApiError, bad_request, not_found
 from vk_sandbox.apiserver.handlers.request import Target, encoded_query
+from vk_sandbox.apiserver.workers import is_hollow
 
 SUBRESOURCES = ("log", "exec", "attach", "portforward", "proxy")
 _PREFIX = {"log": "containerLogs", "exec": "exec", "attach": "attach"}
@@ -70,4 +71,14 @@ class KubeletProxy:
         return await self._relay(request, node, path_qs)
 
     async def _relay(self, request: web.Request, node: dict[str, Any], path_qs: str) -> web.StreamResponse:
+        if is_hollow(node):
+            # What a real server says when nothing listens at the kubelet's address, plus why: answered at once.
+            host, port = proxy.kubelet_location(node)
+            name = (node.get("metadata") or {}).get("name")
+            raise ApiError(
+                502,
+                "BadGateway",
+                f"error dialing backend: dial tcp {host}:{port}: connect: connection refused ({name} is a hollow "
+                "sandbox worker: no kubelet serves logs, exec, attach or port-forward for its pods)",
+            )
         return await proxy.proxy_to_kubelet(request, node=node, path_qs=path_qs, ssl_context=self.ctx.client_ssl)

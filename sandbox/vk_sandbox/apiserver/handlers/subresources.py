@@ -8,10 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from vk_sandbox.apiserver import patch
+from vk_sandbox.apiserver.budgets import check_eviction
 from vk_sandbox.apiserver.context import SubresourceContext
 from vk_sandbox.apiserver.errors import bad_request, conflict, field_invalid, method_not_allowed, not_found
 from vk_sandbox.apiserver.handlers.deletes import delete_object
-from vk_sandbox.apiserver.handlers.request import Target, read_body
+from vk_sandbox.apiserver.handlers.request import Target, dry_run, read_body
 from vk_sandbox.apiserver.handlers.response import json_response, success
 from vk_sandbox.apiserver.store import now_rfc3339
 
@@ -34,12 +35,17 @@ class Subresources:
         return body, body_meta, name
 
     async def eviction(self, request: web.Request, t: Target) -> web.Response:
-        """Delete the pod with the Eviction's DeleteOptions (PodDisruptionBudgets are not consulted)."""
+        """Delete the pod with the Eviction's DeleteOptions if its PodDisruptionBudget allows (else 429)."""
         body, _, name = await self._pod_request(request, t)
         opts = body.get("deleteOptions") or {}
         if not isinstance(opts, dict):
             raise bad_request("deleteOptions must be an object")
-        delete_object(self.store, t.rt, t.namespace, name, opts)
+        pod = self.store.get("pods", t.namespace, name)
+        if pod is None:
+            raise not_found("pods", "", name)
+        dry = dry_run(request) or bool(opts.get("dryRun"))
+        check_eviction(self.store, pod, dry_run=dry)
+        delete_object(self.store, t.rt, t.namespace, name, opts, dry=dry)
         return success()
 
     async def binding(self, request: web.Request, t: Target) -> web.Response:

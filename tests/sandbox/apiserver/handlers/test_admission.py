@@ -8,9 +8,10 @@ from typing import Any
 from tests.sandbox.apiserver.conftest import Kubectl
 from tests.sandbox.apiserver.test_controllers_csr import csr_object, csr_pem
 from vk_sandbox.apiserver.auth import Identity
-from vk_sandbox.apiserver.handlers.admission import CSR, admit
+from vk_sandbox.apiserver.handlers.admission import CSR, Admission
 from vk_sandbox.apiserver.resources import RESOURCES
 from vk_sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.store import Store
 
 ALICE = Identity("alice", ("devs", "system:authenticated"))
 
@@ -22,19 +23,20 @@ def _csr_body(name: str) -> dict[str, Any]:
     return body
 
 
-def test_a_created_csr_records_its_requester_and_nothing_else_changes() -> None:
+async def test_a_created_csr_records_its_requester_and_nothing_else_changes() -> None:
     """On create a CSR's requester fields are the caller's, whatever the body said; updates, subresources and other
     kinds pass unchanged."""
+    admit = Admission(Store()).admit
     obj = _csr_body("c")
-    admit("CREATE", RESOURCES[CSR], None, obj, ALICE)
+    await admit("CREATE", RESOURCES[CSR], None, obj, ALICE)
     assert obj["spec"]["username"] == "alice" and obj["spec"]["groups"] == ["devs", "system:authenticated"]
     assert "uid" not in obj["spec"]
     for op, sub in (("UPDATE", None), ("UPDATE", "status"), ("UPDATE", "approval")):
         other = _csr_body("c")
-        admit(op, RESOURCES[CSR], sub, other, ALICE)  # type: ignore[arg-type]
+        await admit(op, RESOURCES[CSR], sub, other, ALICE)  # type: ignore[arg-type]
         assert other["spec"]["username"] == "system:node:n1" and other["spec"]["uid"] == "forged-uid"
     pod = {"metadata": {"name": "p"}, "spec": {"username": "x"}}
-    admit("CREATE", RESOURCES["pods"], None, pod, ALICE)
+    await admit("CREATE", RESOURCES["pods"], None, pod, ALICE)
     assert pod["spec"] == {"username": "x"}
 
 

@@ -1,0 +1,25 @@
+"""Write-backs: the group id, billed size and zone land on the pod once the group is placed, once."""
+
+from __future__ import annotations
+
+from tests.pods.fakes import make_pod
+from tests.pods.harness import Env
+from vk_provider.pods.writeback import INSTANCE_ID, INSTANCE_SPEC, INSTANCE_ZONE
+
+
+async def test_written_once_when_placed() -> None:
+    """Not before ECI placed the group; then one metadata PATCH with id, spec and zone; none after."""
+    env = Env()
+    bp = env.provider.add_group("default", "web", "uid-web", status="Pending")
+    key = env.add(make_pod("web"))
+    await env.ready()
+    await env.reconcile(key)
+    assert env.kube.writes("PATCH", "/pods/web") == []
+    bp.zone, bp.size = "cn-hangzhou-k", "2-4Gi"
+    env.ctl.state.remember(bp)
+    await env.reconcile(key)
+    await env.reconcile(key)
+    [(_, _, body)] = env.kube.writes("PATCH", "/pods/web")
+    assert body["metadata"]["uid"] == "uid-web"
+    annotations = env.kube.objects[env.path(make_pod("web"))]["metadata"]["annotations"]
+    assert annotations == {INSTANCE_ID: "eci-uid-web", INSTANCE_SPEC: "2-4Gi", INSTANCE_ZONE: "cn-hangzhou-k"}
