@@ -36,7 +36,7 @@ async def test_unexpected_exit_sets_failed() -> None:
         return None
 
     sup.spawn("helper", quiet(), critical=False)
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # a deliberate window: the helper ends in it, and that must not count as a failure
     assert not sup.failed.is_set()
     sup.spawn("watch", crash())
     async with asyncio.timeout(1):

@@ -7,7 +7,6 @@ not document, the same JSON types, and every documented key the product reads. E
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from tests.contracts.shapes import drift, model_paths, paths
+from tests.waiting import eventually
 from vk_provider.eci import models
 from vk_provider.eci.client import ECIClient
 from vk_provider.settings import ECISettings
@@ -157,13 +157,13 @@ async def _collect(client: ECIClient, region: str) -> dict[str, list[dict[str, A
     )
     gid = created["ContainerGroupId"]
     one = {**r, "ContainerGroupIds": [gid]}
-    for _ in range(200):  # bounded: the virtual runtime starts a group in well under a second
-        described = await client.call("DescribeContainerGroups", one)
-        if described["ContainerGroups"][0]["Status"] == "Running":
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the group never ran")
+
+    async def running() -> dict[str, Any] | None:
+        described: dict[str, Any] = await client.call("DescribeContainerGroups", one)
+        return described if described["ContainerGroups"][0]["Status"] == "Running" else None
+
+    # the virtual runtime starts a group in well under a second
+    described = await eventually(running, timeout=4, interval=0.02, what="the group to run")
     out: dict[str, list[dict[str, Any]]] = {"CreateContainerGroup": [created], "DescribeContainerGroups": [described]}
     out["DescribeContainerGroupStatus"] = [await client.call("DescribeContainerGroupStatus", one)]
     out["DescribeContainerGroupEvents"] = [await client.call("DescribeContainerGroupEvents", one)]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ import pytest
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
+from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_provider.kube.client import KubeAPI, KubeError
 from vk_provider.settings import Settings, load_settings
@@ -79,14 +78,18 @@ class Stack:
     async def wait_pod(
         self, name: str, check: Callable[[dict[str, Any] | None], bool], *, ns: str = "default", timeout: float = 30
     ) -> dict[str, Any] | None:
-        deadline = time.monotonic() + timeout
         last: dict[str, Any] | None = None
-        while time.monotonic() < deadline:
+
+        async def matches() -> bool:
+            nonlocal last
             last = await self.pod(name, ns)
-            if check(last):
-                return last
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"pod {ns}/{name} never matched; last: {(last or {}).get('status')}")
+            return check(last)
+
+        def what() -> str:
+            return f"pod {ns}/{name} to match; last status: {(last or {}).get('status')}"
+
+        await eventually(matches, timeout=timeout, interval=0.1, what=what)
+        return last
 
     async def events(self, name: str, ns: str = "default") -> list[dict[str, Any]]:
         out = await self.kube.get(
@@ -97,14 +100,17 @@ class Stack:
     async def wait_event(
         self, name: str, reason: str, *, ns: str = "default", timeout: float = 30, contains: str = ""
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for ev in await self.events(name, ns):
-                if ev.get("reason") == reason and contains.lower() in str(ev.get("message")).lower():
-                    return ev
-            await asyncio.sleep(0.1)
-        got = [e.get("reason") for e in await self.events(name, ns)]
-        raise AssertionError(f"no {reason} event on {ns}/{name}; got {got}")
+        seen: list[dict[str, Any]] = []
+
+        async def found() -> dict[str, Any] | None:
+            seen[:] = await self.events(name, ns)
+            matching = (e for e in seen if e.get("reason") == reason)
+            return next((e for e in matching if contains.lower() in str(e.get("message")).lower()), None)
+
+        def what() -> str:
+            return f"a {reason} event on {ns}/{name}; got {[e.get('reason') for e in seen]}"
+
+        return await eventually(found, timeout=timeout, interval=0.1, what=what)
 
     async def logs(self, name: str, container: str | None = None, ns: str = "default") -> str:
         query = {"container": container} if container else None

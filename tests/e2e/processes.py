@@ -1,5 +1,5 @@
 """The daemon as a real subprocess (`vk-provider run`, configured through VK_* variables), and the checks the
-process tests share: groups per pod in the simulator, the node's Ready condition, waiting on a condition."""
+process tests share: groups per pod in the simulator, the node's Ready condition."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +58,3 @@ async def node_ready(stack: Stack, node: str = NODE) -> bool:
     obj = await stack.kube.get_or_none(f"/api/v1/nodes/{node}")
     conds = ((obj or {}).get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -8,8 +8,6 @@ approve`, as docs/operations.md tells operators to. Every example then runs to R
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,8 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import NODE, StackFactory, daemon_flags
-from tests.sandbox.apiserver.conftest import Kubectl
+from tests.kubectl import Kubectl
+from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_provider.settings import load_settings
 
@@ -69,17 +68,17 @@ async def test_manifests_are_enough_to_run_the_examples(
     try:
         await daemon.wait_ready(timeout=30)
         # The operator's step: approve the kubelet-serving CSR the daemon filed.
-        deadline = time.monotonic() + 20
-        names = ""
-        while not names and time.monotonic() < deadline:
-            names = await admin.ok(
+        names = await eventually(
+            lambda: admin.ok(
                 "get",
                 "csr",
                 "-o",
                 f"jsonpath={{.items[?(@.spec.username=='system:serviceaccount:{namespace}:{pod_spec['serviceAccountName']}')].metadata.name}}",
-            )
-            await asyncio.sleep(0.1)
-        assert names, "the daemon filed no serving CSR"
+            ),
+            timeout=20,
+            interval=0.1,
+            what="the daemon to file a serving CSR",
+        )
         await admin.ok("certificate", "approve", *names.split())
         await daemon.wait_serving(timeout=20)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import pytest
 
 from tests.e2e.conftest import NODE, Stack, StackFactory, phase_is, running_ready
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -22,6 +21,10 @@ def sleeper(name: str, **spec: object) -> dict[str, object]:
 async def groups_of(stack: Stack) -> list[str]:
     assert stack.daemon is not None
     return [bp.group_id for bp in await stack.daemon.provider.backend_pods()]
+
+
+async def no_groups(stack: Stack) -> bool:
+    return not await groups_of(stack)
 
 
 async def test_pod_becomes_ready_with_a_pod_ip(make_stack: StackFactory) -> None:
@@ -47,9 +50,7 @@ async def test_graceful_delete_removes_group_then_pod(make_stack: StackFactory) 
     await stack.wait_pod("web", running_ready, timeout=20)
     await stack.delete_pod("web")
     await stack.wait_pod("web", lambda p: p is None, timeout=30)
-    async with asyncio.timeout(20):
-        while await groups_of(stack):
-            await asyncio.sleep(0.2)
+    await eventually(lambda: no_groups(stack), timeout=20, interval=0.2, what="the group to be deleted")
 
 
 async def test_force_delete_still_deletes_the_group(make_stack: StackFactory) -> None:
@@ -60,9 +61,7 @@ async def test_force_delete_still_deletes_the_group(make_stack: StackFactory) ->
     assert len(await groups_of(stack)) == 1
     await stack.delete_pod("web", grace=0)
     await stack.wait_pod("web", lambda p: p is None, timeout=10)
-    async with asyncio.timeout(20):
-        while await groups_of(stack):
-            await asyncio.sleep(0.2)
+    await eventually(lambda: no_groups(stack), timeout=20, interval=0.2, what="the group to be deleted")
 
 
 async def test_translation_warning_becomes_an_event(make_stack: StackFactory) -> None:

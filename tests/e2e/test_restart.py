@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import NODE, StackFactory, daemon_flags, running_ready
-from tests.e2e.processes import daemon_env, groups_by_uid, node_ready, start_daemon, wait_for
+from tests.e2e.processes import daemon_env, groups_by_uid, node_ready, start_daemon
+from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_provider.settings import load_settings
 
@@ -34,7 +35,7 @@ async def test_kill_9_mid_burst_then_restart_gives_one_group_per_pod(make_stack:
     proc = await start_daemon(env, log)
     procs = [proc]
     try:
-        await wait_for(lambda: node_ready(stack), 30, "the node to be Ready")
+        await eventually(lambda: node_ready(stack), timeout=30, interval=0.2, what="the node to be Ready")
         sem = asyncio.Semaphore(25)
 
         async def create(i: int) -> None:
@@ -51,7 +52,7 @@ async def test_kill_9_mid_burst_then_restart_gives_one_group_per_pod(make_stack:
         async def some_groups() -> bool:
             return sum(groups_by_uid(stack).values()) >= 40
 
-        await wait_for(some_groups, 30, "the first groups")
+        await eventually(some_groups, timeout=30, interval=0.2, what="the first groups")
         proc.send_signal(signal.SIGKILL)
         assert await proc.wait() == -signal.SIGKILL
         killed_at = sum(groups_by_uid(stack).values())
@@ -66,7 +67,7 @@ async def test_kill_9_mid_burst_then_restart_gives_one_group_per_pod(make_stack:
             phases = Counter((p.get("status") or {}).get("phase") for p in pods.get("items") or [])
             return phases.get("Running", 0) == PODS
 
-        await wait_for(all_running, 90, f"{PODS} pods Running after the restart")
+        await eventually(all_running, timeout=90, interval=0.2, what=f"{PODS} pods Running after the restart")
         pods = (await stack.kube.get("/api/v1/namespaces/default/pods"))["items"]
         uids = {p["metadata"]["uid"] for p in pods}
         live = groups_by_uid(stack)
@@ -143,8 +144,9 @@ async def test_eci_down_at_daemon_start_node_ready_then_adopts_without_duplicate
             msg = node_ready_message(await stack.kube.get_or_none(f"/api/v1/nodes/{NODE}"))
             return msg is not None and "not adopted yet" in msg and "ServiceUnavailable" in msg
 
-        await wait_for(says_pending, 15, "the Ready message to say adoption is pending")
-        await asyncio.sleep(1.0)  # workers, GC and retries get their chance to do something wrong
+        await eventually(says_pending, timeout=15, interval=0.2, what="the Ready message to say adoption is pending")
+        # A deliberate window, not synchronisation: workers, GC and retries get their chance to do something wrong.
+        await asyncio.sleep(1.0)
         calls = stack.sim.stats()["calls"]
         for action in ("CreateContainerGroup", "DeleteContainerGroup", "UpdateContainerGroup"):
             assert calls.get(action, 0) == calls_at_outage.get(action, 0), action
@@ -160,7 +162,9 @@ async def test_eci_down_at_daemon_start_node_ready_then_adopts_without_duplicate
             msg = node_ready_message(await stack.kube.get_or_none(f"/api/v1/nodes/{NODE}"))
             return msg == "virtual kubelet is ready; ECI API reachable"
 
-        await wait_for(says_plain_ready, 15, "the Ready message to drop the pending adoption")
+        await eventually(
+            says_plain_ready, timeout=15, interval=0.2, what="the Ready message to drop the pending adoption"
+        )
         pods = (await stack.kube.get("/api/v1/namespaces/default/pods"))["items"]
         uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
         assert set(uids) == {"before", "during"}

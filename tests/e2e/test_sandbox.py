@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from subprocess import PIPE
 import pytest
 
 from tests.conftest import KUBECTL
+from tests.kubectl import Kubectl
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -41,14 +42,12 @@ class Sandbox:
     proc: subprocess.Popen[bytes]
     directory: Path
     ready: dict[str, object]
-    env: dict[str, str]
+    cli: Kubectl
     stdout: Path
     stderr: Path
 
     def kubectl(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> str:
-        done = subprocess.run(
-            [KUBECTL, *args], env={**self.env, **(env or {})}, capture_output=True, timeout=timeout, check=False
-        )
+        done = self.run(*args, env=env, timeout=timeout)
         assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr.decode()}"
         return done.stdout.decode()
 
@@ -58,14 +57,7 @@ class Sandbox:
     def run(
         self, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [KUBECTL, *args],
-            input=stdin,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
+        return self.cli.run_sync(*args, stdin=stdin, env=env, timeout=timeout)
 
 
 def leftover_processes(directory: Path) -> list[int]:
@@ -88,7 +80,6 @@ def sandbox(tmp_path: Path, kubectl_env: dict[str, str]) -> Iterator[Sandbox]:
     state = tmp_path / "state"
     ready_file = tmp_path / "ready.json"
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
-    started = time.monotonic()
     with stdout.open("wb") as out, stderr.open("wb") as err:
         proc = subprocess.Popen(
             [str(VK), "sandbox", "--dir", str(state), "--ready-file", str(ready_file)],
@@ -98,13 +89,14 @@ def sandbox(tmp_path: Path, kubectl_env: dict[str, str]) -> Iterator[Sandbox]:
             start_new_session=True,
         )
     try:
-        while not ready_file.exists():
+
+        def started() -> bool:
             assert proc.poll() is None, f"the sandbox exited with {proc.returncode}: {stderr.read_text()}"
-            assert time.monotonic() - started < 60, f"no ready file after 60 s: {stderr.read_text()}"
-            time.sleep(0.1)
+            return ready_file.exists()
+
+        eventually_sync(started, timeout=60, interval=0.1, what=lambda: f"the ready file: {stderr.read_text()}")
         ready = json.loads(ready_file.read_text())
-        env = {**kubectl_env, "KUBECONFIG": str(ready["kubeconfig"])}
-        yield Sandbox(proc, state, ready, env, stdout, stderr)
+        yield Sandbox(proc, state, ready, Kubectl(kubectl_env, Path(str(ready["kubeconfig"]))), stdout, stderr)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -145,7 +137,7 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
     assert "started on" in sandbox.kubectl("logs", "deploy/hello-eci")
     tail = sandbox.kubectl("logs", "hello-eci", "--tail=1", "--timestamps").splitlines()
     assert len(tail) == 1 and tail[0][:4].isdigit() and "hello from ECI" in tail[0]
-    with subprocess.Popen([KUBECTL, "logs", "-f", "hello-eci", "--tail=1"], env=sandbox.env, stdout=PIPE) as follow:
+    with sandbox.cli.popen("logs", "-f", "hello-eci", "--tail=1", stdout=PIPE) as follow:
         watchdog = threading.Timer(30, follow.kill)  # a stuck stream fails the test instead of hanging it
         watchdog.start()
         try:
@@ -178,7 +170,7 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
         done = subprocess.run(
             ["script", "-qec", tty, "/dev/null"],
             input=b"go\n",
-            env={**sandbox.env, **protocol, "TERM": "xterm"},
+            env={**sandbox.cli.env, **protocol, "TERM": "xterm"},
             capture_output=True,
             timeout=60,
             check=False,
@@ -206,8 +198,7 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
     )  # fmt: skip
     sandbox.kubectl("wait", "--for=condition=Ready", "pod/http", "--timeout=60s", timeout=90)
     local = free_port()
-    forwarding = [KUBECTL, "port-forward", "pod/http", f"{local}:{port}"]
-    with subprocess.Popen(forwarding, env=sandbox.env, stdout=PIPE) as forward:
+    with sandbox.cli.popen("port-forward", "pod/http", f"{local}:{port}", stdout=PIPE) as forward:
         watchdog = threading.Timer(30, forward.kill)
         watchdog.start()
         try:
@@ -227,8 +218,10 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
     assert leftover_processes(sandbox.directory), "the examples' container processes should be running"
     sandbox.proc.send_signal(signal.SIGTERM)
     assert sandbox.proc.wait(timeout=30) == 0, sandbox.stderr.read_text()
-    deadline = time.monotonic() + 5
-    while leftover_processes(sandbox.directory) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert leftover_processes(sandbox.directory) == []
+    eventually_sync(
+        lambda: leftover_processes(sandbox.directory) == [],
+        timeout=5,
+        interval=0.1,
+        what=lambda: f"the container processes to end: {leftover_processes(sandbox.directory)}",
+    )
     assert "Traceback" not in sandbox.stderr.read_text()

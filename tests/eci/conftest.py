@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from tests.waiting import eventually
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.provider import BackendPod
 from vk_provider.settings import ECISettings
@@ -140,9 +140,9 @@ async def provider(sim: ECISimulator) -> AsyncIterator[ECIProvider]:
     # Delete what the test left behind and wait for it, so no container process outlives the test.
     for bp in await p.backend_pods():
         await p.delete_group(bp.group_id)
-    deadline = time.monotonic() + 15
-    while sum(sim.stats()["groups"].values()) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: not sum(sim.stats()["groups"].values()), timeout=15, interval=0.1, what="the test's groups to go"
+    )
     await p.close()
 
 

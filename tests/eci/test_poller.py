@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.eci.conftest import FakeECI, Reply, error, make_pod, make_settings, until
+from tests.waiting import eventually
 from vk_provider.eci import names
 from vk_provider.eci.poller import PRESENCE, RESYNC
 from vk_provider.eci.provider import ECIProvider
@@ -169,7 +170,9 @@ async def test_initial_resync_is_one_burst(fake_eci: FakeECI) -> None:
     provider = ECIProvider(make_settings(fake_eci.endpoint), node_name=NODE, sleep=ticker.sleep)
     try:
         await provider.start()
-        await asyncio.sleep(0.1)
+        await eventually(
+            lambda: "DescribeContainerGroups" in fake_eci.actions(), timeout=10, what="the resync's slow first page"
+        )
         adopted = await provider.backend_pods()
         await ticker.first()
         assert len(adopted) == 10
@@ -321,10 +324,11 @@ async def test_group_deleted_behind_our_back_is_forgotten_on_resync(provider: EC
     await provider.client.call("DeleteContainerGroup", {"ContainerGroupId": bp.group_id})
     entry = provider.index.get("uid-ghost")
     entry.created_at -= 60  # old enough not to be mistaken for a group created during the listing
-    deadline = time.monotonic() + 10
-    while any(p.uid == "uid-ghost" for p in await provider.poller.resync()):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+
+    async def forgotten() -> bool:
+        return not any(p.uid == "uid-ghost" for p in await provider.poller.resync())
+
+    await eventually(forgotten, timeout=10, interval=0.1, what="the resync to forget the deleted group")
     assert await provider.backend_pod(pod) is None
 
 
@@ -347,12 +351,15 @@ async def test_group_deleted_behind_our_back_leaves_on_presence_check(provider: 
     await provider.poller.resync()
     await provider.client.call("DeleteContainerGroup", {"ContainerGroupId": bp.group_id})
     provider.index.get("uid-ghost2").created_at -= 60
-    deadline = time.monotonic() + 10
     before = sim.stats()["calls"]["DescribeContainerGroups"]
-    while any(p.uid == "uid-ghost2" for p in await provider.backend_pods()):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+
+    async def gone() -> bool:
+        if not any(p.uid == "uid-ghost2" for p in await provider.backend_pods()):
+            return True
         await provider.poller.presence_check()
+        return False
+
+    await eventually(gone, timeout=10, interval=0.1, what="a presence check to drop the deleted group")
     assert sim.stats()["calls"]["DescribeContainerGroups"] == before  # no full resync was needed
 
 

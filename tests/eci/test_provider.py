@@ -5,12 +5,12 @@ placement, streams, listing) have their own tests."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from pydantic import SecretStr
 
 from tests.eci.conftest import make_pod, until
+from tests.waiting import eventually
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.errors import TransientError
 from vk_provider.provider import PodResources
@@ -62,10 +62,11 @@ async def test_delete_then_gone(provider: ECIProvider) -> None:
     await provider.create_pod(pod, PodResources())
     await until(provider, "uid-del", lambda b: b.status["phase"] == "Running")
     await provider.delete_pod(pod)
-    deadline = time.monotonic() + 15
-    while await provider.backend_pod(pod) is not None:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.2)
+
+    async def gone() -> bool:
+        return await provider.backend_pod(pod) is None
+
+    await eventually(gone, timeout=15, interval=0.2, what="the deleted group to be gone")
     await provider.delete_pod(pod)
     await provider.delete_group("eci-doesnotexist")
 

@@ -395,6 +395,7 @@ class FakeCSRAPI:
         self.deny = False
         self.lives: list[dt.timedelta] = []  # life of each issued cert, in order; default 1 day
         self.issued = 0
+        self.reads = 0
         base = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
         app.router.add_post(base, self._create)
         app.router.add_get(base + "/{name}", self._read)
@@ -424,6 +425,7 @@ class FakeCSRAPI:
         }
 
     async def _read(self, request: web.Request) -> web.Response:
+        self.reads += 1
         name = request.match_info["name"]
         body = self.csrs.get(name)
         if body is None:

@@ -20,7 +20,9 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
 from tests.conftest import KUBECTL
+from tests.kubectl import Kubectl
 from tests.kubelet.doubles import FakePods, FakeStreams, make_pod, usage_fixture
+from tests.waiting import eventually
 from vk_provider.kubelet.server import KubeletServer
 from vk_provider.settings import KubeletSettings
 from vk_sandbox.apiserver.server import SandboxAPIServer
@@ -33,27 +35,7 @@ class Env:
     apiserver: SandboxAPIServer
     kubelet: KubeletServer
     streams: FakeStreams
-    env: dict[str, str]
-
-    async def kubectl(
-        self, *args: str, stdin: bytes | None = None, extra_env: dict[str, str] | None = None, timeout: float = 30
-    ) -> tuple[int, bytes, bytes]:
-        proc = await asyncio.create_subprocess_exec(
-            KUBECTL,
-            *args,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**self.env, **(extra_env or {})},
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        assert proc.returncode is not None
-        return proc.returncode, out, err
+    kubectl: Kubectl
 
 
 async def grant_node_permissions(admin: k8s.ApiClient) -> None:
@@ -116,7 +98,7 @@ async def env(tmp_path: Path, kubectl_env: dict[str, str]) -> AsyncIterator[Env]
             client_ca_pem=apiserver.ca.cert_pem,
         )
         await kubelet.start()
-        e = Env(apiserver, kubelet, streams, {**kubectl_env, "KUBECONFIG": str(apiserver.kubeconfig_path)})
+        e = Env(apiserver, kubelet, streams, Kubectl(kubectl_env, apiserver.kubeconfig_path))
         try:
             apiserver.store.create_now(
                 "nodes",
@@ -143,13 +125,9 @@ async def env(tmp_path: Path, kubectl_env: dict[str, str]) -> AsyncIterator[Env]
             assert stored is not None
             apiserver.store.update_now("pods", {**stored, "status": {"phase": "Running"}}, subresource="status")
             # The real CSR flow: wait for our CSR, approve it, wait for the sandbox signer and the swap.
-            async with asyncio.timeout(20):
-                while not kubelet.tls.csr_names:
-                    await asyncio.sleep(0.05)
+            await eventually(lambda: kubelet.tls.csr_names, timeout=20, what="the kubelet's serving CSR")
             await approve_csr(admin, kubelet.tls.csr_names[0])
-            async with asyncio.timeout(20):
-                while not kubelet.ready:
-                    await asyncio.sleep(0.05)
+            await eventually(lambda: kubelet.ready, timeout=20, what="the kubelet to serve the signed certificate")
             yield e
         finally:
             await kubelet.stop()
@@ -166,18 +144,18 @@ async def test_kubectl_exec_exit_code_and_stdin(env: Env, websockets: str, tmp_p
     script = tmp_path / "exit3.sh"
     script.write_text("cat >/dev/null; echo to-stderr >&2; exit 3\n")
     flags = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": websockets}
-    rc, _, err = await env.kubectl(
-        "exec", "-i", "web", "-c", "app", "--", "sh", str(script), stdin=b"", extra_env=flags
+    rc, _, err = await env.kubectl.run_bytes(
+        "exec", "-i", "web", "-c", "app", "--", "sh", str(script), stdin=b"", env=flags
     )
     assert rc == 3, err
     assert b"to-stderr" in err
-    rc, out, err = await env.kubectl(
-        "exec", "-i", "web", "-c", "app", "--", "cat", stdin=b"piped input\n", extra_env=flags
+    rc, out, err = await env.kubectl.run_bytes(
+        "exec", "-i", "web", "-c", "app", "--", "cat", stdin=b"piped input\n", env=flags
     )
     assert rc == 0, err
     assert out == b"piped input\n"
     big = bytes(range(256)) * 2048  # 512 KiB: well past SPDY's 64 KiB initial window
-    rc, out, err = await env.kubectl("exec", "-i", "web", "-c", "app", "--", "wc", "-c", stdin=big, extra_env=flags)
+    rc, out, err = await env.kubectl.run_bytes("exec", "-i", "web", "-c", "app", "--", "wc", "-c", stdin=big, env=flags)
     assert rc == 0, err
     assert out.strip() == str(len(big)).encode()
 
@@ -185,14 +163,14 @@ async def test_kubectl_exec_exit_code_and_stdin(env: Env, websockets: str, tmp_p
 async def test_kubectl_logs_and_raw_stats(env: Env) -> None:
     """kubectl logs reads through the proxy; get --raw returns parseable summary and resource metrics."""
     env.streams.log_lines = [b"line one\n", b"line two\n"]
-    rc, out, err = await env.kubectl("logs", "web", "-c", "app", "--tail=2")
+    rc, out, err = await env.kubectl.run_bytes("logs", "web", "-c", "app", "--tail=2")
     assert rc == 0, err
     assert out == b"line one\nline two\n"
     assert env.streams.log_opts[-1].tail_lines == 2
-    rc, out, err = await env.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/stats/summary")
+    rc, out, err = await env.kubectl.run_bytes("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/stats/summary")
     assert rc == 0, err
     assert json.loads(out)["pods"][0]["podRef"]["name"] == "web"
-    rc, out, err = await env.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/metrics/resource")
+    rc, out, err = await env.kubectl.run_bytes("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/metrics/resource")
     assert rc == 0, err
     assert b'container_memory_working_set_bytes{container="app",pod="web",namespace="default"}' in out
 
@@ -200,14 +178,8 @@ async def test_kubectl_logs_and_raw_stats(env: Env) -> None:
 async def test_kubectl_port_forward(env: Env, echo_server: int) -> None:
     """kubectl port-forward (falling back from its WebSocket tunnel to SPDY) carries a TCP exchange to the pod."""
     env.streams.forward_to = echo_server
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL,
-        "port-forward",
-        "pod/web",
-        ":8080",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env.env,
+    proc = await env.kubectl.start(
+        "port-forward", "pod/web", ":8080", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         assert proc.stdout is not None
@@ -249,12 +221,15 @@ async def test_kubectl_exec_tty_sends_terminal_size(env: Env, websockets: str, t
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**env.env, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": websockets, "TERM": "xterm"},
+        env={**env.kubectl.env, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": websockets, "TERM": "xterm"},
     )
     # The process waits for a line, so the size kubectl sends right after connecting arrives first.
-    async with asyncio.timeout(20):
-        while not (env.streams.sessions and env.streams.sessions[-1].resizes):
-            await asyncio.sleep(0.02)
+    await eventually(
+        lambda: env.streams.sessions and env.streams.sessions[-1].resizes,
+        timeout=20,
+        interval=0.02,
+        what="a terminal size from kubectl",
+    )
     out, err = await asyncio.wait_for(proc.communicate(b"go\n"), 30)
     assert b"tty-ok" in out, (out, err)
     assert proc.returncode == 4
@@ -268,7 +243,7 @@ async def test_official_python_client_exec(env: Env, subprotocol: str) -> None:
     from kubernetes.client import CoreV1Api
     from kubernetes.stream import stream
 
-    kubeconfig = env.env["KUBECONFIG"]
+    kubeconfig = env.kubectl.env["KUBECONFIG"]
 
     def run() -> tuple[str, int | None]:
         client = sync_config.new_client_from_config(config_file=kubeconfig)
@@ -349,7 +324,7 @@ async def test_auth_table_against_the_sandbox(env: Env) -> None:
 
     from tests.kubelet.doubles import insecure_client_ssl
 
-    rc, _, err = await env.kubectl("apply", "-f", "-", stdin=RBAC.encode())
+    rc, _, err = await env.kubectl.run_bytes("apply", "-f", "-", stdin=RBAC.encode())
     assert rc == 0, err
     url = f"https://127.0.0.1:{env.kubelet.port}"
     unbound = {"Authorization": f"Bearer {env.apiserver.mint_token('default', 'nobody')}"}
@@ -369,9 +344,7 @@ async def test_kubectl_logs_follow_shows_lines_as_written(env: Env) -> None:
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     env.streams.follow_queue = queue
     env.streams.log_lines = [b"before\n"]
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL, "logs", "-f", "web", "-c", "app", stdout=asyncio.subprocess.PIPE, env=env.env
-    )
+    proc = await env.kubectl.start("logs", "-f", "web", "-c", "app", stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
         async with asyncio.timeout(20):

@@ -11,6 +11,7 @@ import pytest
 
 from tests.kubelet.conftest import Kubelet
 from tests.kubelet.doubles import SpdyClient, insecure_client_ssl, json_of
+from tests.waiting import eventually
 from vk_provider.errors import InvalidInput
 from vk_provider.kubelet import spdy
 from vk_provider.kubelet.remotecommand import _resize_messages, exit_status, parse_stream_options
@@ -170,19 +171,12 @@ async def test_ws_client_leaving_closes_the_session(kubelet: Kubelet) -> None:
             headers=ADMIN,
             protocols=["v4.channel.k8s.io"],
         )
-        for _ in range(100):
-            if kubelet.streams.sessions:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: kubelet.streams.sessions, timeout=2, interval=0.02, what="an exec session")
         await ws.close()
     session = kubelet.streams.sessions[-1]
     async with asyncio.timeout(5):
         await session.proc.wait()
-    for _ in range(100):
-        if session.closed:
-            break
-        await asyncio.sleep(0.02)
-    assert session.closed
+    await eventually(lambda: session.closed, timeout=2, interval=0.02, what="the session to be closed")
 
 
 async def test_attach_not_supported_is_501_on_both_protocols(kubelet: Kubelet) -> None:
@@ -253,10 +247,7 @@ async def test_spdy_v5_success_and_tty_resize(kubelet: Kubelet) -> None:
     ids = {k: c.open({"streamtype": k}) for k in ("error", "stdin", "stdout", "resize")}
     await c.pump(lambda cl: set(ids.values()) <= cl.replied)
     c.send(ids["resize"], b'{"Width":90,"Height":33}')
-    for _ in range(200):
-        if kubelet.streams.sessions[-1].resizes:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: kubelet.streams.sessions[-1].resizes, timeout=2, interval=0.01, what="the resize")
     c.send(ids["stdin"], b"go\n", fin=True)
     await c.pump(lambda cl: cl.goaway is not None or cl.eof)
     assert kubelet.streams.sessions[-1].resizes == [(90, 33)]

@@ -12,6 +12,7 @@ import pytest
 
 from tests.kubelet.conftest import Kubelet, start_kubelet
 from tests.kubelet.doubles import FakeAuthAPI, SpdyClient, insecure_client_ssl
+from tests.waiting import eventually
 from vk_provider.errors import NotSupported
 
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -256,9 +257,7 @@ async def test_stop_closes_open_streams_and_releases_the_backend(
             )
             ids = [spdy_client.open({"streamtype": k}) for k in ("error", "stdout", "stderr")]
             await spdy_client.pump(lambda cl: set(ids) <= cl.replied)
-            async with asyncio.timeout(5):
-                while len(streams.sessions) < 2:
-                    await asyncio.sleep(0.01)
+            await eventually(lambda: len(streams.sessions) >= 2, timeout=5, interval=0.01, what="both sessions")
             async with asyncio.timeout(10):
                 await server.stop()
             assert all(session.closed for session in streams.sessions)
@@ -277,9 +276,7 @@ async def test_log_client_leaving_before_the_first_chunk_releases_the_iterator(k
     kubelet.streams.follow_queue = asyncio.Queue()
     async with session() as s:
         request = asyncio.create_task(s.get(f"{kubelet.url}/containerLogs/default/web/app?follow=1", headers=ADMIN))
-        async with asyncio.timeout(5):
-            while not kubelet.streams.log_opts:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: kubelet.streams.log_opts, timeout=5, interval=0.01, what="the log request")
         request.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await request

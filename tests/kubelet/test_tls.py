@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from kubernetes_asyncio import client as k8s
 
 from tests.kubelet.doubles import FakeAuthAPI, FakeCSRAPI, FakePods, FakeStreams, TestCA, insecure_client_ssl
+from tests.waiting import eventually
 from vk_provider.kubelet import tls
 from vk_provider.kubelet.server import KubeletServer
 from vk_provider.settings import KubeletSettings
@@ -74,12 +75,6 @@ async def peer_common_name(port: int) -> str:
     return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
-async def wait_for(cond: object, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
-
-
 async def test_csr_flow_swaps_the_certificate_live_and_reuses_it(
     tmp_path: Path, csr_api: tuple[FakeAuthAPI, FakeCSRAPI], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -99,13 +94,13 @@ async def test_csr_flow_swaps_the_certificate_live_and_reuses_it(
         await server.start()
         assert not server.ready
         assert (await peer_common_name(server.port)).startswith("vk-node@")
-        await wait_for(lambda: len(csrs.csrs) == 1)
+        await eventually(lambda: len(csrs.csrs) == 1, timeout=5, interval=0.02, what="one CSR")
         (name,) = csrs.csrs
         spec = csrs.csrs[name]["spec"]
         assert spec["signerName"] == "kubernetes.io/kubelet-serving"
         assert spec["usages"] == ["digital signature", "key encipherment", "server auth"]
         csrs.approve(name)
-        await wait_for(lambda: server.ready)
+        await eventually(lambda: server.ready, timeout=5, interval=0.02, what="the signed certificate in use")
         assert await peer_common_name(server.port) == "system:node:vk-node"
         assert server.tls.current is not None and {"vk-node", "127.0.0.1"} <= server.tls.current.sans
         assert (tmp_path / "certs" / tls.CURRENT).exists()
@@ -134,12 +129,15 @@ async def test_csr_renews_before_expiry(tmp_path: Path, csr_api: tuple[FakeAuthA
     )
     await serving.start()
     try:
-        await wait_for(
+        await eventually(
             lambda: (
                 len(csrs.csrs) >= 2
                 and serving.current is not None
                 and serving.current.not_after > dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-            )
+            ),
+            timeout=5,
+            interval=0.02,
+            what="a renewed certificate in use",
         )
         assert serving.ready
     finally:
@@ -157,8 +155,13 @@ async def test_denied_csr_keeps_serving_and_retries(tmp_path: Path, csr_api: tup
     )
     await serving.start()
     try:
-        await wait_for(lambda: len(csrs.csrs) == 1 and next(iter(csrs.csrs.values()))["status"])
-        await asyncio.sleep(0.2)
+        await eventually(
+            lambda: len(csrs.csrs) == 1 and next(iter(csrs.csrs.values()))["status"],
+            timeout=5,
+            interval=0.02,
+            what="the CSR to be denied",
+        )
+        await asyncio.sleep(0.2)  # a deliberate window: ready must not turn true in it
         assert not serving.ready
         assert serving.current is not None and serving.current.common_name.startswith("vk-node@")
     finally:
@@ -206,12 +209,12 @@ async def test_needs_approval_warning_only_when_nobody_approves(
         await serving.start()
         try:
             if approver_acts_at_once:
-                await wait_for(lambda: serving.ready)
+                await eventually(lambda: serving.ready, timeout=5, interval=0.02, what="the signed certificate in use")
             else:
-                await wait_for(lambda: len(csrs.csrs) == 1)
-                await asyncio.sleep(0.3)  # several polls
+                await eventually(lambda: len(csrs.csrs) == 1, timeout=5, interval=0.02, what="one CSR")
+                await eventually(lambda: csrs.reads >= 3, timeout=5, interval=0.02, what="several polls of the CSR")
                 csrs.approve(next(iter(csrs.csrs)))
-                await wait_for(lambda: serving.ready)
+                await eventually(lambda: serving.ready, timeout=5, interval=0.02, what="the signed certificate in use")
         finally:
             await serving.stop()
             await api.close()

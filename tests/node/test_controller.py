@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.kube.fakes import FakeKube
+from tests.waiting import eventually
 from vk_provider.kube.client import KubeError
 from vk_provider.metrics import REGISTRY
 from vk_provider.node.controller import NodeController
@@ -137,7 +138,7 @@ async def test_lease_is_created_then_renewed() -> None:
     assert lease["metadata"]["ownerReferences"][0]["kind"] == "Node"
     assert lease["metadata"]["ownerReferences"][0]["uid"] == ctl.uid
     first = lease["spec"]["renewTime"]
-    await asyncio.sleep(0.002)
+    await asyncio.sleep(0.002)  # time passing is the subject: the next renewTime must differ
     await ctl.renew_lease()
     assert kube.objects[LEASE]["spec"]["renewTime"] != first
     assert len(kube.writes("PUT", "/leases/vk")) == 1
@@ -200,9 +201,9 @@ async def test_status_loop_writes_on_change_and_periodically() -> None:
         ctl.notify()
         async with asyncio.timeout(0.15):
             await ctl.ready_written.wait()
-        async with asyncio.timeout(2):
-            while ctl.status_writes < writes + 2:
-                await asyncio.sleep(0.02)
+        await eventually(
+            lambda: ctl.status_writes >= writes + 2, timeout=2, interval=0.02, what="two more status writes"
+        )
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -314,9 +315,9 @@ async def test_lease_renewal_failures_are_counted_too() -> None:
     failures.append(TimeoutError())
     task = asyncio.create_task(ctl.run_lease())
     try:
-        async with asyncio.timeout(2):
-            while lease_count("ok") - before["ok"] < 2:
-                await asyncio.sleep(0.01)
+        await eventually(
+            lambda: lease_count("ok") - before["ok"] >= 2, timeout=2, interval=0.01, what="two more renewals"
+        )
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

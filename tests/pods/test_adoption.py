@@ -6,6 +6,7 @@ import asyncio
 
 from tests.pods.fakes import make_pod
 from tests.pods.harness import Env
+from tests.waiting import eventually
 from vk_provider.errors import TransientError
 from vk_provider.metrics import REGISTRY
 from vk_provider.provider import BackendPod
@@ -49,9 +50,7 @@ async def test_adoption_failing_at_start_holds_creates_and_deletes_but_not_readi
     notified: list[tuple[str, str] | None] = []
     adopt = asyncio.create_task(env.ctl.adoption.run(notify=lambda: notified.append(env.ctl.adoption.pending())))
     try:
-        async with asyncio.timeout(5):
-            while env.provider.actions("list") == []:
-                await asyncio.sleep(0.001)
+        await eventually(lambda: env.provider.actions("list"), timeout=5, interval=0.001, what="a list call")
         assert env.ctl.ready and not env.ctl.state.adopted.is_set()
         pending = env.ctl.adoption.pending()
         assert pending is not None and pending[0] == "failing" and "unreachable" in pending[1]

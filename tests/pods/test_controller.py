@@ -6,6 +6,7 @@ import asyncio
 
 from tests.pods.fakes import make_pod
 from tests.pods.harness import Env
+from tests.waiting import eventually
 from vk_provider.errors import TransientError
 
 
@@ -17,11 +18,15 @@ async def test_transient_error_is_retried_and_warned_after_max_retries() -> None
     env.add(make_pod("web"))
     worker = asyncio.create_task(env.ctl.run_worker())
     try:
-        async with asyncio.timeout(5):
-            while env.provider.actions("create") != ["uid-web"] * 3:
-                await asyncio.sleep(0.01)
-            while "ReconcileRetrying" not in env.kube.reasons():
-                await asyncio.sleep(0.01)
+        await eventually(
+            lambda: env.provider.actions("create") == ["uid-web"] * 3, timeout=5, interval=0.01, what="three creates"
+        )
+        await eventually(
+            lambda: "ReconcileRetrying" in env.kube.reasons(),
+            timeout=5,
+            interval=0.01,
+            what="a ReconcileRetrying event",
+        )
     finally:
         await env.ctl.drain()
         await worker
@@ -38,14 +43,18 @@ async def test_one_worker_survives_many_failures() -> None:
     env.add(make_pod("b"))
     worker = asyncio.create_task(env.ctl.run_worker())
     try:
-        async with asyncio.timeout(5):
-            while env.kube.reasons().count("MandatoryConfigMapNotFound") < 1 or "uid-b" not in env.provider.groups:
-                assert not worker.done(), worker
-                await asyncio.sleep(0.01)
-            env.kube.put("/api/v1/namespaces/default/configmaps/cfg", {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
-            while "uid-a" not in env.provider.groups:
-                assert not worker.done(), worker
-                await asyncio.sleep(0.01)
+
+        def b_done() -> bool:
+            assert not worker.done(), worker
+            return "MandatoryConfigMapNotFound" in env.kube.reasons() and "uid-b" in env.provider.groups
+
+        def a_done() -> bool:
+            assert not worker.done(), worker
+            return "uid-a" in env.provider.groups
+
+        await eventually(b_done, timeout=5, interval=0.01, what="a MandatoryConfigMapNotFound event and b's group")
+        env.kube.put("/api/v1/namespaces/default/configmaps/cfg", {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
+        await eventually(a_done, timeout=5, interval=0.01, what="a's group")
     finally:
         await env.ctl.drain()
         await worker

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.sandbox.apiserver.conftest import Kubectl
+from tests.kubectl import Kubectl
 
 
 async def test_cli_serves_until_sigterm(tmp_path: Path, kubectl_env: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from tests.waiting import eventually
 from vk_provider.aio import Backoff
 from vk_sandbox.apiserver.controllers._common import (
     Informer,
@@ -135,8 +136,9 @@ async def test_controllers_keep_running_after_a_bad_object(tmp_path: Path) -> No
             "spec": {"containers": [{"name": "c", "image": "i"}]},
         }
         store.create_now("deployments.apps", good)
-        for _ in range(500):
-            if store.list("replicasets.apps", "default", label_selector="app=good")[0]:
-                break
-            await asyncio.sleep(0.01)
-        assert store.list("replicasets.apps", "default", label_selector="app=good")[0]
+        await eventually(
+            lambda: store.list("replicasets.apps", "default", label_selector="app=good")[0],
+            timeout=5,
+            interval=0.01,
+            what="a ReplicaSet for the good Deployment",
+        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.sandbox.apiserver.test_controllers_replicaset import until
+from tests.sandbox.apiserver.conftest import until
+from tests.waiting import eventually_sync
 from vk_sandbox.apiserver.controllers.csr import SIGNER, kubelet_serving_problem
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
@@ -182,12 +182,12 @@ async def test_kubelet_flow_through_the_official_client(server: SandboxAPIServer
                 ),
             )
             api.create_certificate_signing_request(body)
-            for _ in range(200):
+
+            def issued() -> str | None:
                 got = api.read_certificate_signing_request("kubelet-serving-n1")
-                if got.status and got.status.certificate:
-                    return str(got.status.certificate)
-                time.sleep(0.02)
-        raise AssertionError("no certificate issued")
+                return str(got.status.certificate) if got.status and got.status.certificate else None
+
+            return eventually_sync(issued, timeout=4, interval=0.02, what="a certificate issued")
 
     issued = await asyncio.wait_for(asyncio.to_thread(as_kubelet), timeout=30)
     cert = x509.load_pem_x509_certificate(base64.b64decode(issued))

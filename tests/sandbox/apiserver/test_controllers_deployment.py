@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import KUBECTL
+from tests.kubectl import Kubectl
 from tests.sandbox.apiserver.test_controllers_replicaset import StandInKubelet, until
 from vk_sandbox.apiserver.controllers.deployment import (
     HASH_LABEL,
@@ -173,25 +173,13 @@ async def test_kubectl_scale_and_rollout_status(server: SandboxAPIServer, kubect
     """The real kubectl: `scale deployment --replicas=4` is honoured and `rollout status` reports success."""
     store = server.store
 
-    async def kubectl(*args: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            KUBECTL,
-            f"--kubeconfig={server.kubeconfig_path}",
-            *args,
-            env=kubectl_env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-        return proc.returncode or 0, out.decode()
+    kubectl = Kubectl(kubectl_env, server.kubeconfig_path)
 
     async with StandInKubelet(store):
         store.create_now("deployments.apps", deployment("web", 1))
-        code, out = await kubectl("scale", "deployment/web", "--replicas=4")
-        assert code == 0, out
+        out = await kubectl.ok("scale", "deployment/web", "--replicas=4", timeout=60)
         assert "deployment.apps/web scaled" in out
-        code, out = await kubectl("rollout", "status", "deployment/web", "--timeout=30s")
-        assert code == 0, out
+        out = await kubectl.ok("rollout", "status", "deployment/web", "--timeout=30s", timeout=60)
         assert 'deployment "web" successfully rolled out' in out
         assert len(live_pods(store, "web")) == 4
         assert dep_status(store, "web")["availableReplicas"] == 4
@@ -203,17 +191,7 @@ async def test_kubectl_set_image_and_rollout_undo(server: SandboxAPIServer, kube
     store = server.store
 
     async def kubectl(*args: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            KUBECTL,
-            f"--kubeconfig={server.kubeconfig_path}",
-            *args,
-            env=kubectl_env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-        assert proc.returncode == 0, out.decode()
-        return out.decode()
+        return await Kubectl(kubectl_env, server.kubeconfig_path).ok(*args, timeout=60)
 
     def images() -> set[str]:
         return {p["spec"]["containers"][0]["image"] for p in live_pods(store, "web")}

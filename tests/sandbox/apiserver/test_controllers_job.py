@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import KUBECTL
+from tests.kubectl import Kubectl
 from tests.sandbox.apiserver.test_controllers_replicaset import StandInKubelet, until
 from vk_sandbox.apiserver.controllers.job import plan_job
 from vk_sandbox.apiserver.server import SandboxAPIServer
@@ -116,17 +116,6 @@ async def test_kubectl_wait_for_job_complete(server: SandboxAPIServer, kubectl_e
     store = server.store
     async with StandInKubelet(store, outcome=lambda pod: "Succeeded"):
         store.create_now("jobs.batch", job("quick", completions=2, parallelism=2))
-        proc = await asyncio.create_subprocess_exec(
-            KUBECTL,
-            f"--kubeconfig={server.kubeconfig_path}",
-            "wait",
-            "--for=condition=complete",
-            "job/quick",
-            "--timeout=30s",
-            env=kubectl_env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-        assert proc.returncode == 0, out.decode()
-        assert "job.batch/quick condition met" in out.decode()
+        kubectl = Kubectl(kubectl_env, server.kubeconfig_path)
+        out = await kubectl.ok("wait", "--for=condition=complete", "job/quick", "--timeout=30s", timeout=60)
+        assert "job.batch/quick condition met" in out

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.waiting import eventually
 from vk_sandbox.apiserver.controllers.nodelifecycle import check_nodes, last_heartbeat, mark_unknown
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
@@ -51,10 +52,9 @@ async def server(tmp_path: Path) -> AsyncIterator[SandboxAPIServer]:
 
 
 async def wait_ready_status(server: SandboxAPIServer, name: str, status: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while ready_of(server, name)["status"] != status:
-        assert time.monotonic() < deadline, f"Ready never became {status}"
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: ready_of(server, name)["status"] == status, timeout=timeout, what=f"{name}'s Ready to become {status}"
+    )
 
 
 async def test_silent_node_goes_unknown_and_recovers_on_status(server: SandboxAPIServer) -> None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.sandbox.apiserver.conftest import until
 from vk_sandbox.apiserver.server import SandboxAPIServer
-
-T = TypeVar("T")
 
 
 def now() -> str:

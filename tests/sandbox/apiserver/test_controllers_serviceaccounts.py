@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.waiting import eventually
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
 
@@ -19,10 +18,12 @@ async def server(tmp_path: Path) -> AsyncIterator[SandboxAPIServer]:
 
 
 async def wait_for_sa(server: SandboxAPIServer, namespace: str) -> None:
-    deadline = time.monotonic() + 5
-    while server.store.get("serviceaccounts", namespace, "default") is None:
-        assert time.monotonic() < deadline, f"no default ServiceAccount in {namespace}"
-        await asyncio.sleep(0.01)
+    await eventually(
+        lambda: server.store.get("serviceaccounts", namespace, "default") is not None,
+        timeout=5,
+        interval=0.01,
+        what=f"a default ServiceAccount in {namespace}",
+    )
 
 
 async def test_every_namespace_gets_a_default_service_account(server: SandboxAPIServer) -> None:

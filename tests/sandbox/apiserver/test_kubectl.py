@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import KUBECTL
-from tests.sandbox.apiserver.conftest import Kubectl
+from tests.kubectl import Kubectl
+from tests.waiting import eventually
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
 pytestmark = pytest.mark.kubectl
@@ -211,9 +211,12 @@ async def test_wait_sees_condition_change(apiserver: SandboxAPIServer, kubectl: 
 
     async def later() -> None:
         # Change the pod only once kubectl is watching, so the condition arrives through the watch.
-        async with asyncio.timeout(15):
-            while not any(w.key == "pods" for w in apiserver.store.events.watchers):
-                await asyncio.sleep(0.02)
+        await eventually(
+            lambda: any(w.key == "pods" for w in apiserver.store.events.watchers),
+            timeout=15,
+            interval=0.02,
+            what="kubectl to watch pods",
+        )
 
         def ready(p: dict[str, Any]) -> dict[str, Any]:
             p["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
@@ -229,15 +232,7 @@ async def test_wait_sees_condition_change(apiserver: SandboxAPIServer, kubectl: 
 
 async def test_get_watch_streams_new_rows(apiserver: SandboxAPIServer, kubectl: Kubectl) -> None:
     """`get -w` prints the header once and a row for a pod created while it watches."""
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL,
-        "get",
-        "pods",
-        "-w",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=kubectl.env,
-    )
+    proc = await kubectl.start("get", "pods", "-w", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
         await apiserver.store.create("pods", {**POD, "metadata": {"name": "first", "namespace": "default"}})

@@ -7,11 +7,13 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import NODE, Stack, StackFactory, make_stack, running_ready  # noqa: F401 (make_stack is a fixture)
-from tests.sandbox.apiserver.conftest import Kubectl
+from tests.kubectl import Kubectl
+from tests.waiting import eventually
 from vk_provider.kube.client import KubeError
 from vk_provider.kubelet.stats import build_summary, render_resource_metrics
 from vk_provider.provider import ContainerUsage, PodUsage
@@ -251,8 +253,13 @@ async def test_later_scrapes_report_counter_rates(
     await start_pods(stack)
     first = await stack.kube.get(f"{PODS}/burn")
     assert first["window"] == "15s"
-    await asyncio.sleep(1.2)  # the simulator's samples have whole-second timestamps
-    pod = await stack.kube.get(f"{PODS}/burn")
+
+    async def second_sample() -> dict[str, Any] | None:
+        pod: dict[str, Any] = await stack.kube.get(f"{PODS}/burn")
+        return pod if pod["window"] != "15s" else None
+
+    # the simulator's samples have whole-second timestamps
+    pod = await eventually(second_sample, timeout=10, interval=0.2, what="a second sample of burn")
     assert pod["window"] != "15s" and re.fullmatch(r"\d+s", pod["window"]), pod  # whole seconds apart
     assert _nanocores(pod["containers"][0]["usage"]["cpu"]) > 0, pod
     node = await stack.kube.get(f"/apis/metrics.k8s.io/v1beta1/nodes/{NODE}")

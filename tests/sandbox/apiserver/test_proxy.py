@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest import KUBECTL
+from tests.kubectl import Kubectl
+from tests.waiting import eventually
 from vk_sandbox.apiserver.proxy import (
     DEFAULT_KUBELET_PORT,
     KubeletDialError,
@@ -168,16 +169,7 @@ async def kubelet(server: SandboxAPIServer, tmp_path: Path) -> AsyncIterator[Stu
 
 
 async def run_kubectl(server: SandboxAPIServer, env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL,
-        f"--kubeconfig={server.kubeconfig_path}",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    return proc.returncode or 0, out.decode(), err.decode()
+    return await Kubectl(env, server.kubeconfig_path).run(*args, timeout=60)
 
 
 def client_tls(server: SandboxAPIServer) -> ssl.SSLContext:
@@ -228,15 +220,8 @@ async def test_kubectl_logs_follow_streams_chunk_by_chunk(
     server: SandboxAPIServer, kubelet: StubKubelet, kubectl_env: dict[str, str]
 ) -> None:
     """`kubectl logs -f` prints the first line while the kubelet still holds the second one back."""
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL,
-        f"--kubeconfig={server.kubeconfig_path}",
-        "logs",
-        "-f",
-        "p",
-        env=kubectl_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    proc = await Kubectl(kubectl_env, server.kubeconfig_path).start(
+        "logs", "-f", "p", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         assert proc.stdout is not None
@@ -261,15 +246,8 @@ async def test_interrupted_logs_follow_releases_the_kubelet_connection(
     server: SandboxAPIServer, kubelet: StubKubelet, kubectl_env: dict[str, str]
 ) -> None:
     """Killing `kubectl logs -f` on a quiet stream closes the proxy's connection to the kubelet soon after."""
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL,
-        f"--kubeconfig={server.kubeconfig_path}",
-        "logs",
-        "-f",
-        "p",
-        env=kubectl_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    proc = await Kubectl(kubectl_env, server.kubeconfig_path).start(
+        "logs", "-f", "p", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     assert proc.stdout is not None
     assert await asyncio.wait_for(proc.stdout.readline(), timeout=30) == b"line 1\n"
@@ -277,11 +255,8 @@ async def test_interrupted_logs_follow_releases_the_kubelet_connection(
     assert not transport.is_closing()
     proc.kill()
     await proc.wait()
-    for _ in range(100):  # bounded: the proxy checks for a vanished client every second
-        if transport.is_closing():
-            break
-        await asyncio.sleep(0.05)
-    assert transport.is_closing()
+    # The proxy checks for a vanished client every second.
+    await eventually(transport.is_closing, timeout=5, what="the proxy to close its kubelet connection")
 
 
 async def test_unreachable_kubelet_gives_502_error_dialing_backend(server: SandboxAPIServer) -> None:

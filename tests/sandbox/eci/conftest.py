@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from aliyunsdkeci.request.v20180808.CreateContainerGroupRequest import CreateCon
 from aliyunsdkeci.request.v20180808.DescribeContainerGroupsRequest import DescribeContainerGroupsRequest
 from aliyunsdkeci.request.v20180808.ExecContainerCommandRequest import ExecContainerCommandRequest
 
+from tests.waiting import eventually
 from vk_sandbox.eci.server import ECISimulator
 
 
@@ -76,14 +76,17 @@ async def wait_for(
     sim: ECISimulator, group_id: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 10
 ) -> dict[str, Any]:
     """Poll DescribeContainerGroups (through the SDK) until ``pred(group)`` holds; bounded by ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        group = await describe(sim, group_id)
-        if pred(group):
-            return group
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting; last state {json.dumps(group)[:3000]}")
-        await asyncio.sleep(0.05)
+    last: dict[str, Any] = {}
+
+    async def matching() -> dict[str, Any] | None:
+        nonlocal last
+        last = await describe(sim, group_id)
+        return last if pred(last) else None
+
+    def what() -> str:
+        return f"{group_id} to match; last state {json.dumps(last)[:3000]}"
+
+    return await eventually(matching, timeout=timeout, what=what)
 
 
 def status_is(*statuses: str) -> Callable[[dict[str, Any]], bool]:

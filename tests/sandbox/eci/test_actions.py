@@ -20,6 +20,7 @@ from aliyunsdkeci.request.v20180808.RestartContainerGroupRequest import RestartC
 from aliyunsdkeci.request.v20180808.UpdateContainerGroupRequest import UpdateContainerGroupRequest
 
 from tests.sandbox.eci.conftest import call, call_error, create_request, describe, status_is, wait_for
+from tests.waiting import eventually
 from vk_sandbox.eci.server import ECISimulator
 
 SLEEPER = [{"Name": "main", "Image": "busybox", "Commands": ["sleep", "3600"]}]
@@ -185,14 +186,13 @@ async def test_delete_is_asynchronous(vsim: ECISimulator) -> None:
     listing.set_ContainerGroupIds(json.dumps([gid]))
     # Terminating lasts only the fast delete latency here (the process runtime test holds it open).
     assert [g["Status"] for g in (await call(vsim, listing))["ContainerGroups"]] in (["Terminating"], [])
-    for _ in range(100):
+
+    async def removed() -> bool:
         listing = DescribeContainerGroupsRequest()
         listing.set_ContainerGroupIds(json.dumps([gid]))
-        if not (await call(vsim, listing))["ContainerGroups"]:
-            break
-        await __import__("asyncio").sleep(0.02)
-    else:
-        raise AssertionError("the group was never removed")
+        return not (await call(vsim, listing))["ContainerGroups"]
+
+    await eventually(removed, timeout=2, interval=0.02, what="the group to be removed")
     again = DeleteContainerGroupRequest()
     again.set_ContainerGroupId(gid)
     exc = await call_error(vsim, again)

@@ -7,11 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkeci.request.v20180808.DescribeRegionsRequest import DescribeRegionsRequest
+
+from tests.waiting import eventually_sync
 
 
 def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
@@ -24,11 +25,12 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], dict[s
         stderr=subprocess.PIPE,
         env=env,
     )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while not ready.exists():
+
+    def started() -> bool:
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the ready file never appeared"
-        time.sleep(0.05)
+        return ready.exists()
+
+    eventually_sync(started, timeout=20, what="the ready file")
     return proc, json.loads(ready.read_text())
 
 

@@ -20,6 +20,7 @@ from aliyunsdkeci.request.v20180808.ExecContainerCommandRequest import ExecConta
 from aliyunsdkeci.request.v20180808.RestartContainerGroupRequest import RestartContainerGroupRequest
 
 from tests.sandbox.eci.conftest import call, call_error, create_request, describe, exec_command, status_is, wait_for
+from tests.waiting import eventually
 from vk_sandbox.eci.server import ECISimulator
 
 
@@ -44,13 +45,14 @@ async def _log(sim: ECISimulator, gid: str, container: str = "main", **opts: Any
 
 
 async def _wait_log(sim: ECISimulator, gid: str, text: str, container: str = "main", **opts: Any) -> str:
-    deadline = time.monotonic() + 10
-    while True:
+    content = ""
+
+    async def showed() -> str | None:
+        nonlocal content
         content = await _log(sim, gid, container, **opts)
-        if text in content:
-            return content
-        assert time.monotonic() < deadline, f"{text!r} never showed in the log: {content!r}"
-        await asyncio.sleep(0.05)
+        return content if text in content else None
+
+    return await eventually(showed, timeout=10, what=lambda: f"{text!r} in the log: {content!r}")
 
 
 def _sh(script: str, name: str = "main", **extra: Any) -> dict[str, Any]:
@@ -91,10 +93,7 @@ async def test_two_containers_with_a_config_file_volume(sim: ECISimulator) -> No
     delete = DeleteContainerGroupRequest()
     delete.set_ContainerGroupId(gid)
     await call(sim, delete)
-    for _ in range(200):
-        if gid not in sim.engine.groups:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: gid not in sim.engine.groups, timeout=4, interval=0.02, what="the group to be gone")
     assert not Path(mount).exists()  # the mount point we made is cleaned up
 
 
@@ -189,13 +188,14 @@ async def test_grace_period_sigterm_then_sigkill(sim: ECISimulator) -> None:
     gid = await _create(
         sim,
         [
-            _sh('trap "echo got-TERM; exit 0" TERM; while true; do sleep 0.05; done'),
-            _sh('trap "" TERM; while true; do sleep 0.05; done', name="stubborn"),
+            _sh('trap "echo got-TERM; exit 0" TERM; echo trapped; while true; do sleep 0.05; done'),
+            _sh('trap "" TERM; echo trapped; while true; do sleep 0.05; done', name="stubborn"),
         ],
         TerminationGracePeriodSeconds=1,
     )
     await wait_for(sim, gid, status_is("Running"))
-    await asyncio.sleep(0.2)
+    await _wait_log(sim, gid, "trapped")  # both shells have their traps in place
+    await _wait_log(sim, gid, "trapped", container="stubborn")
     req = RestartContainerGroupRequest()
     req.set_ContainerGroupId(gid)
     started = time.monotonic()
@@ -353,12 +353,16 @@ async def test_metrics_come_from_proc(sim: ECISimulator) -> None:
     """A busy container shows CPU use and resident memory read from /proc."""
     gid = await _create(sim, [_sh("while :; do :; done")])
     await wait_for(sim, gid, status_is("Running"))
-    await asyncio.sleep(0.3)
     req = DescribeContainerGroupMetricRequest()
     req.set_ContainerGroupId(gid)
-    record = (await call(sim, req))["Records"][-1]
+
+    async def busy() -> dict[str, Any] | None:
+        record: dict[str, Any] = (await call(sim, req))["Records"][-1]
+        # a spinning shell uses well over 1% of a core
+        return record if record["CPU"]["UsageNanoCores"] > 10_000_000 else None
+
+    record = await eventually(busy, timeout=10, what="the spinning shell's CPU use in the metrics")
     assert record["CPU"]["UsageCoreNanoSeconds"] > 0
-    assert record["CPU"]["UsageNanoCores"] > 10_000_000  # a spinning shell uses well over 1% of a core
     assert record["Memory"]["Rss"] > 0
     assert record["Containers"][0]["Name"] == "main"
 
@@ -435,20 +439,18 @@ async def test_exec_client_close_kills_the_command_and_stdin_false_gives_eof(sim
     pidfile = tmp_path / "pid"
     answer = await exec_command(sim, gid, ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 3600"])
     async with aiohttp.ClientSession() as s, s.ws_connect(answer["WebSocketUri"]):
-        for _ in range(200):
-            if pidfile.exists() and pidfile.read_text().strip():
-                break
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=4, interval=0.02, what="the pid file"
+        )
     pid = int(pidfile.read_text())
-    for _ in range(200):
+
+    def ended() -> bool:
         try:
-            if "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
-                break
+            return "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
         except (FileNotFoundError, ProcessLookupError):  # reaped while we looked
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the exec'd command survived the client closing the socket")
+            return True
+
+    await eventually(ended, timeout=4, interval=0.02, what="the exec'd command to end once the client closed")
     answer = await exec_command(sim, gid, ["sh", "-c", "cat; echo eof-seen"], Stdin=False)
     out, _, error = await _ws_session(answer["WebSocketUri"], [])
     assert (out, error) == (b"eof-seen\n", b"")  # success: nothing on the error channel
@@ -482,10 +484,7 @@ async def test_lifecycle_hooks_field_ref_and_file_mode(sim: ECISimulator, tmp_pa
     gid = (await call(sim, req))["ContainerGroupId"]
     log = await _wait_log(sim, gid, "600")
     assert "ip=127.0.0.1" in log
-    for _ in range(200):
-        if (tmp_path / "post").exists():
-            break
-        await asyncio.sleep(0.02)
+    await eventually((tmp_path / "post").exists, timeout=4, interval=0.02, what="the postStart hook's file")
     assert (tmp_path / "post").read_text() == "post\n"
     restart = RestartContainerGroupRequest()
     restart.set_ContainerGroupId(gid)
@@ -506,9 +505,5 @@ async def test_delete_waits_for_the_grace_period(sim: ECISimulator) -> None:
     group = await describe(sim, gid)
     assert group["Status"] == "Terminating"
     assert any(e["Reason"] == "Killing" for e in group["Events"])
-    for _ in range(300):
-        if gid not in sim.engine.groups:
-            break
-        await asyncio.sleep(0.02)
-    assert gid not in sim.engine.groups
+    await eventually(lambda: gid not in sim.engine.groups, timeout=6, interval=0.02, what="the group to be gone")
     assert time.monotonic() - started >= 0.9

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.sandbox.apiserver.conftest import Kubectl
+from tests.kubectl import Kubectl
 from tests.sandbox.apiserver.test_controllers_csr import csr_object, csr_pem
 from vk_sandbox.apiserver.auth import Identity
 from vk_sandbox.apiserver.handlers.admission import CSR, Admission
