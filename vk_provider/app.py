@@ -98,6 +98,7 @@ class Daemon:
         self.fence = Fence()
         self.elector: LeaderElector | None = None
         self._recorder: EventRecorder | None = None
+        self._election_kube: KubeAPI | None = None
         self._with_kubelet = with_kubelet
         self._kube: KubeAPI | None = None
         self._kubelet: KubeletServer | None = None
@@ -149,8 +150,11 @@ class Daemon:
             )
             self.supervisor.spawn("memory.trim", run_heap_trimmer(60.0))
             if s.ha.enabled:
+                # The one unfenced writer, on a client (and connection pool) of its own: a renewal must never
+                # queue behind the pod writes of a 10,000-pod burst.
+                self._election_kube = KubeAPI(await create_api_client(s.kube), timeout=s.kube.request_timeout_seconds)
                 self.elector = LeaderElector(
-                    KubeAPI(api_client, timeout=s.kube.request_timeout_seconds),  # the one unfenced writer
+                    self._election_kube,
                     s.ha,
                     namespace=lease_namespace(s.ha),
                     name=lease_name(s.ha, self.node_name),
@@ -311,6 +315,9 @@ class Daemon:
         if self._kube is not None:
             await self._kube.close()
             self._kube = None
+        if self._election_kube is not None:
+            await self._election_kube.close()
+            self._election_kube = None
         if self._started:
             log.info("daemon stopped", node=self.node_name)
         self._started = False
