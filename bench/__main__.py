@@ -95,6 +95,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         ("--pods", "500", "--measure-seconds", "30", "--settle-seconds", "5", "--timeout", "300"),
         2400,
     ),
+    Scenario(
+        "failover",
+        "two replicas of one node, the leader SIGKILLed under load: kill → Lease acquired → first new pod Running",
+        ("--pods", "1000", "--kills", "10"),
+        ("--pods", "200", "--kills", "2"),
+        1200,
+    ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 

@@ -19,8 +19,8 @@ SANDBOX = REPO / "sandbox" / "vk_sandbox"
 LAYERS: list[set[str]] = [
     {"cli"},
     {"app", "doctor"},
-    {"node", "pods", "kubelet", "eci", "supervisor"},
-    {"provider", "kube"},
+    {"node", "pods", "kubelet", "eci", "supervisor", "election"},
+    {"provider", "kube", "fence"},
     {"settings", "metrics", "errors", "log", "aio", "permissions"},
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

@@ -1,11 +1,18 @@
 """Wiring: build every component from Settings, start them in order, stop them in reverse.
 
-``Daemon.start()`` returns once the Node is registered and the kubelet API is listening;
-``wait_ready()`` once the Node reported Ready (pod watch synced and existing groups adopted; if the first
-adoption listing fails, e.g. ECI unreachable, Ready anyway while adoption retries and holds creates and
-deletes). ``stop()``
-(what SIGTERM does) stops taking work, lets in-flight reconciles finish within
-``pods.shutdown_timeout_seconds``, and never deletes a container group.
+Every replica starts the same readers: the pod watch, the ECI provider (its poller keeps the index
+warm, at ``ha.standby_poll_interval_seconds`` while standing by), the kubelet API and the metrics.
+The writers start only on the leader (``_lead``): the first adoption listing (after one catch-up poll),
+then the Node (this replica's address and kubelet port), its Lease, status and ping loops, the
+reconcile workers, the status sync and the GC. Every write passes one ``Fence`` (fence.py):
+``KubeAPI`` and ``ECIClient`` check it, the elector (``ha.election``) grants it. With ``ha.enabled``
+false the fence is open and ``start()`` leads at once.
+
+``Daemon.start()`` returns once the readers run (and, without election, the Node is registered);
+``wait_ready()`` once the Node reported Ready (the first adoption listing done, or failed: e.g. ECI
+unreachable, Ready anyway while adoption retries and holds creates and deletes). ``stop()`` (what
+SIGTERM does) stops taking work, lets in-flight reconciles finish within
+``pods.shutdown_timeout_seconds``, never deletes a container group, and then releases the Lease.
 """
 
 from __future__ import annotations
@@ -16,18 +23,22 @@ import ctypes
 import gc
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from vk_provider.eci.client import ECIClient
 from vk_provider.eci.provider import ECIProvider
+from vk_provider.election import LeaderElector, lease_name, lease_namespace, replica_identity
+from vk_provider.fence import Fence
 from vk_provider.kube.client import KubeAPI, create_api_client
 from vk_provider.kube.events import EventRecorder
 from vk_provider.kubelet.server import KubeletServer
 from vk_provider.log import configure_logging
-from vk_provider.metrics import REGISTRY
+from vk_provider.metrics import LEADER, REGISTRY, TAKEOVER_SECONDS
 from vk_provider.node.controller import NodeController
 from vk_provider.pods.controller import PodController
 from vk_provider.provider import Backend
@@ -36,13 +47,17 @@ from vk_provider.supervisor import Supervisor
 
 log = structlog.get_logger("vk_provider.app")
 
+# `vk-provider run`'s exit codes (cli.py's table lists every exit code of the command line).
+EXIT_OK, EXIT_FAILURE, EXIT_LOST_LEADERSHIP = 0, 1, 3
 
-def _build_provider(settings: Settings) -> ECIProvider:
+
+def _build_provider(settings: Settings, fence: Fence) -> ECIProvider:
     return ECIProvider(
         settings.eci,
         node_name=settings.node.name,
         log_poll_interval_seconds=settings.kubelet.log_poll_interval_seconds,
         stats_cache_seconds=settings.kubelet.stats_cache_seconds,
+        client=ECIClient(settings.eci, fence=fence),
     )
 
 
@@ -79,6 +94,11 @@ class Daemon:
         self.supervisor = Supervisor()
         self._provider: Backend | None = provider
         self._owns_provider = provider is None
+        self._eci: ECIProvider | None = None  # the provider when this daemon built it
+        self.fence = Fence()
+        self.elector: LeaderElector | None = None
+        self._recorder: EventRecorder | None = None
+        self._election_kube: KubeAPI | None = None
         self._with_kubelet = with_kubelet
         self._kube: KubeAPI | None = None
         self._kubelet: KubeletServer | None = None
@@ -97,11 +117,11 @@ class Daemon:
         s = self.settings
         try:
             api_client = await create_api_client(s.kube)
-            self._kube = kube = KubeAPI(api_client, timeout=s.kube.request_timeout_seconds)
+            self._kube = kube = KubeAPI(api_client, timeout=s.kube.request_timeout_seconds, write_gate=self.fence.check)
             if self._provider is None:
-                self._provider = _build_provider(s)
+                self._provider = self._eci = _build_provider(s, self.fence)
             provider = self._provider
-            recorder = EventRecorder(kube, host=self.node_name)
+            self._recorder = recorder = EventRecorder(kube, host=self.node_name)
             self.pods = pods = PodController(kube, provider, recorder, s.pods, node_name=self.node_name)
             if self._owns_provider:
                 await provider.start(pods)
@@ -118,7 +138,7 @@ class Daemon:
                 )
                 await self._kubelet.start()
                 self.kubelet_port = int(self._kubelet.port)
-            self.node = node = NodeController(
+            self.node = NodeController(
                 kube,
                 s.node,
                 region=s.eci.region,
@@ -128,29 +148,86 @@ class Daemon:
                 adoption_pending=pods.adoption.pending,
                 quota=provider.quota,
             )
-            await node.register()
-            self.supervisor.spawn("node.lease", node.run_lease())
-            self.supervisor.spawn("node.status", node.run_status())
-            self.supervisor.spawn("node.ping", node.run_ping())
-            self.supervisor.spawn("pods.adopt", self._adopt_then_ready(), oneshot=True)
-            for i in range(s.pods.workers):
-                self._workers.append(self.supervisor.spawn(f"pods.worker.{i}", pods.run_worker(), critical=False))
-            self.supervisor.spawn("pods.status", pods.sync.run())
-            self.supervisor.spawn("pods.gc", pods.gc.run())
-            self.supervisor.spawn("pods.disruption", pods.disruptions.run())
-            self.supervisor.spawn("pods.deadline", pods.deadline.run())
             self.supervisor.spawn("memory.trim", run_heap_trimmer(60.0))
+            if s.ha.enabled:
+                # The one unfenced writer, on a client (and connection pool) of its own: a renewal must never
+                # queue behind the pod writes of a 10,000-pod burst.
+                self._election_kube = KubeAPI(await create_api_client(s.kube), timeout=s.kube.request_timeout_seconds)
+                self.elector = LeaderElector(
+                    self._election_kube,
+                    s.ha,
+                    namespace=lease_namespace(s.ha),
+                    name=lease_name(s.ha, self.node_name),
+                    identity=replica_identity(s.ha),
+                    fence=self.fence,
+                )
+                if self._eci is not None:
+                    self._eci.stand_by(s.ha.standby_poll_interval_seconds)
+                self.supervisor.spawn("ha.election", self.elector.run(), oneshot=True)
+                self.supervisor.spawn("ha.lead", self._lead_when_elected(), oneshot=True)
+            else:
+                self.fence.open()
+                LEADER.set(1)
+                await self._lead()
             self._started = True
             log.info("daemon started", node=self.node_name, kubelet_port=self.kubelet_port, metrics=self.metrics_url)
         except BaseException:
             await self.stop()
             raise
 
-    async def _adopt_then_ready(self) -> None:
+    async def _lead_when_elected(self) -> None:
+        assert self.elector is not None
+        await self.elector.leading.wait()
+        if self._eci is not None:
+            self._eci.stand_by(None)
+            try:
+                await self._eci.catch_up()
+            except Exception as exc:
+                log.warning("catch-up poll failed; adoption lists the groups instead", error=repr(exc))
+        await self._lead()
+        started = self.elector.acquired_at
+        if started is not None:
+            TAKEOVER_SECONDS.observe(time.monotonic() - started)
+        previous = self.elector.previous_holder
+        message = f"{self.elector.identity} leads node {self.node_name}" + (
+            f" (took over from {previous})" if previous else ""
+        )
+        await self._node_event("LeaderElected", message)
+
+    async def _node_event(self, reason: str, message: str) -> None:
+        if self._recorder is None or self.node is None:
+            return
+        node = {"kind": "Node", "apiVersion": "v1", "metadata": {"name": self.node_name, "uid": self.node.uid or ""}}
+        await self._recorder.record(node, "Normal", reason, message)
+
+    async def _lead(self) -> None:
+        """Start the writers: the first adoption listing, then the Node (never written NotReady for it,
+        so a takeover keeps the node Ready), its loops, the workers, the status sync and the GC."""
         assert self.pods is not None and self.node is not None
+        pods, node, s = self.pods, self.node, self.settings
+        listed = asyncio.Event()
+
+        def adoption_changed() -> None:
+            listed.set()
+            node.notify()
+
+        self.supervisor.spawn("pods.adopt", self._adopt(adoption_changed), oneshot=True)
+        await listed.wait()  # the listing succeeded, or failed once (then Ready anyway, see adoption.py)
+        await node.register()
+        self.supervisor.spawn("node.lease", node.run_lease())
+        self.supervisor.spawn("node.status", node.run_status())
+        self.supervisor.spawn("node.ping", node.run_ping())
+        for i in range(s.pods.workers):
+            self._workers.append(self.supervisor.spawn(f"pods.worker.{i}", pods.run_worker(), critical=False))
+        self.supervisor.spawn("pods.status", pods.sync.run())
+        self.supervisor.spawn("pods.gc", pods.gc.run())
+        self.supervisor.spawn("pods.disruption", pods.disruptions.run())
+        self.supervisor.spawn("pods.deadline", pods.deadline.run())
+
+    async def _adopt(self, notify: Callable[[], None]) -> None:
+        assert self.pods is not None
         await self.pods.informer.synced.wait()
-        self.node.notify()  # the watch synced: the node writes that it is listing groups for adoption
-        await self.pods.adoption.run(notify=self.node.notify)
+        await self.pods.adoption.run(notify=notify)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Until the Node was written Ready (or the daemon failed)."""
@@ -202,17 +279,28 @@ class Daemon:
         return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        ready = self.node is not None and self.node.ready_written.is_set() and self.pods is not None and self.pods.ready
-        return web.Response(status=200 if ready else 503, text="ok\n" if ready else "not ready\n")
+        """The leader: the Node written Ready. A standby: its pod watch synced (ready to take over)."""
+        if self.elector is not None and not self.elector.leading.is_set():
+            ready, text = self.pods is not None and self.pods.ready, "standby"
+        else:
+            ready, text = self.node is not None and self.node.ready_written.is_set(), "leader"
+            ready = ready and self.pods is not None and self.pods.ready
+        return web.Response(status=200 if ready else 503, text=f"ok ({text})\n" if ready else "not ready\n")
 
     async def stop(self) -> None:
-        """Graceful stop: no new work, in-flight calls get a deadline, no group is ever deleted."""
+        """Graceful stop: no new work, in-flight calls get a deadline, no group is ever deleted; then the
+        leader hands its Lease over (an event on the Node says so)."""
         self.supervisor.begin_shutdown()
         if self.pods is not None:
             await self.pods.drain()
             await self.supervisor.join(self._workers, timeout=self.settings.pods.shutdown_timeout_seconds)
+        handing_over = self.elector is not None and self.elector.leading.is_set() and self.fence.allowed()
         await self.supervisor.stop()
         self._workers.clear()
+        if handing_over and self.elector is not None:
+            with contextlib.suppress(Exception):
+                await self._node_event("LeaderReleased", f"{self.elector.identity} is stopping and hands over")
+            await self.elector.release()
         if self._kubelet is not None:
             with contextlib.suppress(Exception):
                 await self._kubelet.stop()
@@ -227,6 +315,9 @@ class Daemon:
         if self._kube is not None:
             await self._kube.close()
             self._kube = None
+        if self._election_kube is not None:
+            await self._election_kube.close()
+            self._election_kube = None
         if self._started:
             log.info("daemon stopped", node=self.node_name)
         self._started = False
@@ -242,14 +333,20 @@ async def run_until_signalled(settings: Settings) -> int:
         await daemon.start()
     except Exception as exc:
         log.error("daemon failed to start", error=repr(exc))
-        return 1
-    stopped = asyncio.ensure_future(stop.wait())
-    failed = asyncio.ensure_future(daemon.supervisor.failed.wait())
-    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    failed.cancel()
-    code = 1 if daemon.supervisor.failed.is_set() else 0
-    log.info("stopping", reason="task failure" if code else "signal")
+        return EXIT_FAILURE
+    waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(daemon.supervisor.failed.wait())}
+    if daemon.elector is not None:
+        waits.add(asyncio.ensure_future(daemon.elector.lost.wait()))
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in waits:
+        waiting.cancel()
+    if daemon.elector is not None and daemon.elector.lost.is_set():
+        code, reason = EXIT_LOST_LEADERSHIP, "leadership lost"
+    elif daemon.supervisor.failed.is_set():
+        code, reason = EXIT_FAILURE, "task failure"
+    else:
+        code, reason = EXIT_OK, "signal"
+    log.info("stopping", reason=reason, exit_code=code)
     await daemon.stop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)

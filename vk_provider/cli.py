@@ -1,7 +1,8 @@
 """`vk-provider`: argument parsing and dispatch, nothing else.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or a bad setting (nothing was started),
-130 interrupted.
+3 leadership lost (a leader that could not renew its election Lease stopped every write; restarted, it
+stands by), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from vk_provider.settings import FIELDS, SettingsError, load_settings
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_LOST_LEADERSHIP = 3  # returned by app.run_until_signalled (app.EXIT_LOST_LEADERSHIP)
 EXIT_INTERRUPTED = 130
 
 
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vk-provider",
         description="A virtual-kubelet provider that runs Kubernetes pods as Alibaba Cloud ECI container groups.",
-        epilog="Exit codes: 0 ok, 1 runtime failure, 2 bad usage or setting, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 bad usage or setting, 3 leadership lost, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"vk-provider {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

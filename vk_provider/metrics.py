@@ -77,3 +77,25 @@ KUBELET_REQUESTS = Counter(
 KUBELET_STREAMS = Gauge(
     "vk_kubelet_streams", "Open kubelet streams (exec, attach, port-forward, logs -f).", ["kind"], registry=REGISTRY
 )
+
+LEADER = Gauge(
+    "vk_leader", "1 while this replica leads its virtual node (and may write), 0 on a standby.", registry=REGISTRY
+)
+LEADER_TRANSITIONS = Counter(
+    "vk_leader_transitions_total",
+    "Leadership changes of this replica: acquired, released (handover), lost (renew deadline passed).",
+    ["transition"],
+    registry=REGISTRY,
+)
+TAKEOVER_SECONDS = Histogram(
+    "vk_leader_takeover_seconds",
+    "From acquiring the election Lease to the writers running (node written, groups adopted, workers started).",
+    registry=REGISTRY,
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+FENCED_WRITES = Counter(
+    "vk_fenced_writes_total",
+    "Writes refused because this replica does not (or no longer) hold the election Lease, by target.",
+    ["target"],
+    registry=REGISTRY,
+)

@@ -38,7 +38,7 @@ REQUIRED: tuple[Permission, ...] = tuple(
     [
         *_each("", "nodes", "get create patch", "register or adopt the virtual Node"),
         *_each("", "nodes/status", "patch", "heartbeat the Node's status"),
-        *_each("coordination.k8s.io", "leases", "get create update", "renew the node Lease"),
+        *_each("coordination.k8s.io", "leases", "get create update", "the node Lease and the leader election Lease"),
         *_each("", "pods", "get list watch delete", "watch the node's pods and remove finished ones"),
         *_each("", "pods", "patch", "write back the group id, size and zone annotations"),
         *_each("", "pods/status", "get patch update", "write pod status"),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -328,6 +328,45 @@ class LogSettings(_Section):
     format: Literal["auto", "json", "console"] = Field("auto", description="auto = JSON unless stderr is a TTY.")
 
 
+class HASettings(_Section):
+    """High availability: leader election among the replicas serving one virtual node (docs/operations.md)."""
+
+    enabled: bool = Field(
+        True,
+        description="Elect a leader on a coordination.k8s.io Lease; only the leader writes. With one replica "
+        "it simply leads. false: no Lease, this process always writes (never run two replicas so).",
+    )
+    namespace: str | None = Field(
+        None,
+        description="Namespace of the election Lease (default: $POD_NAMESPACE, else the service account's "
+        "namespace, else default).",
+    )
+    lease_name: str | None = Field(None, description="Name of the election Lease (default: vk-eci-<node name>).")
+    identity: str | None = Field(
+        None, description="This replica's holderIdentity (default: $POD_NAME or the host name, plus a random suffix)."
+    )
+    lease_duration_seconds: int = Field(
+        15, ge=1, description="How long a standby waits after the Lease last changed before taking it over."
+    )
+    renew_deadline_seconds: float = Field(
+        10.0, gt=0, description="A leader that has not renewed for this long stops every write and exits (code 3)."
+    )
+    retry_period_seconds: float = Field(
+        2.0, gt=0, description="Renew period of the leader; a standby reads the Lease twice as often."
+    )
+    standby_poll_interval_seconds: float = Field(
+        15.0, gt=0, description="A standby's ECI status poll period (keeps its index warm at a small call budget)."
+    )
+
+    @model_validator(mode="after")
+    def _timings(self) -> HASettings:
+        if not self.retry_period_seconds < self.renew_deadline_seconds < self.lease_duration_seconds:
+            raise ValueError(
+                "ha timings must satisfy retry_period_seconds < renew_deadline_seconds < lease_duration_seconds"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """The whole settings tree of `vk-provider run`."""
 
@@ -348,6 +387,7 @@ class Settings(BaseSettings):
     kubelet: KubeletSettings = Field(default_factory=KubeletSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    ha: HASettings = Field(default_factory=HASettings)
 
     @classmethod
     def settings_customise_sources(

@@ -55,6 +55,11 @@ async def test_manifests_are_enough_to_run_the_examples(
     flags.update({"config_file": str(config), "kube.kubeconfig": str(sa_kubeconfig), "node.name": NODE})
     flags.update({"eci.vswitch_ids": ["vsw-manifests"], "eci.security_group_id": "sg-manifests"})
     flags.update({"eci.cluster_dns": [], "kubelet.csr_poll_seconds": 0.2})
+    # What the Deployment's POD_NAMESPACE gives the daemon: the election Lease lives in its own namespace.
+    pod_env = {e["name"]: e for e in pod_spec["containers"][0]["env"]}
+    assert pod_env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert deployment["spec"]["replicas"] == 2
+    flags["ha.namespace"] = namespace
     settings = load_settings(flags)
     assert settings.kubelet.tls_mode == "csr", "the shipped settings use a CSR-issued serving certificate"
 
@@ -88,6 +93,10 @@ async def test_manifests_are_enough_to_run_the_examples(
 
         lease = await stack.kube.get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}")
         assert lease["spec"]["holderIdentity"] == NODE
+        election = await stack.kube.get(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/vk-eci-{NODE}")
+        assert daemon.elector is not None and election["spec"]["holderIdentity"] == daemon.elector.identity
+        pdb = shipped("PodDisruptionBudget", "vk-eci")
+        assert pdb["spec"]["minAvailable"] == 1 and pdb["metadata"]["namespace"] == namespace
         assert not daemon.supervisor.failed.is_set()
     finally:
         await daemon.stop()

@@ -9,65 +9,22 @@ ClientToken and the adoption of existing groups prevent duplicates) and every po
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import NODE, Stack, StackFactory, daemon_flags, running_ready
+from tests.e2e.conftest import NODE, StackFactory, daemon_flags, running_ready
+from tests.e2e.processes import daemon_env, groups_by_uid, node_ready, start_daemon
 from tests.waiting import eventually
 from vk_provider.app import Daemon
-from vk_provider.settings import FIELDS, load_settings
+from vk_provider.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 
 PODS = 200
-VK = str(Path(sys.executable).with_name("vk-provider"))
-
-
-def daemon_env(stack: Stack, tmp_path: Path) -> dict[str, str]:
-    flags = daemon_flags(
-        stack.apiserver,
-        stack.sim,
-        tmp_path,
-        **{
-            "kube.kubeconfig": str(stack.settings.kube.kubeconfig),
-            "metrics.port": 0,
-            "log.format": "json",
-            "pods.workers": 32,
-            "eci.rate_limit_qps": 500,
-            "eci.rate_limit_burst": 500,
-        },
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VK_") and "proxy" not in k.lower()}
-    for path, value in flags.items():
-        env[FIELDS[path].env] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return env
-
-
-async def start_daemon(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(VK, "run", env=env, stdout=out, stderr=out)
-
-
-def groups_by_uid(stack: Stack) -> Counter[str]:
-    live = Counter[str]()
-    for g in stack.sim.engine.groups.values():
-        tags = dict(g.tags)
-        if tags.get("vk-eci/node") == NODE and g.status not in ("Terminating",):
-            live[tags.get("vk-eci/uid", "")] += 1
-    return live
-
-
-async def node_ready(stack: Stack) -> bool:
-    node = await stack.kube.get_or_none(f"/api/v1/nodes/{NODE}")
-    conds = ((node or {}).get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
 
 async def test_kill_9_mid_burst_then_restart_gives_one_group_per_pod(make_stack: StackFactory, tmp_path: Path) -> None:

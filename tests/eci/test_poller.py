@@ -399,3 +399,23 @@ async def test_fast_ticks_only_while_groups_are_in_transition(fake_eci: FakeECI)
     poller.hurry()
     await asyncio.wait_for(nap, 2)
     assert time.monotonic() - started < 1
+
+
+async def test_a_standby_polls_at_its_own_slower_cadence(start: Any) -> None:
+    """stand_by(interval): ticks within the interval make no call at all; stand_by(None) (leading) polls every
+    tick again; catch_up() polls at once."""
+    provider, _, ticker = await start(3)
+    try:
+        provider.stand_by(3600)
+        await ticker.step()  # the first standby tick polls and starts the interval
+        assert ticker.tick(1) == ["poll"]
+        await ticker.step(3)
+        assert [ticker.tick(i) for i in (2, 3, 4)] == [[], [], []]
+        provider.stand_by(None)
+        await ticker.step(2)
+        assert [ticker.tick(i) for i in (5, 6)] == [["poll"], ["poll"]]
+        calls = len(ticker.fake.calls)
+        await provider.catch_up()
+        assert [kind_of(a, p) for a, p in ticker.fake.calls[calls:]] == ["poll"]
+    finally:
+        await provider.close()

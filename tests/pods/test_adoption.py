@@ -78,3 +78,27 @@ async def test_adoption_failing_at_start_holds_creates_and_deletes_but_not_readi
     assert env.provider.actions("create") == ["uid-new"]  # never one for a pod that had a group
     assert sorted(env.provider.actions("delete")) == ["uid-gone", "uid-leaving"]
     assert env.ctl.state.groups["uid-old"].group.group_id == "eci-uid-old"
+
+
+async def test_after_adoption_pods_with_work_go_first_and_the_others_are_spread() -> None:
+    """The queue a standby filled in watch order is reordered: a pod without a group (to create) and a pod
+    being deleted come before the pods that only confirm their status, which come back over time."""
+    env = Env()
+    settled = []
+    for i in range(3):
+        env.provider.add_group("default", f"old-{i}", f"uid-old-{i}")
+        settled.append(env.add(make_pod(f"old-{i}")))
+    env.provider.add_group("default", "leaving", "uid-leaving")
+    leaving_pod = make_pod("leaving")
+    leaving_pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    leaving = env.add(leaving_pod)
+    new = env.add(make_pod("new"))  # created last, e.g. while the old leader was dead
+    # What the watch queued on the standby (a pod being deleted goes in the lane served first).
+    assert (list(env.ctl.queue._queue), list(env.ctl.queue._first)) == ([*settled, new], [leaving])
+    env.ctl.informer.synced.set()
+    await env.ctl.adoption.run()
+    assert len(env.ctl.queue) == 3  # the two with work, and the first of the spread ones
+    first = [await env.ctl.queue.get() for _ in range(3)]
+    assert sorted(first[:2]) == sorted([new, leaving]) and first[2] == settled[0]
+    async with asyncio.timeout(5):
+        assert sorted([await env.ctl.queue.get() for _ in range(2)]) == sorted(settled[1:])

@@ -124,3 +124,32 @@ async def test_the_first_lane_is_served_before_the_backlog() -> None:
     queue.add("create-3", first=True)  # waiting in the other lane: moved up
     assert len(queue) == 3
     assert [await queue.get(), await queue.get(), await queue.get()] == ["status-1", "create-3", "create-2"]
+
+
+async def test_add_first_moves_keys_ahead_of_the_waiting_ones() -> None:
+    """Keys given to add_first go first, in their order, whether they waited already or not; a key being
+    processed is marked dirty instead (it comes back after done())."""
+    queue = q()
+    for key in ("a", "b", "c", "d"):
+        queue.add(key)
+    busy = await queue.get()  # "a"
+    queue.add_first(["d", "new", "a", "d"])
+    assert len(queue) == 4
+    assert [await queue.get() for _ in range(4)] == ["d", "new", "b", "c"]
+    queue.done(busy)
+    async with asyncio.timeout(1):
+        assert await queue.get() == "a"
+
+
+async def test_spread_brings_keys_back_at_a_rate_behind_new_work() -> None:
+    """spread takes waiting keys out of the line and requeues them at the given rate (the first at once), so
+    a key added meanwhile goes ahead of the later ones."""
+    queue = q()
+    for key in ("a", "b", "c"):
+        queue.add(key)
+    queue.spread(["a", "b", "c", "d"], per_second=20)
+    assert [await queue.get()] == ["a"]
+    queue.add("urgent")
+    assert await queue.get() == "urgent"
+    async with asyncio.timeout(1):
+        assert [await queue.get() for _ in range(3)] == ["b", "c", "d"]

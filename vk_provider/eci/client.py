@@ -50,6 +50,7 @@ from pydantic import BaseModel, ValidationError
 from vk_provider.aio import Backoff
 from vk_provider.eci.ratelimit import ActionLimiter
 from vk_provider.errors import NotFound, PermanentError, ProviderError, TransientError
+from vk_provider.fence import Fence, NotLeader
 from vk_provider.log import redact_text
 from vk_provider.metrics import ECI_CALL_SECONDS, ECI_CALLS, ECI_RETRIES
 from vk_provider.settings import ECISettings
@@ -92,6 +93,13 @@ _QUERY_PARAMS = frozenset({"RegionId"})
 
 # A SignatureDoesNotMatch answer echoes the server's string to sign, URL-encoded, SecurityToken included.
 _TOKEN_INLINE = re.compile(r"(?i)(SecurityToken(?:%253D|%3D|[\"']?\s*[:=]\s*[\"']?))(.+?)(?=%2526|%26|&|[\s\"',]|$)")
+
+
+def changes_something(action: str) -> bool:
+    """Whether an ECI action changes anything (the write fence holds those back on a standby): every
+    action but the Describe* and List* reads and ExecContainerCommand (a command in a running container,
+    which `kubectl exec` reaches through whichever replica the API server proxies to)."""
+    return not action.startswith(("Describe", "List")) and action != "ExecContainerCommand"
 
 
 def credential_for(settings: ECISettings) -> Any:
@@ -232,8 +240,9 @@ class _AcsClient(AcsClient):  # type: ignore[misc]  # the SDK is untyped
 class ECIClient:
     """Async facade over the SDK. One instance per daemon; ``close()`` stops the thread pool."""
 
-    def __init__(self, settings: ECISettings, *, sleep: Any = None) -> None:
+    def __init__(self, settings: ECISettings, *, sleep: Any = None, fence: Fence | None = None) -> None:
         self.settings = settings
+        self.fence = fence
         credential = credential_for(settings)
         ak: str | None = None
         secret: str | None = None
@@ -347,6 +356,9 @@ class ECIClient:
 
     async def _attempt(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         await self._limiter.acquire(action)
+        # Checked after the limiter's wait, right before the call leaves, and again on every retry.
+        if self.fence is not None and changes_something(action):
+            self.fence.check("eci", f"ECI {action}")
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
@@ -379,7 +391,7 @@ class ECIClient:
             try:
                 return await self._attempt(action, params)
             except TransientError as exc:
-                if attempt >= budget or self._closed:
+                if attempt >= budget or self._closed or isinstance(exc, NotLeader):
                     raise
                 delay = max(exc.retry_after or 0.0, self._backoff.delay(attempt))
                 attempt += 1

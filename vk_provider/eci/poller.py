@@ -35,6 +35,10 @@ poller's calls succeed.
 While groups are in transition the polls come 12 times as often: 120 DescribeContainerGroupStatus a
 minute plus their pages, well inside ECI's 2,000/min.
 
+On an HA standby (``standby_interval``, set from ``ha.standby_poll_interval_seconds``, 15 s by default)
+a tick comes at most that often: at most 8 calls/min (4 polls, 4 sweep pages) plus describes of groups
+that changed, whatever the pod count; the index stays warm for a takeover.
+
 A described group that failed to schedule for lack of stock goes to placement.py for its next attempt
 instead of being published.
 """
@@ -113,6 +117,10 @@ class Poller:
         self._resync_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._sweep_credit = 0.0  # tick time since the last sweep step: a page per slow tick's worth
+        # On an HA standby (set by the daemon): tick no more often than this, to keep the index warm
+        # at a small call budget; None on the leader.
+        self.standby_interval: float | None = None
+        self._standby_next = 0.0
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -376,6 +384,13 @@ class Poller:
         slow = self.settings.status_poll_interval_seconds
         self._sweep_credit = slow
         while not self._closed:
+            if self.standby_interval is not None:
+                wait = self._standby_next - time.monotonic()
+                if wait > 0:
+                    await self._sleep(min(slow, wait))
+                    continue
+                self._standby_next = time.monotonic() + self.standby_interval
+                self._sweep_credit = slow  # a standby tick is a slow one: a wide poll and a sweep page
             polled = False
             try:
                 if self._last_resync is None:

@@ -108,6 +108,15 @@ class ECIProvider:
         self.poller.start()
         self.notices.start()
 
+    def stand_by(self, interval: float | None) -> None:
+        """On an HA standby, poll every ``interval`` seconds at most (None: the leader's cadence)."""
+        self.poller.standby_interval = interval
+
+    async def catch_up(self) -> None:
+        """One incremental poll now: a new leader's index then holds what the previous leader created
+        since this replica's last (standby) poll, before adoption reads it."""
+        await self.poller.poll_once()
+
     async def close(self) -> None:
         await self.notices.close()
         await self.poller.close()

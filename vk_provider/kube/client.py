@@ -8,7 +8,7 @@ the ApiClient's authenticated transport with ``_preload_content=False`` and pars
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,11 +86,22 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 class KubeAPI:
-    """Raw JSON requests over an ApiClient's authenticated session."""
+    """Raw JSON requests over an ApiClient's authenticated session.
 
-    def __init__(self, api: k8s_client.ApiClient, *, timeout: float = 30.0) -> None:
+    With a ``write_gate`` (the daemon's ``Fence.check``: only the leader writes) every verb but GET
+    passes it first; it raises to refuse the request. The leader election uses a KubeAPI without one.
+    """
+
+    def __init__(
+        self,
+        api: k8s_client.ApiClient,
+        *,
+        timeout: float = 30.0,
+        write_gate: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.api = api
         self.timeout = timeout
+        self.write_gate = write_gate
 
     async def _send(
         self,
@@ -123,7 +134,10 @@ class KubeAPI:
         body: Any = None,
         content_type: str = "application/json",
     ) -> JSON:
-        """One request; returns the parsed JSON body or raises KubeError."""
+        """One request; returns the parsed JSON body or raises KubeError (a write the gate refused: its
+        error, ``NotLeader``, and nothing sent)."""
+        if method != "GET" and self.write_gate is not None:
+            self.write_gate("kube", f"{method} {path}")
         resp = await self._send(method, path, query=query, body=body, content_type=content_type, timeout=None)
         try:
             raw = await resp.read()

@@ -8,7 +8,8 @@ Semantics follow client-go's workqueue, which virtual-kubelet users know:
 - ``add_after(key, delay)`` schedules a key (keeping the earliest of several schedules);
 - ``add(key, first=True)`` puts the key in a lane served before the others (FIFO within each lane):
   a status change of a pod that has its group goes ahead of a backlog of creates, which may each wait
-  on ECI's create rate for a while.
+  on ECI's create rate for a while;
+- ``add_first(keys)`` and ``spread(keys, per_second=...)`` order the line after adoption.
 """
 
 from __future__ import annotations
@@ -82,6 +83,44 @@ class KeyedQueue:
         (self._first if first else self._queue).append(key)
         self._update()
         self._wake()
+
+    def add_first(self, keys: list[str]) -> None:
+        """Queue ``keys``, in order, ahead of every key waiting in the ordinary lane (those already waiting
+        move up; the status lane is still served first); a key
+        being processed is marked dirty as by ``add``. Used after adoption: pods that wait for a create
+        or a delete go before the thousands that only confirm their status (a standby's queue holds
+        every pod it saw, in watch order)."""
+        if self._shutdown or not keys:
+            return
+        front: list[str] = []
+        for key in dict.fromkeys(keys):
+            if key in self._processing:
+                self._dirty.add(key)
+            else:
+                front.append(key)
+        moved = set(front)
+        self._first = deque(k for k in self._first if k not in moved)
+        self._queue = deque(front + [k for k in self._queue if k not in moved])
+        self._queued.update(moved)
+        self._update()
+        self._wake(everyone=True)
+
+    def spread(self, keys: list[str], *, per_second: float) -> None:
+        """Queue ``keys`` at ``per_second`` (the first at once) instead of all at once, taking out of the
+        line those that wait already; one being processed is left alone. After adoption the pods that
+        only confirm their status come back this way, so the status changes and creates of a takeover
+        are not stuck behind thousands of them."""
+        if self._shutdown or not keys:
+            return
+        keys = [k for k in dict.fromkeys(keys) if k not in self._processing]
+        waiting = self._queued.intersection(keys)
+        if waiting:
+            self._first = deque(k for k in self._first if k not in waiting)
+            self._queue = deque(k for k in self._queue if k not in waiting)
+            self._queued -= waiting
+            self._update()
+        for i, key in enumerate(keys):
+            self.add_after(key, i / per_second)
 
     def add_after(self, key: str, delay: float) -> None:
         if self._shutdown:

@@ -70,6 +70,8 @@ class SandboxAPIServer:
         self.workers = workers or WorkerSpec()
         self.log = structlog.get_logger("vk_sandbox.apiserver")
         self.store = Store()
+        # Authenticated requests with a writing verb (POST, PUT, PATCH, DELETE), by user, allowed or not.
+        self.write_requests: dict[str, int] = {}
         self.ca = CertificateAuthority()
         self.signer = TokenSigner()
         self.authenticator = Authenticator(self.store, self.signer)
@@ -173,6 +175,7 @@ class SandboxAPIServer:
             subresources=SubresourceContext(self.store, self.signer),
             kubelets=KubeletContext(self.store, self.kubelet_client_ssl),
             address=lambda: self.host_port,  # the port is known only once the site listens
+            write_requests=self.write_requests,
         )
 
     def _start_controllers(self) -> None:

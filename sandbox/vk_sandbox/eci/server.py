@@ -75,6 +75,7 @@ class ECISimulator:
             self.faults.update(faults)
         self.nonces = NonceCache()
         self.calls: dict[str, int] = {}
+        self.calls_by_key: dict[str, dict[str, int]] = {}  # AccessKeyId -> action -> accepted calls
         self.errors: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         self._engine: Engine | None = None
@@ -189,6 +190,7 @@ class ECISimulator:
             groups[g.status] = groups.get(g.status, 0) + 1
         return {
             "calls": dict(self.calls),
+            "calls_by_key": {k: dict(v) for k, v in self.calls_by_key.items()},
             "errors": dict(self.errors),
             "faults_injected": dict(self.faults.injected),
             "groups": groups,
@@ -236,8 +238,10 @@ class ECISimulator:
                 raise ApiError(
                     "InvalidAction.NotFound", "Specified api is not found, please check your url and method.", 404
                 )
-            verify(request.method, params, self.access_keys, self.nonces, now=self.faults.now())
+            key_id = verify(request.method, params, self.access_keys, self.nonces, now=self.faults.now())
             self.calls[action] = self.calls.get(action, 0) + 1
+            by_key = self.calls_by_key.setdefault(key_id, {})
+            by_key[action] = by_key.get(action, 0) + 1
             delay = self.faults.latency_for(action)
             if delay:
                 await asyncio.sleep(delay)

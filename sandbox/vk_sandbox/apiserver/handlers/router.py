@@ -68,8 +68,11 @@ class Router:
         subresources: SubresourceContext,
         kubelets: KubeletContext,
         address: Callable[[], str],
+        write_requests: dict[str, int] | None = None,
     ) -> None:
         self.address = address
+        # Authenticated requests with a writing verb, by user, allowed or not (the server's write_requests).
+        self.write_requests = write_requests if write_requests is not None else {}
         self.access = RequestAccess(access)
         self.reads = Reads(reads)
         self.writes = Writes(reads.store)
@@ -81,7 +84,10 @@ class Router:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         try:
-            return await self._route(request, self.access.identify(request))
+            ident = self.access.identify(request)
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                self.write_requests[ident.user] = self.write_requests.get(ident.user, 0) + 1
+            return await self._route(request, ident)
         except ApiError as err:
             return error_response(err)
         except web.HTTPRequestEntityTooLarge:

@@ -1,0 +1,60 @@
+"""The daemon as a real subprocess (`vk-provider run`, configured through VK_* variables), and the checks the
+process tests share: groups per pod in the simulator, the node's Ready condition."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import NODE, Stack, daemon_flags
+from vk_provider.settings import FIELDS
+
+VK = str(Path(sys.executable).with_name("vk-provider"))
+
+
+def daemon_env(stack: Stack, tmp_path: Path, **extra: Any) -> dict[str, str]:
+    """The environment of one `vk-provider run` against the stack; ``extra`` settings win."""
+    flags = daemon_flags(
+        stack.apiserver,
+        stack.sim,
+        tmp_path,
+        **{
+            "kube.kubeconfig": str(stack.settings.kube.kubeconfig),
+            "metrics.port": 0,
+            "log.format": "json",
+            "pods.workers": 32,
+            "eci.rate_limit_qps": 500,
+            "eci.rate_limit_burst": 500,
+            **extra,
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VK_") and "proxy" not in k.lower()}
+    for path, value in flags.items():
+        env[FIELDS[path].env] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return env
+
+
+async def start_daemon(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(VK, "run", env=env, stdout=out, stderr=out)
+
+
+def groups_by_uid(stack: Stack, node: str = NODE) -> Counter[str]:
+    """Live (not Terminating) groups of ``node`` in the simulator, by pod UID."""
+    live = Counter[str]()
+    for g in stack.sim.engine.groups.values():
+        tags = dict(g.tags)
+        if tags.get("vk-eci/node") == node and g.status not in ("Terminating",):
+            live[tags.get("vk-eci/uid", "")] += 1
+    return live
+
+
+async def node_ready(stack: Stack, node: str = NODE) -> bool:
+    obj = await stack.kube.get_or_none(f"/api/v1/nodes/{node}")
+    conds = ((obj or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
