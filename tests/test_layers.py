@@ -19,7 +19,7 @@ SANDBOX = REPO / "sandbox" / "vk_sandbox"
 LAYERS: list[set[str]] = [
     {"cli"},
     {"app", "doctor"},
-    {"node", "pods", "kubelet", "eci", "supervisor"},
+    {"node", "pods", "kubelet", "eci", "elastic", "supervisor"},
     {"provider", "kube"},
     {"settings", "metrics", "errors", "log", "aio", "permissions"},
 ]

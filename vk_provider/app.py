@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vk_provider.eci.provider import ECIProvider
+from vk_provider.elastic.component import Elastic
 from vk_provider.kube.client import KubeAPI, create_api_client
 from vk_provider.kube.events import EventRecorder
 from vk_provider.kubelet.server import KubeletServer
@@ -85,6 +86,7 @@ class Daemon:
         self._metrics_runner: web.AppRunner | None = None
         self.pods: PodController | None = None
         self.node: NodeController | None = None
+        self.elastic: Elastic | None = None
         self._workers: list[asyncio.Task[Any]] = []
         self._started = False
 
@@ -140,6 +142,19 @@ class Daemon:
             self.supervisor.spawn("pods.disruption", pods.disruptions.run())
             self.supervisor.spawn("pods.deadline", pods.deadline.run())
             self.supervisor.spawn("memory.trim", run_heap_trimmer(60.0))
+            if s.elastic.enabled:
+                self.elastic = Elastic(
+                    kube,
+                    recorder,
+                    s.elastic,
+                    config_file=s.config_file,
+                    node_name=self.node_name,
+                    node_labels=node.labels,
+                    taint=s.node.taint,
+                    on_node=pods,
+                    validate=provider.validate,
+                )
+                await self.elastic.start(self.supervisor.spawn)
             self._started = True
             log.info("daemon started", node=self.node_name, kubelet_port=self.kubelet_port, metrics=self.metrics_url)
         except BaseException:
@@ -213,6 +228,9 @@ class Daemon:
             await self.supervisor.join(self._workers, timeout=self.settings.pods.shutdown_timeout_seconds)
         await self.supervisor.stop()
         self._workers.clear()
+        if self.elastic is not None:
+            await self.elastic.stop()
+            self.elastic = None
         if self._kubelet is not None:
             with contextlib.suppress(Exception):
                 await self._kubelet.stop()

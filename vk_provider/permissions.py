@@ -51,5 +51,15 @@ REQUIRED: tuple[Permission, ...] = tuple(
         *_each("authentication.k8s.io", "tokenreviews", "create", "authenticate kubelet API clients"),
         *_each("authorization.k8s.io", "subjectaccessreviews", "create", "authorize kubelet API clients"),
         *_each("certificates.k8s.io", "certificatesigningrequests", "get create", "the kubelet serving certificate"),
+        *_each("", "pods", "patch", "elastic: add the virtual node's toleration and deletion cost to a burst pod"),
+        *_each("", "pods/binding", "create", "elastic: bind a burst pod to the virtual node"),
+        *_each("", "namespaces", "list watch", "elastic: match the profile's namespaceSelectors"),
+        *_each("", "secrets", "create update", "elastic: keep the webhook's CA and serving certificate"),
+        *_each(
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            "get update",
+            "elastic: write the webhook's caBundle",
+        ),
     ]
 )

@@ -78,6 +78,8 @@ def daemon_flags(sim: Any, *, kubeconfig: Path, node_name: str, directory: Path,
         "kubelet.cert_dir": str(directory / "kubelet-certs"),
         "metrics.port": 0,
         "metrics.bind_address": "127.0.0.1",
+        "elastic.webhook_port": 0,
+        "elastic.webhook_bind_address": "127.0.0.1",
     }
 
 

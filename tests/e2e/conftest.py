@@ -62,6 +62,8 @@ def daemon_flags(
         "kubelet.cert_dir": str(directory / "kubelet-certs"),
         "metrics.port": 0,
         "metrics.bind_address": "127.0.0.1",
+        "elastic.webhook_port": 0,
+        "elastic.webhook_bind_address": "127.0.0.1",
         "pods.retry_base_seconds": 0.2,
         "pods.retry_max_seconds": 2.0,
     }

@@ -1,0 +1,79 @@
+"""Elastic scheduling as one component of the daemon: builds the profile source, the namespace watch, the
+webhook (its certificate first) and the burst controller, and hands their loops to the supervisor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from vk_provider.elastic.burst import BurstController
+from vk_provider.elastic.certs import WebhookCertificates, ssl_context
+from vk_provider.elastic.namespaces import NamespaceLabels
+from vk_provider.elastic.profiles import ProfileSource
+from vk_provider.elastic.target import VirtualNode, toleration_for
+from vk_provider.elastic.webhook import WebhookServer
+from vk_provider.kube.client import KubeAPI
+from vk_provider.kube.events import EventRecorder
+from vk_provider.provider import Pod, PodLookup
+from vk_provider.settings import ElasticSettings
+
+log = structlog.get_logger("vk_provider.elastic")
+
+Spawn = Callable[[str, Coroutine[Any, Any, Any]], Any]
+
+
+class Elastic:
+    def __init__(
+        self,
+        api: KubeAPI,
+        recorder: EventRecorder,
+        settings: ElasticSettings,
+        *,
+        config_file: Path | None,
+        node_name: str,
+        node_labels: Callable[[], Mapping[str, str]],
+        taint: str | None,
+        on_node: PodLookup,
+        validate: Callable[[Pod], str | None],
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self.profiles = ProfileSource(settings, config_file)
+        self.namespaces = NamespaceLabels(api)
+        self.node = VirtualNode(node_name, node_labels, toleration_for(taint))
+        self.burst = BurstController(
+            api,
+            recorder,
+            decide=self.profiles.decide,
+            namespace_labels=self.namespaces.labels,
+            node=self.node,
+            on_node=on_node,
+            validate=validate,
+            deletion_cost=settings.deletion_cost,
+        )
+        self.webhook = WebhookServer(
+            decide=self.profiles.decide,
+            namespace_labels=self.namespaces.labels,
+            node=self.node,
+            bind_address=settings.webhook_bind_address,
+            port=settings.webhook_port,
+        )
+        self.ca_published = False
+
+    async def start(self, spawn: Spawn) -> None:
+        """Serve the webhook (certificate from the Secret or files), publish its CA, start the loops."""
+        spawn("elastic.namespaces", self.namespaces.run())
+        spawn("elastic.profile", self.profiles.run())
+        certs = WebhookCertificates(self.api, self.settings)
+        material = await certs.ensure()
+        await self.webhook.start(ssl_context(material))
+        if self.settings.cert_file is None:
+            self.ca_published = await certs.publish_ca_bundle(material.ca_pem)
+        spawn("elastic.burst.watch", self.burst.informer.run())
+        spawn("elastic.burst", self.burst.run())
+
+    async def stop(self) -> None:
+        await self.webhook.stop()
