@@ -429,6 +429,12 @@ class ElasticSettings(_Section):
         description="controller.kubernetes.io/pod-deletion-cost set on burst pods, so ReplicaSets remove them first.",
     )
 
+    @model_validator(mode="after")
+    def _cert_pair(self) -> ElasticSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
     @field_validator("rules")
     @classmethod
     def _unique_names(cls, v: list[ElasticRule]) -> list[ElasticRule]:

@@ -93,3 +93,12 @@ def test_rule_shape_is_checked() -> None:
         _rule(name="x", mode="serverless", selector={}, max={"pods": 1})
     with pytest.raises(ValidationError, match="unique"):
         ElasticSettings.model_validate({"rules": [{"name": "x", "mode": "burst", "selector": {}}] * 2})
+
+
+def test_cert_files_go_together(tmp_path: Path) -> None:
+    """elastic.cert_file without elastic.key_file (or the reverse) is a settings error."""
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="cert_file and key_file go together"):
+        ElasticSettings(cert_file=tmp_path / "tls.crt")

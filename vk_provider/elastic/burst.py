@@ -154,6 +154,7 @@ class BurstController:
         self._reported: dict[str, str] = {}
         self._inflight: dict[str, tuple[str, float]] = {}
         self._wake = asyncio.Event()
+        self._jobs: asyncio.Queue[tuple[Pod, Skip | Burst]] = asyncio.Queue()
 
     # ---- the watch ------------------------------------------------------------------------------------
     def _on_pod(self, kind: str, pod: JSON, old: JSON | None) -> None:
@@ -233,9 +234,15 @@ class BurstController:
 
     # ---- the loop -------------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Take the due pods, decide for all of them, then act (CONCURRENCY writes at a time)."""
+        """The decision loop and CONCURRENCY workers that write: a slow write never holds up a decision."""
         await self.informer.synced.wait()
-        gate = asyncio.Semaphore(CONCURRENCY)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._decide_loop())
+            for _ in range(CONCURRENCY):
+                group.create_task(self._worker())
+
+    async def _decide_loop(self) -> None:
+        """Take the due pods, count the usage once, decide for each, and queue the writes."""
         while True:
             now = self.clock()
             due = [k for k, t in self._due.items() if t <= now and k not in self._busy]
@@ -245,7 +252,6 @@ class BurstController:
             for key in due:
                 del self._due[key]
             usage = self.usage()
-            jobs = []
             for key in due:
                 pod = self.informer.cache.get(key)
                 if pod is None:
@@ -256,14 +262,30 @@ class BurstController:
                 elif isinstance(outcome, Skip):
                     if outcome.recheck:
                         self._due[key] = now + LIMIT_RECHECK_SECONDS
-                    jobs.append(self._skip(pod, outcome))
+                    if self._reported.get(key) != outcome.message:
+                        self._reported[key] = outcome.message
+                        self._jobs.put_nowait((pod, outcome))
                 elif isinstance(outcome, Burst):
                     usage.add(outcome.decision.source, outcome.cpu)
                     self._inflight[key] = (outcome.decision.source, outcome.cpu)
                     self._busy.add(key)
-                    jobs.append(self._guarded(gate, key, self._burst(pod, outcome)))
-            if jobs:
-                await asyncio.gather(*jobs)
+                    self._jobs.put_nowait((pod, outcome))
+            await asyncio.sleep(0)  # let the workers start on this batch before the next one is decided
+
+    async def _worker(self) -> None:
+        while True:
+            pod, outcome = await self._jobs.get()
+            key = object_key(pod)
+            try:
+                if isinstance(outcome, Skip):
+                    await self._skip(pod, outcome)
+                else:
+                    await self._burst(pod, outcome)
+            except Exception as exc:  # one pod's failure must not stop the worker
+                log.error("burst worker failed", pod=key, error=repr(exc), exc_info=exc)
+                self._inflight.pop(key, None)
+            finally:
+                self._busy.discard(key)
 
     async def _sleep_until_due(self, now: float) -> None:
         self._wake.clear()
@@ -274,18 +296,8 @@ class BurstController:
         except TimeoutError:
             pass
 
-    async def _guarded(self, gate: asyncio.Semaphore, key: str, work: Any) -> None:
-        async with gate:
-            try:
-                await work
-            finally:
-                self._busy.discard(key)
-
     async def _skip(self, pod: Pod, skip: Skip) -> None:
         key = object_key(pod)
-        if self._reported.get(key) == skip.message:
-            return
-        self._reported[key] = skip.message
         BURST_SKIPS.labels(reason=skip.reason).inc()
         log.info("burst skipped", pod=key, reason=skip.reason, why=skip.message)
         await self.recorder.record(pod, "Warning", "BurstSkipped", f"Not moved to the virtual node: {skip.message}")
@@ -330,7 +342,7 @@ class BurstController:
         log.warning("burst failed, retrying", pod=key, error=str(exc), retry_in=round(delay, 2))
         if key in self.informer.cache:
             self._due[key] = self.clock() + delay
-            self._wake.set()
+            self._wake.set()  # the decision loop may be asleep with no deadline
 
     def _patch(self, pod: Pod, burst: Burst) -> list[dict[str, Any]]:
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}

@@ -141,7 +141,7 @@ def still_good(material: Material, names: list[str], now: dt.datetime | None = N
         ca = x509.load_pem_x509_certificate(material.ca_pem)
         cert.verify_directly_issued_by(ca)
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, TypeError, x509.ExtensionNotFound, Exception):  # any unreadable part: issue anew
+    except Exception:  # any unreadable or mismatched part: issue anew
         return False
     have = set(ext.get_values_for_type(x509.DNSName)) | {str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}
     return set(names) <= have and cert.not_valid_after_utc - now > RENEW_BEFORE
@@ -195,7 +195,7 @@ class WebhookCertificates:
             log.warning("webhook Secret not readable; issuing a certificate in memory", error=str(exc))
         found = _from_secret(current) if current else None
         if found is not None and still_good(found, self.names):
-            log.info("webhook certificate reused", secret=f"{s.namespace}/{s.secret_name}")
+            log.info("webhook certificate reused", name=f"{s.namespace}/{s.secret_name}")
             return found
         material = self._issue(found)
         return await self._store(material, current)
@@ -246,11 +246,11 @@ class WebhookCertificates:
                     return found
             log.warning(
                 "webhook Secret not written; serving a certificate kept in memory only (a restart issues another)",
-                secret=f"{s.namespace}/{s.secret_name}",
+                name=f"{s.namespace}/{s.secret_name}",
                 error=str(exc),
             )
             return material
-        log.info("webhook certificate issued", secret=f"{s.namespace}/{s.secret_name}")
+        log.info("webhook certificate issued", name=f"{s.namespace}/{s.secret_name}")
         return material
 
     async def publish_ca_bundle(self, ca_pem: bytes) -> bool:
