@@ -34,8 +34,9 @@ from typing import Any
 import structlog
 
 from vk_provider.aio import Backoff
+from vk_provider.elastic.patches import Ops, annotation_ops, toleration_ops
 from vk_provider.elastic.profiles import ANNOTATION_RULE, Decision
-from vk_provider.elastic.target import VirtualNode, tolerated
+from vk_provider.elastic.target import VirtualNode
 from vk_provider.kube.client import JSON, KubeAPI, KubeError
 from vk_provider.kube.events import EventRecorder
 from vk_provider.kube.watch import Informer, object_key
@@ -344,23 +345,9 @@ class BurstController:
             self._due[key] = self.clock() + delay
             self._wake.set()  # the decision loop may be asleep with no deadline
 
-    def _patch(self, pod: Pod, burst: Burst) -> list[dict[str, Any]]:
-        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    def _patch(self, pod: Pod, burst: Burst) -> Ops:
         notes = {DELETION_COST: str(self.deletion_cost), ANNOTATION_RULE: burst.decision.source}
-        if meta.get("annotations"):
-            ops: list[dict[str, Any]] = [
-                {"op": "add", "path": f"/metadata/annotations/{k.replace('/', '~1')}", "value": v}
-                for k, v in notes.items()
-            ]
-        else:
-            ops = [{"op": "add", "path": "/metadata/annotations", "value": notes}]
-        tol = self.node.toleration
-        if tol is not None and not tolerated(pod, tol):
-            if spec.get("tolerations"):
-                ops.append({"op": "add", "path": "/spec/tolerations/-", "value": tol})
-            else:
-                ops.append({"op": "add", "path": "/spec/tolerations", "value": [tol]})
-        return ops
+        return annotation_ops(pod, notes) + toleration_ops(pod, self.node.toleration)
 
     async def _bind(self, path: str, ns: str, name: str) -> bool:
         """Bind to the virtual node; True when the pod is on it now (ours, or the scheduler's after a 409)."""

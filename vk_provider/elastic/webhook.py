@@ -20,8 +20,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from vk_provider.elastic.patches import Ops, annotation_ops, pointer, toleration_ops
 from vk_provider.elastic.profiles import ANNOTATION_RULE, Decision
-from vk_provider.elastic.target import VirtualNode, tolerated
+from vk_provider.elastic.target import VirtualNode
 from vk_provider.metrics import WEBHOOK_REQUESTS, WEBHOOK_SECONDS
 from vk_provider.provider import Pod
 
@@ -34,39 +35,21 @@ NamespaceLabels = Callable[[str], Mapping[str, str]]
 PATH = "/mutate-pods"
 
 
-def _pointer(segment: str) -> str:
-    return segment.replace("~", "~0").replace("/", "~1")
-
-
-def pod_patch(pod: Pod, decision: Decision, node: VirtualNode) -> list[dict[str, Any]]:
+def pod_patch(pod: Pod, decision: Decision, node: VirtualNode) -> Ops:
     """The JSON Patch for one pod: the rule annotation, and for serverless the node selector and toleration."""
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
-    ops: list[dict[str, Any]] = []
-    if "annotations" in meta and meta["annotations"] is not None:
-        ops.append(
-            {"op": "add", "path": f"/metadata/annotations/{_pointer(ANNOTATION_RULE)}", "value": decision.source}
-        )
-    else:
-        ops.append({"op": "add", "path": "/metadata/annotations", "value": {ANNOTATION_RULE: decision.source}})
+    ops = annotation_ops(pod, {ANNOTATION_RULE: decision.source})
     if decision.mode != "serverless":
         return ops
-    selector = node.node_selector
-    if spec.get("nodeSelector"):
+    current = (pod.get("spec") or {}).get("nodeSelector")
+    if current:
         ops += [
-            {"op": "add", "path": f"/spec/nodeSelector/{_pointer(k)}", "value": v}
-            for k, v in selector.items()
-            if spec["nodeSelector"].get(k) != v
+            {"op": "add", "path": f"/spec/nodeSelector/{pointer(k)}", "value": v}
+            for k, v in node.node_selector.items()
+            if current.get(k) != v
         ]
     else:
-        ops.append({"op": "add", "path": "/spec/nodeSelector", "value": selector})
-    tol = node.toleration
-    if tol is not None and not tolerated(pod, tol):
-        if spec.get("tolerations"):
-            ops.append({"op": "add", "path": "/spec/tolerations/-", "value": tol})
-        else:
-            ops.append({"op": "add", "path": "/spec/tolerations", "value": [tol]})
-    return ops
+        ops.append({"op": "add", "path": "/spec/nodeSelector", "value": node.node_selector})
+    return ops + toleration_ops(pod, node.toleration)
 
 
 def review_pod(
