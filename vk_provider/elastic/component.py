@@ -3,6 +3,8 @@ webhook (its certificate first) and the burst controller, and hands their loops 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from vk_provider.settings import ElasticSettings
 log = structlog.get_logger("vk_provider.elastic")
 
 Spawn = Callable[[str, Coroutine[Any, Any, Any]], Any]
+NAMESPACES_SYNC_TIMEOUT = 10.0
 
 
 class Elastic:
@@ -69,6 +72,10 @@ class Elastic:
         spawn("elastic.profile", self.profiles.run())
         certs = WebhookCertificates(self.api, self.settings)
         material = await certs.ensure()
+        # Decisions need the namespaces' labels: serve once they are listed (or after a bounded wait, deciding
+        # with what is known then rather than not at all).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.namespaces.informer.synced.wait(), NAMESPACES_SYNC_TIMEOUT)
         await self.webhook.start(ssl_context(material))
         if self.settings.cert_file is None:
             self.ca_published = await certs.publish_ca_bundle(material.ca_pem)
