@@ -76,6 +76,11 @@ async def test_manifests_are_enough_to_run_the_examples(
         )
         await admin.ok("certificate", "approve", *names.split())
         await daemon.wait_serving(timeout=20)
+        # Under the shipped role the daemon filled the webhook's Secret and wrote its CA into the configuration.
+        secret = await stack.kube.get(f"/api/v1/namespaces/{namespace}/secrets/vk-eci-webhook-tls")
+        assert secret["type"] == "kubernetes.io/tls" and secret["data"]["ca.crt"] and secret["data"]["tls.crt"]
+        mwc = await stack.kube.get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/vk-eci")
+        assert mwc["webhooks"][0]["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
 
         await admin.ok("apply", "-f", str(MANIFESTS / "examples"))
         await admin.ok("wait", "--for=condition=Available", "deployment/hello-eci", "--timeout=60s", timeout=90)

@@ -236,6 +236,7 @@ class WebhookCertificates:
                 await self.api.request("POST", self._secret_path, body=body)
             else:
                 body["metadata"]["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion")
+                body["type"] = current.get("type") or body["type"]  # a Secret's type cannot change
                 await self.api.request("PUT", f"{self._secret_path}/{s.secret_name}", body=body)
         except KubeError as exc:
             if exc.conflict:
