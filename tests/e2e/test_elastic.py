@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 from tests.e2e.conftest import NODE, Stack, StackFactory, running_ready
+from tests.waiting import eventually
 
 SPEC = {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}
 
@@ -89,14 +90,17 @@ async def test_a_rule_limit_stops_bursting_at_max(make_stack: StackFactory) -> N
     )
     for i in range(3):
         await _pending_pod(stack, f"p{i}", "a")
-    skipped = None
-    for i in range(3):
-        try:
-            skipped = await stack.wait_event(f"p{i}", "BurstSkipped", ns="a", contains="max pods 2", timeout=10)
-            break
-        except AssertionError:
-            continue
-    assert skipped is not None
+
+    async def one_skipped() -> bool:
+        for i in range(3):
+            if any(
+                e.get("reason") == "BurstSkipped" and "max pods 2" in e["message"]
+                for e in await stack.events(f"p{i}", "a")
+            ):
+                return True
+        return False
+
+    await eventually(one_skipped, timeout=30, interval=0.1, what="a BurstSkipped naming max pods 2")
     bound = [p for p in [await stack.pod(f"p{i}", "a") for i in range(3)] if p and p["spec"].get("nodeName") == NODE]
     assert len(bound) == 2
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from tests.e2e.conftest import NODE, Stack, StackFactory, free_port, running_ready
+from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_sandbox.apiserver.workers import WorkerSpec
 from vk_sandbox.up import elastic_webhook_configuration
@@ -43,17 +43,6 @@ async def _daemon(stack: Stack) -> AsyncIterator[Daemon]:
         await daemon.stop()
 
 
-async def _until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what}: never true (last {last!r})")
-
-
 async def _pods(stack: Stack, ns: str) -> list[dict[str, Any]]:
     return list((await stack.kube.get(f"/api/v1/namespaces/{ns}/pods")).get("items") or [])
 
@@ -79,7 +68,7 @@ async def test_a_deployment_bursts_past_the_workers_and_scales_in_serverless_fir
         pods = await _pods(stack, "shop")
         return pods if len(pods) == 20 and all(running_ready(p) for p in pods) else None
 
-    pods = await _until(all_ready, 60, "20 pods Running and Ready")
+    pods = await eventually(all_ready, timeout=60, interval=0.2, what="20 pods Running and Ready")
     serverless = sorted(p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == NODE)
     on_workers = sorted(p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] != NODE)
     assert (len(on_workers), len(serverless)) == (8, 12)
@@ -111,7 +100,7 @@ async def test_a_deployment_bursts_past_the_workers_and_scales_in_serverless_fir
         async def fourteen_gone() -> bool:
             return len(order) >= 14
 
-        await _until(fourteen_gone, 60, "14 pods deleted")
+        await eventually(fourteen_gone, timeout=60, interval=0.2, what="14 pods deleted")
     finally:
         watching.cancel()
     assert sorted(order[:12]) == serverless, f"deletion order: {order}"
@@ -166,7 +155,7 @@ async def test_a_rule_with_max_5_stops_at_5(make_stack: StackFactory) -> None:
         bound = [p for p in pods if p["spec"].get("nodeName") == NODE]
         return pods if len(bound) == 5 else None
 
-    pods = await _until(settled, 30, "5 pods on the virtual node")
+    pods = await eventually(settled, timeout=30, interval=0.2, what="5 pods on the virtual node")
     pending = [p["metadata"]["name"] for p in pods if not p["spec"].get("nodeName")]
     assert len(pending) == 3
     for name in pending:
