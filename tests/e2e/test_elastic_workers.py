@@ -8,11 +8,15 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from tests.e2e.conftest import NODE, Stack, StackFactory, free_port, running_ready
+import pytest
+
+from tests.e2e.conftest import NODE, REAL, Stack, StackFactory, free_port, running_ready
 from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_sandbox.apiserver.workers import WorkerSpec
 from vk_sandbox.up import elastic_webhook_configuration
+
+pytestmark = pytest.mark.skipif(REAL, reason="needs worker nodes: the real tier has only the virtual node")
 
 WORKERS = WorkerSpec(count=2, cpu="2", memory="8Gi", pods=50)
 MWC = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
