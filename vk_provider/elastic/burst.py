@@ -50,6 +50,7 @@ DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 JSON_PATCH = "application/json-patch+json"
 LIMIT_RECHECK_SECONDS = 5.0
 CONCURRENCY = 16
+EVENT_WRITERS = 4
 
 Decide = Callable[[Mapping[str, str], Mapping[str, str]], Decision | None]
 
@@ -155,7 +156,8 @@ class BurstController:
         self._reported: dict[str, str] = {}
         self._inflight: dict[str, tuple[str, float]] = {}
         self._wake = asyncio.Event()
-        self._jobs: asyncio.Queue[tuple[Pod, Skip | Burst]] = asyncio.Queue()
+        self._jobs: asyncio.Queue[tuple[Pod, Burst]] = asyncio.Queue()
+        self._events: asyncio.Queue[tuple[Pod, str, str, str]] = asyncio.Queue()
 
     # ---- the watch ------------------------------------------------------------------------------------
     def _on_pod(self, kind: str, pod: JSON, old: JSON | None) -> None:
@@ -235,12 +237,15 @@ class BurstController:
 
     # ---- the loop -------------------------------------------------------------------------------------
     async def run(self) -> None:
-        """The decision loop and CONCURRENCY workers that write: a slow write never holds up a decision."""
+        """The decision loop, CONCURRENCY workers that patch and bind, EVENT_WRITERS that record the Events: a slow
+        write never holds up a decision, and an Event never holds up a binding."""
         await self.informer.synced.wait()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._decide_loop())
             for _ in range(CONCURRENCY):
                 group.create_task(self._worker())
+            for _ in range(EVENT_WRITERS):
+                group.create_task(self._event_writer())
 
     async def _decide_loop(self) -> None:
         """Take the due pods, count the usage once, decide for each, and queue the writes."""
@@ -265,7 +270,7 @@ class BurstController:
                         self._due[key] = now + LIMIT_RECHECK_SECONDS
                     if self._reported.get(key) != outcome.message:
                         self._reported[key] = outcome.message
-                        self._jobs.put_nowait((pod, outcome))
+                        self._skip(pod, outcome)
                 elif isinstance(outcome, Burst):
                     usage.add(outcome.decision.source, outcome.cpu)
                     self._inflight[key] = (outcome.decision.source, outcome.cpu)
@@ -278,15 +283,18 @@ class BurstController:
             pod, outcome = await self._jobs.get()
             key = object_key(pod)
             try:
-                if isinstance(outcome, Skip):
-                    await self._skip(pod, outcome)
-                else:
-                    await self._burst(pod, outcome)
+                await self._burst(pod, outcome)
             except Exception as exc:  # one pod's failure must not stop the worker
                 log.error("burst worker failed", pod=key, error=repr(exc), exc_info=exc)
                 self._inflight.pop(key, None)
             finally:
                 self._busy.discard(key)
+
+    async def _event_writer(self) -> None:
+        """Events go out beside the bindings, not in their way (the recorder never raises)."""
+        while True:
+            pod, type_, reason, message = await self._events.get()
+            await self.recorder.record(pod, type_, reason, message)
 
     async def _sleep_until_due(self, now: float) -> None:
         self._wake.clear()
@@ -297,11 +305,11 @@ class BurstController:
         except TimeoutError:
             pass
 
-    async def _skip(self, pod: Pod, skip: Skip) -> None:
+    def _skip(self, pod: Pod, skip: Skip) -> None:
         key = object_key(pod)
         BURST_SKIPS.labels(reason=skip.reason).inc()
         log.info("burst skipped", pod=key, reason=skip.reason, why=skip.message)
-        await self.recorder.record(pod, "Warning", "BurstSkipped", f"Not moved to the virtual node: {skip.message}")
+        self._events.put_nowait((pod, "Warning", "BurstSkipped", f"Not moved to the virtual node: {skip.message}"))
 
     async def _burst(self, pod: Pod, burst: Burst) -> None:
         key = object_key(pod)
@@ -330,12 +338,10 @@ class BurstController:
         BURST_SECONDS.observe(elapsed)
         log.info("burst to serverless", pod=key, rule=burst.decision.source, seconds=round(elapsed, 3))
         reason = burst.scheduler_message or "Unschedulable"
-        await self.recorder.record(
-            pod,
-            "Normal",
-            "BurstToServerless",
-            f"Bound to the virtual node {self.node.name} (rule {burst.decision.source}); the scheduler said: {reason}",
+        message = (
+            f"Bound to the virtual node {self.node.name} (rule {burst.decision.source}); the scheduler said: {reason}"
         )
+        self._events.put_nowait((pod, "Normal", "BurstToServerless", message))
 
     def _retry(self, key: str, exc: BaseException) -> None:
         n = self._failures[key] = self._failures.get(key, 0) + 1
