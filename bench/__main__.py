@@ -102,6 +102,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         ("--pods", "200", "--kills", "2"),
         1200,
     ),
+    Scenario(
+        "burst",
+        "elastic scheduling: webhook latency at 200 req/s; a Deployment 0 -> 500 bursting past 4 workers; scale-in",
+        ("--replicas", "500", "--workers", "4", "--worker-cpu", "4", "--scale-to", "50"),
+        ("--replicas", "100", "--workers", "2", "--worker-cpu", "2", "--scale-to", "10", "--webhook-seconds", "3"),
+        900,
+    ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ class Bench:
     kube: KubeAPI
     proc: asyncio.subprocess.Process
     metrics_port: int
+    flags: dict[str, Any]
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -119,12 +120,15 @@ async def bench_stack(
     workers: int = 32,
     qps: float = 1000,
     profile: str = "fast",
+    apiserver_options: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    setup: Callable[[KubeAPI], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Bench]:
     """The API server and the simulator in this process, the daemon a subprocess. ``qps`` is the daemon's
-    write rate limit (and burst); ``extra`` overrides any daemon setting by path."""
+    write rate limit (and burst); ``extra`` overrides any daemon setting by path; ``setup`` runs (as admin)
+    before the daemon starts."""
     async with (
-        SandboxAPIServer(directory=directory / "apiserver") as apiserver,
+        SandboxAPIServer(directory=directory / "apiserver", **(apiserver_options or {})) as apiserver,
         ECISimulator(directory=directory / "eci", runtime="virtual", latency_profile=profile) as sim,
     ):
         kubeconfig = apiserver.user_kubeconfig(
@@ -152,6 +156,8 @@ async def bench_stack(
             "pods.workers": workers,
             "log.level": "warning",
             "log.format": "json",
+            "elastic.webhook_port": free_port(),
+            "elastic.webhook_bind_address": "127.0.0.1",
             **(extra or {}),
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("VK_") and "proxy" not in k.lower()}
@@ -160,9 +166,11 @@ async def bench_stack(
         cfg = k8s_client.Configuration()
         await k8s_config.load_kube_config(config_file=str(apiserver.kubeconfig_path), client_configuration=cfg)
         kube = KubeAPI(k8s_client.ApiClient(configuration=cfg), timeout=60)
+        if setup is not None:
+            await setup(kube)
         with (directory / "daemon.log").open("ab") as out:
             proc = await asyncio.create_subprocess_exec(VK, "run", env=env, stdout=out, stderr=out)
-        bench = Bench(apiserver, sim, kube, proc, metrics_port)
+        bench = Bench(apiserver, sim, kube, proc, metrics_port, flags)
         try:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:

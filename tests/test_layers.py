@@ -19,7 +19,7 @@ SANDBOX = REPO / "sandbox" / "vk_sandbox"
 LAYERS: list[set[str]] = [
     {"cli"},
     {"app", "doctor"},
-    {"node", "pods", "kubelet", "eci", "supervisor", "election"},
+    {"node", "pods", "kubelet", "eci", "elastic", "supervisor", "election"},
     {"provider", "kube", "fence"},
     {"settings", "metrics", "errors", "log", "aio", "permissions"},
 ]

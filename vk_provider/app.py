@@ -32,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vk_provider.eci.client import ECIClient
 from vk_provider.eci.provider import ECIProvider
+from vk_provider.elastic.component import Elastic
 from vk_provider.election import LeaderElector, lease_name, lease_namespace, replica_identity
 from vk_provider.fence import Fence
 from vk_provider.kube.client import KubeAPI, create_api_client
@@ -105,6 +106,7 @@ class Daemon:
         self._metrics_runner: web.AppRunner | None = None
         self.pods: PodController | None = None
         self.node: NodeController | None = None
+        self.elastic: Elastic | None = None
         self._workers: list[asyncio.Task[Any]] = []
         self._started = False
 
@@ -169,6 +171,21 @@ class Daemon:
                 self.fence.open()
                 LEADER.set(1)
                 await self._lead()
+            if s.elastic.enabled:
+                self.elastic = Elastic(
+                    kube,
+                    recorder,
+                    s.elastic,
+                    config_file=s.config_file,
+                    node_name=self.node_name,
+                    node_labels=self.node.labels,
+                    taint=s.node.taint,
+                    on_node=pods,
+                    validate=provider.validate,
+                )
+                # Every replica serves the webhook; the leader also publishes its CA and bursts (with HA, once
+                # elected: see _lead). Without HA the fence is open by now, so the certificate can be stored.
+                await self.elastic.start(self.supervisor.spawn, leading=not s.ha.enabled)
             self._started = True
             log.info("daemon started", node=self.node_name, kubelet_port=self.kubelet_port, metrics=self.metrics_url)
         except BaseException:
@@ -223,6 +240,8 @@ class Daemon:
         self.supervisor.spawn("pods.gc", pods.gc.run())
         self.supervisor.spawn("pods.disruption", pods.disruptions.run())
         self.supervisor.spawn("pods.deadline", pods.deadline.run())
+        if self.elastic is not None and self.settings.ha.enabled:
+            await self.elastic.lead(self.supervisor.spawn)
 
     async def _adopt(self, notify: Callable[[], None]) -> None:
         assert self.pods is not None
@@ -301,6 +320,9 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await self._node_event("LeaderReleased", f"{self.elector.identity} is stopping and hands over")
             await self.elector.release()
+        if self.elastic is not None:
+            await self.elastic.stop()
+            self.elastic = None
         if self._kubelet is not None:
             with contextlib.suppress(Exception):
                 await self._kubelet.stop()

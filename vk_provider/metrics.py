@@ -99,3 +99,43 @@ FENCED_WRITES = Counter(
     ["target"],
     registry=REGISTRY,
 )
+PROFILE_VALID = Gauge(
+    "vk_elastic_profile_valid",
+    "1 when the last read of the elastic profile was good; 0 while a bad file is ignored (the last good one serves).",
+    registry=REGISTRY,
+)
+PROFILE_RULES = Gauge("vk_elastic_profile_rules", "Rules in the live elastic profile.", registry=REGISTRY)
+PROFILE_RELOADS = Counter(
+    "vk_elastic_profile_reloads_total",
+    "Reads of a changed profile file, by result (ok, error).",
+    ["result"],
+    registry=REGISTRY,
+)
+WEBHOOK_REQUESTS = Counter(
+    "vk_elastic_webhook_requests_total",
+    "AdmissionReviews answered, by what was done (serverless, burst, none, error: allowed unchanged).",
+    ["action"],
+    registry=REGISTRY,
+)
+WEBHOOK_SECONDS = Histogram(
+    "vk_elastic_webhook_duration_seconds",
+    "Time to answer one AdmissionReview (parse, decide, patch).",
+    registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
+)
+BURSTS = Counter(
+    "vk_elastic_bursts_total", "Unschedulable pods bound to the virtual node, by rule.", ["rule"], registry=REGISTRY
+)
+BURST_SKIPS = Counter(
+    "vk_elastic_burst_skips_total",
+    "Unschedulable burst pods left Pending, by reason (unsupported, node-selector, node-affinity, scheduler-name, "
+    "limit-pods, limit-cpu).",
+    ["reason"],
+    registry=REGISTRY,
+)
+BURST_SECONDS = Histogram(
+    "vk_elastic_burst_seconds",
+    "From a burst pod first seen Unschedulable to its binding to the virtual node (burstAfterSeconds included).",
+    registry=REGISTRY,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)

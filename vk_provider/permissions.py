@@ -40,7 +40,12 @@ REQUIRED: tuple[Permission, ...] = tuple(
         *_each("", "nodes/status", "patch", "heartbeat the Node's status"),
         *_each("coordination.k8s.io", "leases", "get create update", "the node Lease and the leader election Lease"),
         *_each("", "pods", "get list watch delete", "watch the node's pods and remove finished ones"),
-        *_each("", "pods", "patch", "write back the group id, size and zone annotations"),
+        *_each(
+            "",
+            "pods",
+            "patch",
+            "write back the group id, size and zone annotations; elastic: a burst pod's toleration and deletion cost",
+        ),
         *_each("", "pods/status", "get patch update", "write pod status"),
         *_each("", "pods/eviction", "create", "evict a spot pod at its release notice (PDBs honoured)"),
         *_each("", "configmaps", "get", "resolve a pod's ConfigMap references"),
@@ -51,5 +56,14 @@ REQUIRED: tuple[Permission, ...] = tuple(
         *_each("authentication.k8s.io", "tokenreviews", "create", "authenticate kubelet API clients"),
         *_each("authorization.k8s.io", "subjectaccessreviews", "create", "authorize kubelet API clients"),
         *_each("certificates.k8s.io", "certificatesigningrequests", "get create", "the kubelet serving certificate"),
+        *_each("", "pods/binding", "create", "elastic: bind a burst pod to the virtual node"),
+        *_each("", "namespaces", "list watch", "elastic: match the profile's namespaceSelectors"),
+        *_each("", "secrets", "create update", "elastic: keep the webhook's CA and serving certificate"),
+        *_each(
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            "get update",
+            "elastic: write the webhook's caBundle",
+        ),
     ]
 )

@@ -214,3 +214,8 @@ class Backend(PodLifecycle, PodStreams, Protocol):
     async def quota(self) -> dict[str, str]:
         """Node capacity the account allows (``cpu``, ``pods``; absent when unknown)."""
         ...
+
+    def validate(self, pod: Pod) -> str | None:
+        """Why the backend would refuse to run this pod (its create-time checks as a dry run, no backend call),
+        or None when it would run it. The burst controller asks before it moves a pod to the virtual node."""
+        ...

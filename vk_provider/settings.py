@@ -323,6 +323,128 @@ class MetricsSettings(_Section):
     bind_address: str = Field("0.0.0.0", description="Bind address of the metrics port.")
 
 
+class LabelSelectorRequirement(BaseModel):
+    """One matchExpressions entry of a Kubernetes label selector."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"{self.operator} needs values")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"{self.operator} takes no values")
+        return self
+
+
+class LabelSelector(BaseModel):
+    """A Kubernetes label selector: every matchLabels pair and every matchExpressions entry must hold."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, alias="matchExpressions")
+
+
+class ElasticLimits(BaseModel):
+    """At most this much of a burst rule's pods on the virtual node at once (like ResourcePolicy's ``max``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pods: int | None = Field(None, ge=0, description="Pods of the rule on the virtual node.")
+    cpu: float | None = Field(None, ge=0, description="vCPU requested by the rule's pods on the virtual node.")
+
+
+class ElasticRule(BaseModel):
+    """One rule of the elastic profile (docs/elastic.md); the first rule that matches a pod decides."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
+    namespace_selector: LabelSelector | None = Field(None, alias="namespaceSelector")
+    selector: LabelSelector | None = None
+    mode: Literal["serverless", "burst"]
+    max: ElasticLimits | None = None
+    burst_after_seconds: float = Field(0.0, ge=0, alias="burstAfterSeconds")
+
+    @model_validator(mode="after")
+    def _shape(self) -> ElasticRule:
+        if self.namespace_selector is None and self.selector is None:
+            raise ValueError(f"rule {self.name}: needs a namespaceSelector and/or a selector")
+        if self.mode == "serverless" and (self.max is not None or self.burst_after_seconds):
+            raise ValueError(f"rule {self.name}: max and burstAfterSeconds apply to burst rules only")
+        return self
+
+
+def _default_elastic_rules() -> list[ElasticRule]:
+    return [
+        ElasticRule.model_validate(
+            {
+                "name": "burst-namespaces",
+                "mode": "burst",
+                "namespaceSelector": {"matchLabels": {"vk-eci.io/mode": "burst"}},
+            }
+        ),
+        ElasticRule.model_validate(
+            {
+                "name": "serverless-namespaces",
+                "mode": "serverless",
+                "namespaceSelector": {"matchLabels": {"vk-eci.io/mode": "serverless"}},
+            }
+        ),
+    ]
+
+
+class ElasticSettings(_Section):
+    """Elastic scheduling: the profile, its admission webhook and the burst controller (docs/elastic.md)."""
+
+    enabled: bool = Field(True, description="Run the webhook and the burst controller.")
+    rules: list[ElasticRule] = Field(
+        default_factory=_default_elastic_rules,
+        description="The profile: ordered rules (namespaceSelector and/or selector, mode serverless|burst, max, "
+        "burstAfterSeconds). Re-read from the YAML file when it changes. Default: namespaces labelled "
+        "vk-eci.io/mode=burst burst, vk-eci.io/mode=serverless go serverless.",
+    )
+    reload_interval_seconds: float = Field(
+        2.0, gt=0, description="How often the YAML file is checked for a changed profile."
+    )
+    webhook_port: int = Field(9443, ge=0, le=65535, description="HTTPS port of the admission webhook (0 = any).")
+    webhook_bind_address: str = Field("0.0.0.0", description="Bind address of the admission webhook.")
+    namespace: str = Field("vk-eci", description="The daemon's namespace: its webhook Service and Secret live here.")
+    service_name: str = Field("vk-eci-webhook", description="The webhook's Service (its DNS names are in the cert).")
+    secret_name: str = Field("vk-eci-webhook-tls", description="Secret holding the webhook's CA and serving cert.")
+    webhook_configuration: str = Field(
+        "vk-eci", description="MutatingWebhookConfiguration whose caBundle the daemon writes at start."
+    )
+    cert_file: Path | None = Field(None, description="Serving certificate file (then no Secret, no caBundle write).")
+    key_file: Path | None = Field(None, description="Serving key file (with cert_file).")
+    deletion_cost: int = Field(
+        -1000,
+        ge=-(2**31),
+        le=2**31 - 1,
+        description="controller.kubernetes.io/pod-deletion-cost set on burst pods, so ReplicaSets remove them first.",
+    )
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> ElasticSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, v: list[ElasticRule]) -> list[ElasticRule]:
+        names = [r.name for r in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule names must be unique: {', '.join(dupes)}")
+        return v
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     format: Literal["auto", "json", "console"] = Field("auto", description="auto = JSON unless stderr is a TTY.")
@@ -386,6 +508,7 @@ class Settings(BaseSettings):
     pods: PodsSettings = Field(default_factory=PodsSettings)
     kubelet: KubeletSettings = Field(default_factory=KubeletSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    elastic: ElasticSettings = Field(default_factory=ElasticSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     ha: HASettings = Field(default_factory=HASettings)
 
@@ -666,6 +789,8 @@ def render_markdown() -> str:
         default = f.info.get_default(call_default_factory=True)
         if isinstance(default, Path):
             default = str(default)
+        if isinstance(default, list) and default and isinstance(default[0], BaseModel):
+            default = "see docs/elastic.md"
         shown = "" if default is None else f"`{default}`"
         flags = f"`{f.flag}`" + (f", `{f.short_flag}`" if f.short_flag else "")
         desc = (f.info.description or "").replace("|", "\\|")

@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from vk_sandbox.apiserver.cli import add_worker_arguments, worker_spec
+from vk_sandbox.apiserver.webhookconfig import MUTATING, default_configuration
 from vk_sandbox.apiserver.workers import WorkerSpec
 
 NODE_NAME = "virtual-kubelet-eci"
@@ -31,6 +33,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--node-name", default=NODE_NAME, help="name of the virtual node")
     add_worker_arguments(parser)
+
+
+WEBHOOK_CONFIGURATION = "vk-eci"
+
+
+def elastic_webhook_configuration(port: int) -> dict[str, Any]:
+    """The product's shipped MutatingWebhookConfiguration (manifests/webhook.yaml), pointed at the daemon by URL:
+    the sandbox has no pod network to reach a Service. The daemon writes its CA into ``caBundle`` at start."""
+    hook = {
+        "name": "pods.elastic.vk-eci.io",
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate-pods"},
+        "rules": [
+            {
+                "operations": ["CREATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods"],
+                "scope": "Namespaced",
+            }
+        ],
+        "failurePolicy": "Ignore",
+        "sideEffects": "None",
+        "timeoutSeconds": 2,
+        "reinvocationPolicy": "Never",
+        "namespaceSelector": {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "vk-eci"]}
+            ]
+        },
+    }
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": WEBHOOK_CONFIGURATION},
+        "webhooks": [hook],
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _progress(message: str, started: float) -> None:
@@ -78,6 +123,8 @@ def daemon_flags(sim: Any, *, kubeconfig: Path, node_name: str, directory: Path,
         "kubelet.cert_dir": str(directory / "kubelet-certs"),
         "metrics.port": 0,
         "metrics.bind_address": "127.0.0.1",
+        "elastic.webhook_port": 0,
+        "elastic.webhook_bind_address": "127.0.0.1",
     }
 
 
@@ -127,7 +174,13 @@ async def run_sandbox(
             directory / "node.kubeconfig", user=f"system:node:{node_name}", groups=["system:nodes", "system:masters"]
         )
         flags = daemon_flags(sim, kubeconfig=node_kubeconfig, node_name=node_name, directory=directory, name="sandbox")
+        webhook_port = _free_port()
+        flags["elastic.webhook_port"] = webhook_port
         settings = load_settings(flags)
+        # The elastic webhook is registered before the daemon starts, so the daemon finds it and writes its caBundle.
+        webhook = elastic_webhook_configuration(webhook_port)
+        default_configuration(MUTATING, webhook)
+        apiserver.store.create_now(MUTATING, webhook)
         _progress("starting the daemon", started)
         daemon = Daemon(settings)
         await daemon.start()

@@ -26,6 +26,7 @@ from vk_provider.app import Daemon
 from vk_provider.kube.client import KubeAPI, KubeError
 from vk_provider.settings import Settings, load_settings
 from vk_sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.workers import WorkerSpec
 from vk_sandbox.eci.server import ECISimulator
 
 NODE = "vk-e2e"
@@ -62,6 +63,8 @@ def daemon_flags(
         "kubelet.cert_dir": str(directory / "kubelet-certs"),
         "metrics.port": 0,
         "metrics.bind_address": "127.0.0.1",
+        "elastic.webhook_port": 0,
+        "elastic.webhook_bind_address": "127.0.0.1",
         "pods.retry_base_seconds": 0.2,
         "pods.retry_max_seconds": 2.0,
     }
@@ -186,12 +189,14 @@ async def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIte
     real_cluster: ControlPlane | None = request.getfixturevalue("real_cluster") if REAL else None
     cleanups: list[Callable[[], Awaitable[Any]]] = []
 
-    async def factory(runtime: str = "virtual", daemon: bool = True, **flags: Any) -> Stack:
+    async def factory(
+        runtime: str = "virtual", daemon: bool = True, workers: WorkerSpec | None = None, **flags: Any
+    ) -> Stack:
         apiserver: SandboxAPIServer | ControlPlane
         if real_cluster is not None:
             apiserver = real_cluster
         else:
-            apiserver = SandboxAPIServer(directory=tmp_path / "apiserver")
+            apiserver = SandboxAPIServer(directory=tmp_path / "apiserver", workers=workers)
             await apiserver.__aenter__()
             cleanups.append(lambda: apiserver.__aexit__(None, None, None))
         sim = ECISimulator(directory=tmp_path / "eci", runtime=runtime)

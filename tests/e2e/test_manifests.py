@@ -82,6 +82,19 @@ async def test_manifests_are_enough_to_run_the_examples(
         await admin.ok("certificate", "approve", *names.split())
         await daemon.wait_serving(timeout=20)
 
+        # Under the shipped role the daemon (once it leads) fills the webhook's Secret and writes its CA into the
+        # configuration.
+        async def published() -> dict[str, Any] | None:
+            secret = await stack.kube.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/vk-eci-webhook-tls")
+            if secret is None:
+                return None
+            mwc = await stack.kube.get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/vk-eci")
+            ca = (secret.get("data") or {}).get("ca.crt")
+            return secret if ca and mwc["webhooks"][0]["clientConfig"].get("caBundle") == ca else None
+
+        secret = await eventually(published, timeout=20, what="the webhook's Secret and caBundle")
+        assert secret["type"] == "kubernetes.io/tls" and secret["data"]["tls.crt"]
+
         await admin.ok("apply", "-f", str(MANIFESTS / "examples"))
         await admin.ok("wait", "--for=condition=Available", "deployment/hello-eci", "--timeout=60s", timeout=90)
         await admin.ok("wait", "--for=condition=Ready", "pod/hello-eci", "pod/web-eci", "--timeout=60s", timeout=90)

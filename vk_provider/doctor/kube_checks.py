@@ -2,8 +2,8 @@
 
 The API server answers; a SelfSubjectAccessReview for every permission in ``vk_provider.permissions``; the
 node name is free or already a virtual node; the kubelet serving certificate (csr mode: the CSR's state);
-metrics-server serves ``metrics.k8s.io`` (advisory: only ``kubectl top`` needs it); the elastic webhook
-(skipped: there is no ``elastic`` settings section yet).
+metrics-server serves ``metrics.k8s.io`` (advisory: only ``kubectl top`` needs it); the elastic webhook's
+MutatingWebhookConfiguration is installed and cannot block the cluster (advisory: bursting works without it).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import datetime as dt
 from typing import Any
 
 from vk_provider.doctor.report import Check
+from vk_provider.elastic.certs import MWC_PATH
 from vk_provider.kube.client import KubeAPI, KubeError, create_api_client
 from vk_provider.kubelet.tls import CURRENT, cert_info, split_pem
 from vk_provider.permissions import REQUIRED, Permission
@@ -197,12 +198,43 @@ async def _metrics_server(api: KubeAPI) -> Check:
     return Check.ok(name, "metrics.k8s.io/v1beta1 is served (kubectl top works)", required=False)
 
 
+async def _elastic_webhook(settings: Settings, api: KubeAPI) -> Check:
+    name = "kube.elastic-webhook"
+    elastic = settings.elastic
+    if not elastic.enabled:
+        return Check.skipped(name, "elastic.enabled is off", required=False)
+    fix = "kubectl apply -f manifests/webhook.yaml (docs/elastic.md)"
+    try:
+        mwc = await api.get_or_none(f"{MWC_PATH}/{elastic.webhook_configuration}")
+    except KubeError as exc:
+        return Check.fail(name, f"could not read the MutatingWebhookConfiguration: {exc}", fix, required=False)
+    if mwc is None:
+        return Check.fail(
+            name,
+            f"MutatingWebhookConfiguration {elastic.webhook_configuration} not found: serverless pods are not routed "
+            "at admission (burst works without it)",
+            fix,
+            required=False,
+        )
+    hooks = mwc.get("webhooks") or []
+    blocking = [str(h.get("name")) for h in hooks if h.get("failurePolicy", "Fail") != "Ignore"]
+    if blocking:
+        return Check.fail(
+            name,
+            f"failurePolicy is not Ignore for {', '.join(blocking)}: a stopped daemon would block pod creation",
+            "set failurePolicy: Ignore, as manifests/webhook.yaml does",
+            required=False,
+        )
+    ca = "set" if all((h.get("clientConfig") or {}).get("caBundle") for h in hooks) else "written at the daemon's start"
+    return Check.ok(name, f"{len(hooks)} webhook(s), failurePolicy Ignore, caBundle {ca}", required=False)
+
+
 async def run_kube_checks(settings: Settings) -> list[Check]:
     api, connected = await _connect(settings)
-    webhook = Check.skipped("kube.elastic-webhook", "no elastic settings section: nothing to check yet")
     if api is None:
         reason = "the API server cannot be used (see kube.api)"
         names = ("kube.permissions", "kube.node-name", "kubelet.serving-certificate", "kube.metrics-server")
+        webhook = Check.skipped("kube.elastic-webhook", reason, required=False)
         return [connected, *(Check.skipped(n, reason) for n in names), webhook]
     try:
         return [
@@ -211,7 +243,7 @@ async def run_kube_checks(settings: Settings) -> list[Check]:
             await _node_name(settings, api),
             await _serving_certificate(settings, api),
             await _metrics_server(api),
-            webhook,
+            await _elastic_webhook(settings, api),
         ]
     finally:
         await api.close()

@@ -24,6 +24,7 @@ from typing import Any
 
 from vk_provider.eci import names
 from vk_provider.eci.client import ECIClient
+from vk_provider.eci.dryrun import refusal
 from vk_provider.eci.feed import Feed
 from vk_provider.eci.index import Entry, Index
 from vk_provider.eci.listing import describe_by_tags, describe_ids, tag_params
@@ -138,6 +139,10 @@ class ECIProvider:
         for g in await describe_by_tags(self._call, params):
             self.index.remember(g)
         return self.index.get(uid)
+
+    def validate(self, pod: Pod) -> str | None:
+        """Why create_pod would refuse the pod (translation as a dry run, no ECI call), or None."""
+        return refusal(pod, self.settings, self.node_name)
 
     # --- PodLifecycle -------------------------------------------------------------------------------
 

@@ -51,7 +51,10 @@ def validate_metadata(rt: ResourceType, obj: dict[str, Any]) -> None:
     if not isinstance(meta, dict):
         causes.append(("metadata", "Required value: metadata is required"))
     elif not name:
-        causes.append(("metadata.name", "Required value: name or generateName is required"))
+        # With generateName the store makes the name on write (after admission: webhooks see name ""), so only
+        # an object with neither is refused here.
+        if not meta.get("generateName"):
+            causes.append(("metadata.name", "Required value: name or generateName is required"))
     else:
         why = name_problem(name, rt.name_rule)
         if why:

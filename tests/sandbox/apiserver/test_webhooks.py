@@ -212,6 +212,22 @@ async def test_url_webhook_and_reinvocation(cluster: SandboxAPIServer, kc: Kubec
     assert len(hook.calls["count"]) == 3
 
 
+async def test_generate_name_passes_admission_with_webhooks_configured(
+    cluster: SandboxAPIServer, kc: Kubectl, hook: Hook
+) -> None:
+    """With any webhook configured, an object created with generateName (a pod the webhook sees with name "", a
+    CSR it does not match) is still named and stored, as by the real server."""
+    await kc.ok("apply", "-f", "-", stdin=json.dumps(mutating("label", hook, "label")).encode())
+    body = pod("")
+    body["metadata"] = {"generateName": "gen-", "namespace": "default", "labels": {"app": "g"}}
+    out = await kc.ok("create", "-f", "-", "-o", "jsonpath={.metadata.name}", stdin=json.dumps(body).encode())
+    assert out.startswith("gen-") and len(out) > len("gen-")
+    (review,) = hook.calls["label"]
+    assert review["name"] == ""
+    stored = cluster.store.get("pods", "default", out)
+    assert stored is not None and stored["metadata"]["labels"]["mutated"] == "yes"
+
+
 @pytest.mark.parametrize("policy", ["Ignore", "Fail"])
 async def test_failing_webhook_follows_its_failure_policy(
     cluster: SandboxAPIServer, kc: Kubectl, hook: Hook, policy: str
