@@ -24,7 +24,7 @@ from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_provider.settings import FIELDS, load_settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
 PODS = 200
 VK = str(Path(sys.executable).with_name("vk-provider"))
