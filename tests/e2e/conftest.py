@@ -65,7 +65,7 @@ def free_port() -> int:
 
 
 def daemon_flags(
-    apiserver: SandboxAPIServer | ControlPlane | None, sim: ECISimulator, directory: Path, **extra: Any
+    apiserver: SandboxAPIServer | ControlPlane, sim: ECISimulator, directory: Path, **extra: Any
 ) -> dict[str, Any]:
     flags: dict[str, Any] = {
         "node.name": NODE,
@@ -320,12 +320,7 @@ async def delete_pods_on_node(kube: KubeAPI, timeout: float = 180) -> None:
         return list(found.get("items") or [])
 
     for pod in await pods():
-        meta = pod["metadata"]
-        try:
-            await kube.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}")
-        except KubeError as exc:
-            if not exc.not_found:
-                raise
+        await live.delete(kube, f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/{pod['metadata']['name']}")
 
     async def gone() -> bool:
         return not await pods()

@@ -3,6 +3,7 @@ killing a stuck pytest, and the cleanup through the product's ECIClient (the sim
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -99,3 +100,40 @@ async def test_cleanup_deletes_the_runs_groups_node_and_namespaces_and_nothing_e
     gone = await stack.kube.get_or_none(f"/api/v1/namespaces/{run}-1")
     assert gone is None or gone["status"]["phase"] == "Terminating"
     assert await stack.kube.get_or_none(f"/api/v1/namespaces/{other}-1") is not None
+
+
+async def test_the_runner_against_the_test_bed(make_stack: StackFactory) -> None:
+    """`python -m tests.e2e.live` with the test bed standing in for the cloud (VK_LIVE_ENDPOINT is the simulator):
+    one live-tier test passes, the simulator's tests are skipped, and the cleanup leaves no group, node or namespace."""
+    stack = await make_stack(daemon=False)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VK_")},
+        "KUBECONFIG": str(stack.apiserver.kubeconfig_path),
+        "VK_LIVE_REGION": stack.sim.region,
+        "VK_LIVE_ACCESS_KEY_ID": stack.sim.access_key_id,
+        "VK_LIVE_ACCESS_KEY_SECRET": stack.sim.access_key_secret,
+        "VK_LIVE_VSWITCH_IDS": "vsw-e2e",
+        "VK_LIVE_SECURITY_GROUP_ID": "sg-e2e",
+        "VK_LIVE_ENDPOINT": stack.sim.endpoint,
+        "VK_LIVE_TIME_LIMIT_MINUTES": "3",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.e2e.live",
+        "-rs",
+        "-k",
+        "becomes_ready or test_live",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out = (await asyncio.wait_for(proc.communicate(), timeout=240))[0].decode()
+    assert proc.returncode == 0, out
+    run = out.split("e2e-live: run ", 1)[1].split(",", 1)[0]
+    assert "1 passed, 5 skipped" in out and "needs the ECI simulator (live tier)" in out, out
+    assert f"e2e-live: cleanup: deleted node {run}, its namespaces and 0 pod(s) bound to it" in out, out
+    assert stack.sim.calls.get("CreateContainerGroup") == 1
+    assert not stack.sim.engine.groups or all(g.status == "Terminating" for g in stack.sim.engine.groups.values())
+    assert await stack.kube.get_or_none(f"/api/v1/nodes/{run}") is None
