@@ -109,16 +109,23 @@ def _kill_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
 
 
 async def delete_tagged_groups(eci: ECISettings, run: str) -> list[str]:
-    """Delete every ECI group tagged ``vk-eci/cluster=<run>``; the ids deleted."""
+    """Delete every ECI group tagged ``vk-eci/cluster=<run>``; the ids deleted. Every group is tried; the ones that
+    could not be deleted are named in the error raised at the end."""
     client = ECIClient(eci)
+    deleted, failed = [], []
     try:
         tag = {"Tag.1.Key": names.TAG_CLUSTER, "Tag.1.Value": run}
-        groups = await describe_by_tags(client.call, tag)
-        for group in groups:
-            await client.call("DeleteContainerGroup", {"ContainerGroupId": group.ContainerGroupId})
-        return [g.ContainerGroupId for g in groups]
+        for group in await describe_by_tags(client.call, tag):
+            try:
+                await client.call("DeleteContainerGroup", {"ContainerGroupId": group.ContainerGroupId})
+                deleted.append(group.ContainerGroupId)
+            except Exception as exc:  # the next group is still tried
+                failed.append(f"{group.ContainerGroupId} ({exc})")
     finally:
         await client.close()
+    if failed:
+        raise RuntimeError(f"deleted {len(deleted)}, could not delete {', '.join(failed)}")
+    return deleted
 
 
 async def delete_node_and_pods(kube: KubeAPI, node: str) -> list[str]:
