@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test install install-dev lint typecheck unit e2e-real bench docs clean controlplane real-cluster
+.PHONY: run test install install-dev lint typecheck unit e2e-real e2e-live bench docs clean controlplane real-cluster
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ unit: install-dev
 ## make e2e-real: tests/e2e again, against upstream's control plane (docs/testing.md)
 e2e-real: install-dev controlplane
 	VK_E2E_TIER=real $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
+
+## make e2e-live: tests/e2e against your cluster (KUBECONFIG) and real ECI (docs/operations.md#live-end-to-end-tests)
+e2e-live: install-dev
+	$(BIN)/python -m tests.e2e.live
 
 ## make real-cluster: upstream's control plane, the ECI simulator and the daemon, for a person (like `make run`)
 real-cluster: install-dev controlplane

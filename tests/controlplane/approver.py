@@ -15,14 +15,16 @@ from vk_provider.kube.client import KubeAPI, KubeError
 CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 
 
-async def approve_serving_csrs(kube: KubeAPI, username: str, interval: float = 0.2) -> None:
-    """Forever: approve each pending kubelet-serving CSR filed by ``username``."""
+async def approve_serving_csrs(kube: KubeAPI, username: str | None, interval: float = 0.2, prefix: str = "") -> None:
+    """Forever: approve each pending kubelet-serving CSR filed by ``username`` (any user when None) whose name starts
+    with ``prefix``."""
     while True:
         for csr in (await kube.get(CSRS)).get("items") or []:
             spec, status = csr["spec"], csr.get("status") or {}
             if (
                 spec.get("signerName") == "kubernetes.io/kubelet-serving"
-                and spec.get("username") == username
+                and username in (None, spec.get("username"))
+                and csr["metadata"]["name"].startswith(prefix)
                 and not status.get("conditions")
             ):
                 approved = {"conditions": [{"type": "Approved", "status": "True", "reason": "OperatorApproved"}]}

@@ -1,13 +1,15 @@
 """End-to-end fixtures: an API server, the ECI simulator and the daemon, in one event loop.
 
-Two tiers run the same tests, chosen by VK_E2E_TIER: ``sandbox`` (default) is the sandbox API server, fresh per test;
-``real`` is upstream's etcd, kube-apiserver, kube-controller-manager and kube-scheduler (tests/controlplane), one
-cluster per session, emptied after each test. See docs/testing.md.
+Three tiers run the same tests, chosen by VK_E2E_TIER: ``sandbox`` (default) is the sandbox API server, fresh per
+test; ``real`` is upstream's etcd, kube-apiserver, kube-controller-manager and kube-scheduler (tests/controlplane), one
+cluster per session, emptied after each test; ``live`` is the user's cluster (KUBECONFIG) and real ECI, from
+``python -m tests.e2e.live`` (``make e2e-live``), where tests marked ``simulator`` are skipped. See docs/testing.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 
 from tests.controlplane.approver import approve_serving_csrs
 from tests.controlplane.launcher import ControlPlane
+from tests.e2e import live
 from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_provider.kube.client import KubeAPI, KubeError
@@ -29,13 +30,33 @@ from vk_sandbox.apiserver.server import SandboxAPIServer
 from vk_sandbox.apiserver.workers import WorkerSpec
 from vk_sandbox.eci.server import ECISimulator
 
-NODE = "vk-e2e"
 DAEMON_USER = "vk-eci-e2e"
-TIERS = ("sandbox", "real")
+TIERS = ("sandbox", "real", "live")
 TIER = os.environ.get("VK_E2E_TIER", "sandbox")
 if TIER not in TIERS:
     raise pytest.UsageError(f"VK_E2E_TIER={TIER!r}: expected one of {', '.join(TIERS)}")
 REAL = TIER == "real"
+LIVE = TIER == "live"
+if LIVE and live.missing(os.environ):
+    raise pytest.UsageError(f"VK_E2E_TIER=live: set {', '.join(live.missing(os.environ))} ({live.DOCS})")
+NODE = live.run_name(os.environ) if LIVE else "vk-e2e"
+KUBELET_ADDRESS = live.kubelet_address(os.environ) if LIVE else None
+NAMESPACES = itertools.count(1)  # the live tier's namespaces: <run>-1, <run>-2, ...
+SLOW = 10 if LIVE else 1  # real ECI pulls images and starts groups in tens of seconds: waits stretch by this much
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the live tier, skip what needs the simulator, and what needs the API server to reach the daemon's kubelet
+    port unless VK_LIVE_KUBELET_ADDRESS says how."""
+    if not LIVE:
+        return
+    for item in items:
+        if item.get_closest_marker("simulator"):
+            item.add_marker(pytest.mark.skip(reason="needs the ECI simulator (live tier)"))
+        elif item.get_closest_marker("kubelet_proxy") and KUBELET_ADDRESS is None:
+            item.add_marker(
+                pytest.mark.skip(reason="set VK_LIVE_KUBELET_ADDRESS: the API server must reach the daemon")
+            )
 
 
 def free_port() -> int:
@@ -72,15 +93,53 @@ def daemon_flags(
     return flags
 
 
+def live_daemon_flags(directory: Path, **extra: Any) -> dict[str, Any]:
+    """The live tier's daemon: real ECI from the environment; the kubelet port where VK_LIVE_KUBELET_ADDRESS says the
+    API server reaches it (a CSR-signed certificate), else on loopback with a self-signed one."""
+    flags: dict[str, Any] = {
+        **live.live_flags(os.environ, NODE),
+        "kubelet.cert_dir": str(directory / "kubelet-certs"),
+        "metrics.port": 0,
+        "metrics.bind_address": "127.0.0.1",
+    }
+    if KUBELET_ADDRESS is None:
+        flags.update(
+            {"node.internal_ip": "127.0.0.1", "kubelet.port": free_port(), "kubelet.bind_address": "127.0.0.1"}
+        )
+        flags["kubelet.tls_mode"] = "self-signed"
+    else:
+        flags.update({"node.internal_ip": KUBELET_ADDRESS[0], "kubelet.port": KUBELET_ADDRESS[1]})
+        flags["kubelet.bind_address"] = "0.0.0.0"
+    flags.update(extra)
+    return flags
+
+
 @dataclass
 class Stack:
-    apiserver: SandboxAPIServer | ControlPlane
-    sim: ECISimulator
+    """What a test gets. On the live tier there is no simulator and no API server of ours: ``sim`` and ``apiserver``
+    say so when touched (mark such tests ``simulator``)."""
+
+    _apiserver: SandboxAPIServer | ControlPlane | None
+    _sim: ECISimulator | None
     daemon: Daemon | None
     kube: KubeAPI
     settings: Settings
+    namespace: str = "default"  # the live tier gives each test its own (deleted after it)
 
-    async def create_pod(self, pod: dict[str, Any], ns: str = "default") -> dict[str, Any]:
+    @property
+    def sim(self) -> ECISimulator:
+        if self._sim is None:
+            raise RuntimeError("stack.sim: the live tier has no ECI simulator; mark this test @pytest.mark.simulator")
+        return self._sim
+
+    @property
+    def apiserver(self) -> SandboxAPIServer | ControlPlane:
+        if self._apiserver is None:
+            raise RuntimeError("stack.apiserver: the live tier's cluster is not ours; mark this test simulator")
+        return self._apiserver
+
+    async def create_pod(self, pod: dict[str, Any], ns: str | None = None) -> dict[str, Any]:
+        ns = ns or self.namespace
         pod = {"apiVersion": "v1", "kind": "Pod", **pod}
         spec = pod.setdefault("spec", {})
         spec.setdefault("nodeName", NODE)
@@ -92,13 +151,14 @@ class Stack:
     async def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
         return await self.kube.request("POST", path, body=obj)
 
-    async def pod(self, name: str, ns: str = "default") -> dict[str, Any] | None:
-        return await self.kube.get_or_none(f"/api/v1/namespaces/{ns}/pods/{name}")
+    async def pod(self, name: str, ns: str | None = None) -> dict[str, Any] | None:
+        return await self.kube.get_or_none(f"/api/v1/namespaces/{ns or self.namespace}/pods/{name}")
 
     async def wait_pod(
-        self, name: str, check: Callable[[dict[str, Any] | None], bool], *, ns: str = "default", timeout: float = 30
+        self, name: str, check: Callable[[dict[str, Any] | None], bool], *, ns: str | None = None, timeout: float = 30
     ) -> dict[str, Any] | None:
         last: dict[str, Any] | None = None
+        ns = ns or self.namespace
 
         async def matches() -> bool:
             nonlocal last
@@ -108,19 +168,20 @@ class Stack:
         def what() -> str:
             return f"pod {ns}/{name} to match; last status: {(last or {}).get('status')}"
 
-        await eventually(matches, timeout=timeout, interval=0.1, what=what)
+        await eventually(matches, timeout=timeout * SLOW, interval=0.1 * SLOW, what=what)
         return last
 
-    async def events(self, name: str, ns: str = "default") -> list[dict[str, Any]]:
+    async def events(self, name: str, ns: str | None = None) -> list[dict[str, Any]]:
         out = await self.kube.get(
-            f"/api/v1/namespaces/{ns}/events", query={"fieldSelector": f"involvedObject.name={name}"}
+            f"/api/v1/namespaces/{ns or self.namespace}/events", query={"fieldSelector": f"involvedObject.name={name}"}
         )
         return list(out.get("items") or [])
 
     async def wait_event(
-        self, name: str, reason: str, *, ns: str = "default", timeout: float = 30, contains: str = ""
+        self, name: str, reason: str, *, ns: str | None = None, timeout: float = 30, contains: str = ""
     ) -> dict[str, Any]:
         seen: list[dict[str, Any]] = []
+        ns = ns or self.namespace
 
         async def found() -> dict[str, Any] | None:
             seen[:] = await self.events(name, ns)
@@ -130,18 +191,18 @@ class Stack:
         def what() -> str:
             return f"a {reason} event on {ns}/{name}; got {[e.get('reason') for e in seen]}"
 
-        return await eventually(found, timeout=timeout, interval=0.1, what=what)
+        return await eventually(found, timeout=timeout * SLOW, interval=0.1 * SLOW, what=what)
 
-    async def logs(self, name: str, container: str | None = None, ns: str = "default") -> str:
+    async def logs(self, name: str, container: str | None = None, ns: str | None = None) -> str:
         query = {"container": container} if container else None
-        return await self.kube.get_text(f"/api/v1/namespaces/{ns}/pods/{name}/log", query=query)
+        return await self.kube.get_text(f"/api/v1/namespaces/{ns or self.namespace}/pods/{name}/log", query=query)
 
-    async def delete_pod(self, name: str, ns: str = "default", grace: int | None = None) -> None:
+    async def delete_pod(self, name: str, ns: str | None = None, grace: int | None = None) -> None:
         body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
         if grace is not None:
             body["gracePeriodSeconds"] = grace
         try:
-            await self.kube.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}", body=body)
+            await self.kube.request("DELETE", f"/api/v1/namespaces/{ns or self.namespace}/pods/{name}", body=body)
         except KubeError as exc:
             if not exc.not_found:
                 raise
@@ -160,9 +221,7 @@ def phase_is(*phases: str) -> Callable[[dict[str, Any] | None], bool]:
 
 
 async def admin_api(apiserver: SandboxAPIServer | ControlPlane) -> KubeAPI:
-    cfg = k8s_client.Configuration()
-    await k8s_config.load_kube_config(config_file=str(apiserver.kubeconfig_path), client_configuration=cfg)
-    return KubeAPI(k8s_client.ApiClient(configuration=cfg), timeout=30)
+    return await live.kube_api(str(apiserver.kubeconfig_path))
 
 
 StackFactory = Callable[..., Awaitable[Stack]]
@@ -188,6 +247,28 @@ async def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIte
     sandbox tier only."""
     real_cluster: ControlPlane | None = request.getfixturevalue("real_cluster") if REAL else None
     cleanups: list[Callable[[], Awaitable[Any]]] = []
+
+    async def live_factory(runtime: str = "virtual", daemon: bool = True, **flags: Any) -> Stack:
+        assert daemon, "the live tier always runs the daemon (daemon=False tests are marked simulator)"
+        settings = load_settings(live_daemon_flags(tmp_path, **flags))
+        kube = await live.kube_api(os.environ["KUBECONFIG"])
+        cleanups.append(kube.close)
+        namespace = f"{NODE}-{next(NAMESPACES)}"
+        labels = {live.RUN_LABEL: NODE}
+        await kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace, "labels": labels}})
+        cleanups.append(lambda: live.delete(kube, f"/api/v1/namespaces/{namespace}"))
+        if KUBELET_ADDRESS is not None:  # the operator's part: approve the serving CSR of this run's node
+            approver = asyncio.create_task(approve_serving_csrs(kube, None, prefix=f"csr-{NODE}-"))
+            cleanups.append(lambda: cancel(approver))
+        d = Daemon(settings)
+        await d.start()
+        cleanups.append(d.stop)
+        # Before the daemon stops: the test's pods deleted, so the daemon deletes their groups (the runner's cleanup
+        # deletes whatever is left, by the run's tag).
+        cleanups.append(lambda: delete_pods_on_node(kube))
+        await d.wait_ready(timeout=60)
+        await d.wait_serving(timeout=60)
+        return Stack(None, None, d, kube, settings, namespace)
 
     async def factory(
         runtime: str = "virtual", daemon: bool = True, workers: WorkerSpec | None = None, **flags: Any
@@ -225,7 +306,7 @@ async def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIte
         return Stack(apiserver, sim, d, kube, settings)
 
     try:
-        yield factory
+        yield live_factory if LIVE else factory
     finally:
         for fn in reversed(cleanups):
             try:
@@ -234,6 +315,22 @@ async def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIte
                 pass
         if real_cluster is not None:
             await asyncio.to_thread(real_cluster.reset)  # a failure here is the test's error: the next needs it
+
+
+async def delete_pods_on_node(kube: KubeAPI, timeout: float = 180) -> None:
+    """Delete the pods bound to this run's node, in every namespace, and wait until they are gone."""
+
+    async def pods() -> list[dict[str, Any]]:
+        found = await kube.get("/api/v1/pods", query={"fieldSelector": f"spec.nodeName={NODE}"})
+        return list(found.get("items") or [])
+
+    for pod in await pods():
+        await live.delete(kube, f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/{pod['metadata']['name']}")
+
+    async def gone() -> bool:
+        return not await pods()
+
+    await eventually(gone, timeout=timeout, interval=2, what=f"the pods on node {NODE} to be deleted")
 
 
 async def cancel(task: asyncio.Task[None]) -> None:

@@ -52,21 +52,25 @@ async def test_mandatory_missing_references_block_until_created(make_stack: Stac
     assert await stack.daemon.provider.backend_pods() == []
     pod = await stack.pod("cm")
     assert pod is not None and pod["status"]["phase"] == "Pending"
-    await stack.create("/api/v1/namespaces/default/configmaps", {"metadata": {"name": "later"}, "data": {"k": "v"}})
+    await stack.create(
+        f"/api/v1/namespaces/{stack.namespace}/configmaps", {"metadata": {"name": "later"}, "data": {"k": "v"}}
+    )
     data = {"k": base64.b64encode(b"v").decode()}
-    await stack.create("/api/v1/namespaces/default/secrets", {"metadata": {"name": "later"}, "data": data})
+    await stack.create(f"/api/v1/namespaces/{stack.namespace}/secrets", {"metadata": {"name": "later"}, "data": data})
     await stack.wait_pod("cm", running_ready, timeout=30)
     await stack.wait_pod("sec", running_ready, timeout=30)
 
 
+@pytest.mark.kubelet_proxy
 async def test_config_map_env_and_secret_volume_visible_in_the_container(make_stack: StackFactory) -> None:
     """A configMap env var and a secret volume file are what the container prints in its log."""
     stack = await make_stack(runtime="process")
     await stack.create(
-        "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "app"}, "data": {"greeting": "hello-from-cm"}}
+        f"/api/v1/namespaces/{stack.namespace}/configmaps",
+        {"metadata": {"name": "app"}, "data": {"greeting": "hello-from-cm"}},
     )
     secret = {"password": base64.b64encode(b"s3cret-from-secret").decode()}
-    await stack.create("/api/v1/namespaces/default/secrets", {"metadata": {"name": "db"}, "data": secret})
+    await stack.create(f"/api/v1/namespaces/{stack.namespace}/secrets", {"metadata": {"name": "db"}, "data": secret})
     await stack.create_pod(
         {
             "metadata": {"name": "show"},
@@ -103,15 +107,18 @@ def _text(size: int, seed: int) -> str:
     return "".join(out)[:size]
 
 
+@pytest.mark.kubelet_proxy
 async def test_a_pod_with_large_configuration_runs_and_sees_it_byte_for_byte(make_stack: StackFactory) -> None:
     """Two 30 KiB config files (60 KiB: ECI's per-volume limit), a 30 KiB binary Secret and 300 variables:
     far past what a URL carries (the request is sent as a POST body), and every byte arrives."""
     stack = await make_stack(runtime="process")
     files = {"a.conf": _text(30 * 1024, 1), "b.conf": _text(30 * 1024, 2)}
     blob = random.Random(3).randbytes(30 * 1024)
-    await stack.create("/api/v1/namespaces/default/configmaps", {"metadata": {"name": "bigconf"}, "data": files})
+    await stack.create(
+        f"/api/v1/namespaces/{stack.namespace}/configmaps", {"metadata": {"name": "bigconf"}, "data": files}
+    )
     secret = {"metadata": {"name": "blob"}, "data": {"blob.bin": base64.b64encode(blob).decode()}}
-    await stack.create("/api/v1/namespaces/default/secrets", secret)
+    await stack.create(f"/api/v1/namespaces/{stack.namespace}/secrets", secret)
     env = [{"name": f"VAR_{i}", "value": f"{i}-" + "v" * 90} for i in range(300)]
     await stack.create_pod(
         {
@@ -145,13 +152,15 @@ async def test_a_pod_with_large_configuration_runs_and_sees_it_byte_for_byte(mak
     assert log.strip().endswith("300")
 
 
+@pytest.mark.simulator
 async def test_a_configuration_over_ecis_limit_fails_clearly_before_any_call(make_stack: StackFactory) -> None:
     """A 200 KiB ConfigMap file is over ECI's 32 KiB per file: ConfigTooLarge with the names and numbers,
     no CreateContainerGroup sent, and no byte of the content in the event or the status."""
     stack = await make_stack()
     content = _text(200 * 1024, 4)
     await stack.create(
-        "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "huge"}, "data": {"app.conf": content}}
+        f"/api/v1/namespaces/{stack.namespace}/configmaps",
+        {"metadata": {"name": "huge"}, "data": {"app.conf": content}},
     )
     await stack.create_pod(
         {

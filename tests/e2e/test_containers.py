@@ -8,7 +8,7 @@ import pytest
 
 from tests.e2e.conftest import StackFactory, phase_is, running_ready
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
 
 def container(name: str, script: str, **extra: Any) -> dict[str, Any]:

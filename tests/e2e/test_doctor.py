@@ -19,7 +19,7 @@ from vk_provider.doctor.run import run_checks
 from vk_provider.kubelet.tls import make_csr
 from vk_provider.settings import Settings, load_settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
 RBAC = Path(__file__).resolve().parents[2] / "manifests" / "rbac.yaml"
 

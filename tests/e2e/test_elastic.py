@@ -9,9 +9,12 @@ import ssl
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.e2e.conftest import NODE, Stack, StackFactory, running_ready
 from tests.waiting import eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
 SPEC = {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}
 

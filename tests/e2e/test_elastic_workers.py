@@ -16,7 +16,11 @@ from vk_provider.app import Daemon
 from vk_sandbox.apiserver.workers import WorkerSpec
 from vk_sandbox.up import elastic_webhook_configuration
 
-pytestmark = pytest.mark.skipif(REAL, reason="needs worker nodes: the real tier has only the virtual node")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.simulator,
+    pytest.mark.skipif(REAL, reason="needs worker nodes: the real tier has only the virtual node"),
+]
 
 WORKERS = WorkerSpec(count=2, cpu="2", memory="8Gi", pods=50)
 MWC = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"

@@ -29,7 +29,7 @@ from vk_provider.app import Daemon
 from vk_provider.eci.client import changes_something
 from vk_provider.settings import load_settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
 LEASE = f"/apis/coordination.k8s.io/v1/namespaces/default/leases/vk-eci-{NODE}"
 # Short timings so that a takeover after a kill takes seconds (the SIGTERM handover uses the defaults).

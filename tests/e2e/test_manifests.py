@@ -20,7 +20,7 @@ from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_provider.settings import load_settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 

@@ -22,7 +22,7 @@ from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_provider.settings import load_settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
 PODS = 200
 

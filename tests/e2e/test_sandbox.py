@@ -31,7 +31,7 @@ from tests.e2e.conftest import REAL
 from tests.kubectl import Kubectl
 from tests.waiting import eventually_sync
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
 ROOT = Path(__file__).resolve().parents[2]
 VK = Path(sys.executable).with_name("vk-provider")

@@ -19,7 +19,7 @@ from tests.e2e.conftest import NODE, Stack, StackFactory, running_ready
 from tests.sandbox.apiserver.conftest import Kubectl
 from tests.waiting import eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
 SPOT = {"k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo"}
 TOLERATE = [{"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}]
