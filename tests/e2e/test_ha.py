@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import NODE, Stack, StackFactory, daemon_flags, free_port, running_ready
+from tests.e2e.conftest import NODE, REAL, Stack, StackFactory, daemon_flags, free_port, running_ready
 from tests.e2e.processes import daemon_env, groups_by_uid, node_ready, start_daemon
 from tests.kubectl import Kubectl
 from tests.waiting import eventually
@@ -184,6 +184,12 @@ class ReadyWatch:
         return self.samples
 
 
+def api_writes(stack: Stack, user: str) -> int | None:
+    """Write requests the API server saw from ``user``: the sandbox counts them; the real API server has no such
+    counter (its audit log would have), so there the ECI calls, counted by the simulator, carry the check."""
+    return None if REAL else stack.apiserver.write_requests.get(user, 0)
+
+
 async def test_sigkill_of_the_leader_mid_burst(
     make_stack: StackFactory, tmp_path: Path, replicas: list[Replica], kubectl_env: dict[str, str]
 ) -> None:
@@ -208,7 +214,7 @@ async def test_sigkill_of_the_leader_mid_burst(
     standby = await b.metric_values()
     assert standby["vk_leader"] == 0.0
     assert standby.get("vk_pod_status_writes_total", 0.0) == 0.0
-    assert eci_writes(stack, b) == 0 and stack.apiserver.write_requests.get(b.user, 0) == 0
+    assert eci_writes(stack, b) == 0 and api_writes(stack, b.user) in (0, None)
     assert a.proc is not None
     a.proc.send_signal(signal.SIGKILL)
     assert await a.proc.wait() == -signal.SIGKILL
@@ -270,13 +276,13 @@ async def test_a_paused_leader_writes_nothing_after_it_resumes(
     for i in range(3):
         await stack.wait_pod(f"after-{i}", running_ready, timeout=30)
     await stack.wait_pod("before-0", lambda p: p is None, timeout=30)
-    eci_before, api_before = eci_writes(stack, a), stack.apiserver.write_requests.get(a.user, 0)
+    eci_before, api_before = eci_writes(stack, a), api_writes(stack, a.user)
 
     a.proc.send_signal(signal.SIGCONT)
     assert await asyncio.wait_for(a.proc.wait(), 40) == 3, "a lost leader exits with code 3"
     await asyncio.sleep(0.5)  # anything it had sent would have arrived by now
     assert eci_writes(stack, a) == eci_before
-    assert stack.apiserver.write_requests.get(a.user, 0) == api_before
+    assert api_writes(stack, a.user) == api_before
     assert await holder(stack) == "b" and await node_ready(stack)
     assert await kubelet_port_of_node(stack) == b.kubelet_port
     log = a.log.read_text()
@@ -294,6 +300,7 @@ async def test_sigterm_hands_over_within_two_seconds(
     await stack.wait_pod("steady", running_ready, timeout=30)
 
     assert a.proc is not None
+    transitions = (await stack.kube.get(LEASE))["spec"].get("leaseTransitions") or 0
     a.proc.send_signal(signal.SIGTERM)
     sent = time.monotonic()
 
@@ -306,7 +313,7 @@ async def test_sigterm_hands_over_within_two_seconds(
     assert took < 2.0, f"handover took {took:.2f}s"
     assert (await b.metric_values())["vk_leader"] == 1.0
     lease = await stack.kube.get(LEASE)
-    assert lease["spec"]["leaseTransitions"] == 1
+    assert lease["spec"]["leaseTransitions"] == transitions + 1
 
     async def events_say_so() -> bool:
         evs = await stack.kube.get(
