@@ -113,6 +113,51 @@ class Bench:
         raise TimeoutError(f"not all {count} pods Running within {timeout}s: {dict(await self.phases())}")
 
 
+def daemon_flags(
+    sim: ECISimulator,
+    kubeconfig: Path,
+    directory: Path,
+    *,
+    metrics_port: int,
+    qps: float,
+    workers: int,
+    node: str = NODE,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The settings of a benchmarked `vk-provider run` against the simulator, on loopback."""
+    return {
+        "kube.kubeconfig": str(kubeconfig),
+        "node.name": node,
+        "node.internal_ip": "127.0.0.1",
+        "eci.endpoint": sim.endpoint,
+        "eci.region": sim.region,
+        "eci.access_key_id": sim.access_key_id,
+        "eci.access_key_secret": sim.access_key_secret,
+        "eci.vswitch_ids": ["vsw-bench"],
+        "eci.security_group_id": "sg-bench",
+        "eci.cluster_name": "bench",
+        "eci.rate_limit_qps": qps,
+        "eci.rate_limit_burst": int(qps),
+        "kubelet.port": free_port(),
+        "kubelet.bind_address": "127.0.0.1",
+        "kubelet.cert_dir": str(directory / "certs"),
+        "metrics.port": metrics_port,
+        "metrics.bind_address": "127.0.0.1",
+        "pods.workers": workers,
+        "log.level": "warning",
+        "log.format": "json",
+        **(extra or {}),
+    }
+
+
+def daemon_env(flags: dict[str, Any]) -> dict[str, str]:
+    """This process's environment without VK_* settings and proxies, plus ``flags`` as VK_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VK_") and "proxy" not in k.lower()}
+    for path, value in flags.items():
+        env[FIELDS[path].env] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return env
+
+
 @contextlib.asynccontextmanager
 async def bench_stack(
     directory: Path,
@@ -135,34 +180,20 @@ async def bench_stack(
             directory / "node.kubeconfig", user=f"system:node:{NODE}", groups=["system:nodes", "system:masters"]
         )
         metrics_port = free_port()
-        flags: dict[str, Any] = {
-            "kube.kubeconfig": str(kubeconfig),
-            "node.name": NODE,
-            "node.internal_ip": "127.0.0.1",
-            "eci.endpoint": sim.endpoint,
-            "eci.region": sim.region,
-            "eci.access_key_id": sim.access_key_id,
-            "eci.access_key_secret": sim.access_key_secret,
-            "eci.vswitch_ids": ["vsw-bench"],
-            "eci.security_group_id": "sg-bench",
-            "eci.cluster_name": "bench",
-            "eci.rate_limit_qps": qps,
-            "eci.rate_limit_burst": int(qps),
-            "kubelet.port": free_port(),
-            "kubelet.bind_address": "127.0.0.1",
-            "kubelet.cert_dir": str(directory / "certs"),
-            "metrics.port": metrics_port,
-            "metrics.bind_address": "127.0.0.1",
-            "pods.workers": workers,
-            "log.level": "warning",
-            "log.format": "json",
-            "elastic.webhook_port": free_port(),
-            "elastic.webhook_bind_address": "127.0.0.1",
-            **(extra or {}),
-        }
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VK_") and "proxy" not in k.lower()}
-        for path, value in flags.items():
-            env[FIELDS[path].env] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+        flags = daemon_flags(
+            sim,
+            kubeconfig,
+            directory,
+            metrics_port=metrics_port,
+            qps=qps,
+            workers=workers,
+            extra={
+                "elastic.webhook_port": free_port(),
+                "elastic.webhook_bind_address": "127.0.0.1",
+                **(extra or {}),
+            },
+        )
+        env = daemon_env(flags)
         cfg = k8s_client.Configuration()
         await k8s_config.load_kube_config(config_file=str(apiserver.kubeconfig_path), client_configuration=cfg)
         kube = KubeAPI(k8s_client.ApiClient(configuration=cfg), timeout=60)

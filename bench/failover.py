@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import shutil
 import signal
 import statistics
@@ -44,9 +42,8 @@ import aiohttp
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
-from bench.daemon_burst import VK, free_port, table
+from bench.daemon_burst import VK, daemon_env, daemon_flags, free_port, table
 from vk_provider.kube.client import KubeAPI
-from vk_provider.settings import FIELDS
 from vk_sandbox.apiserver.server import SandboxAPIServer
 from vk_sandbox.eci.server import ECISimulator
 
@@ -113,33 +110,23 @@ async def stack(directory: Path) -> AsyncIterator[tuple[ECISimulator, KubeAPI, l
         replicas = []
         for name in ("a", "b"):
             metrics_port = free_port()
-            flags: dict[str, Any] = {
-                "kube.kubeconfig": str(kubeconfig),
-                "node.name": NODE,
-                "node.internal_ip": "127.0.0.1",
-                "eci.endpoint": sim.endpoint,
-                "eci.region": sim.region,
-                "eci.access_key_id": sim.access_key_id,
-                "eci.access_key_secret": sim.access_key_secret,
-                "eci.vswitch_ids": ["vsw-bench"],
-                "eci.security_group_id": "sg-bench",
-                "eci.cluster_name": "bench",
-                "eci.rate_limit_qps": 1000,
-                "eci.rate_limit_burst": 1000,
-                "kubelet.port": free_port(),
-                "kubelet.bind_address": "127.0.0.1",
-                "kubelet.cert_dir": str(directory / name / "certs"),
-                "metrics.port": metrics_port,
-                "metrics.bind_address": "127.0.0.1",
-                "pods.workers": 32,
-                "ha.namespace": "default",
-                "log.level": "info",
-                "log.format": "json",
-            }
-            env = {k: v for k, v in os.environ.items() if not k.startswith("VK_") and "proxy" not in k.lower()}
+            flags = daemon_flags(
+                sim,
+                kubeconfig,
+                directory / name,
+                metrics_port=metrics_port,
+                qps=1000,
+                workers=32,
+                node=NODE,
+                extra={
+                    "ha.namespace": "default",
+                    "log.level": "info",
+                    "elastic.webhook_port": free_port(),
+                    "elastic.webhook_bind_address": "127.0.0.1",
+                },
+            )
+            env = daemon_env(flags)
             env["POD_NAME"] = name
-            for path, value in flags.items():
-                env[FIELDS[path].env] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
             (directory / name).mkdir()
             replicas.append(Replica(name, env, directory / name / "daemon.log", metrics_port))
         cfg = k8s_client.Configuration()
