@@ -46,6 +46,7 @@ class ProcessExecSession:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.resizes: list[tuple[int, int]] = []
+        self.order: list[str] = []  # "stdin" and "resize", in the order they reached the session
         self.closed = False
         self.stdin_closed = asyncio.Event()
 
@@ -64,6 +65,7 @@ class ProcessExecSession:
         assert self.proc.stdin is not None
         if self.proc.stdin.is_closing():
             raise BrokenPipeError("the process closed its stdin")  # as a backend would report it
+        self.order.append("stdin")
         self.proc.stdin.write(data)
         await self.proc.stdin.drain()
 
@@ -73,6 +75,7 @@ class ProcessExecSession:
         self.stdin_closed.set()
 
     async def resize(self, width: int, height: int) -> None:
+        self.order.append("resize")
         self.resizes.append((width, height))
 
     async def output(self) -> AsyncIterator[tuple[int, bytes]]:

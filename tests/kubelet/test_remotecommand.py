@@ -256,6 +256,26 @@ async def test_spdy_v5_success_and_tty_resize(kubelet: Kubelet) -> None:
     await c.close()
 
 
+async def test_spdy_tty_input_waits_for_the_first_window_size(kubelet: Kubelet) -> None:
+    """SPDY's streams are independent: with a terminal, input that arrives before the first window size is held
+    until it (so `read x; stty size` sees the size kubectl sent before any input)."""
+    c = await SpdyClient.connect(
+        kubelet.server.port,
+        f"/exec/default/web/app?{q('read x; echo got $x')}&stdin=1&stdout=1&tty=1",
+        protocols=["v5.channel.k8s.io"],
+        token="admin-token",
+    )
+    ids = {k: c.open({"streamtype": k}) for k in ("error", "stdin", "stdout", "resize")}
+    await c.pump(lambda cl: set(ids.values()) <= cl.replied)
+    c.send(ids["stdin"], b"go\n", fin=True)
+    await asyncio.sleep(0.2)  # a deliberate window in which the input must NOT reach the session yet
+    c.send(ids["resize"], b'{"Width":90,"Height":33}')
+    await c.pump(lambda cl: cl.goaway is not None or cl.eof)
+    assert kubelet.streams.sessions[-1].order[:2] == ["resize", "stdin"]
+    assert bytes(c.data[ids["stdout"]]) == b"got go\n"
+    await c.close()
+
+
 async def test_spdy_v2_error_stream_is_plain_text(kubelet: Kubelet) -> None:
     """v2 (pre-Status) writes a plain-text error for a non-zero exit."""
     c, ids = await spdy_exec(kubelet, q("exit 5") + "&stdout=1&stderr=1", "v2.channel.k8s.io")

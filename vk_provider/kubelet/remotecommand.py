@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ WS_PROTOCOLS = (
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 WS_CLOSE_SIGNAL = 255
 STREAM_CREATION_TIMEOUT = 30.0
+FIRST_SIZE_WAIT = 1.0  # how long a terminal session's first input waits for the first window size
 _STREAM_TYPES = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR, "error": ERROR, "resize": RESIZE}
 
 
@@ -213,12 +215,18 @@ async def _refuse_late_streams(session: SpdySession) -> None:
         stream.rst(spdy.REFUSED_STREAM)
 
 
-async def _pump_stdin(stream: SpdyStream, exec_session: ExecSession) -> None:
+async def _pump_stdin(stream: SpdyStream, exec_session: ExecSession, sized: asyncio.Event | None = None) -> None:
+    """Input to the process. With a terminal (``sized`` given), the first input waits for the client's first
+    window size (bounded): SPDY's streams are independent, so a command that reads a line and then asks for its
+    terminal size would otherwise race the resize message kubectl sends before any input."""
     delivering = True
     while True:
         data = await stream.read()
         if not data:
             break
+        if sized is not None and not sized.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sized.wait(), FIRST_SIZE_WAIT)
         if not delivering:
             continue  # keep draining so the connection is not paused for unread input
         try:
@@ -231,15 +239,19 @@ async def _pump_stdin(stream: SpdyStream, exec_session: ExecSession) -> None:
         await exec_session.close_stdin()
 
 
-async def _pump_resize_spdy(stream: SpdyStream, exec_session: ExecSession) -> None:
+async def _pump_resize_spdy(stream: SpdyStream, exec_session: ExecSession, sized: asyncio.Event) -> None:
     buf = bytearray()
-    while True:
-        data = await stream.read()
-        if not data:
-            return
-        buf += data
-        for w, h in _resize_messages(buf):
-            await exec_session.resize(w, h)
+    try:
+        while True:
+            data = await stream.read()
+            if not data:
+                return
+            buf += data
+            for w, h in _resize_messages(buf):
+                await exec_session.resize(w, h)
+                sized.set()
+    finally:
+        sized.set()  # no (more) sizes: never hold input back for one
 
 
 async def _pump_output_spdy(exec_session: ExecSession, streams: dict[int, SpdyStream], tty: bool) -> None:
@@ -274,10 +286,13 @@ async def serve_spdy(
             log.info("spdy exec: client did not open the expected streams")
             return resp
         tasks.append(asyncio.create_task(_refuse_late_streams(session), name="spdy-late-streams"))
+        sized = asyncio.Event() if RESIZE in streams else None
         if STDIN in streams:
-            tasks.append(asyncio.create_task(_pump_stdin(streams[STDIN], exec_session), name="spdy-stdin"))
-        if RESIZE in streams:
-            tasks.append(asyncio.create_task(_pump_resize_spdy(streams[RESIZE], exec_session), name="spdy-resize"))
+            pump = _pump_stdin(streams[STDIN], exec_session, sized if opts.tty else None)
+            tasks.append(asyncio.create_task(pump, name="spdy-stdin"))
+        if sized is not None:
+            resize = _pump_resize_spdy(streams[RESIZE], exec_session, sized)
+            tasks.append(asyncio.create_task(resize, name="spdy-resize"))
         output = asyncio.create_task(_pump_output_spdy(exec_session, streams, opts.tty), name="spdy-output")
         gone: asyncio.Task[None] = asyncio.create_task(_wait_closed(session), name="spdy-closed")
         tasks += [output, gone]  # cancelled in the finally below, however we leave
