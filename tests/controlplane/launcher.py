@@ -13,7 +13,6 @@ have their own identity; controllers use per-controller service-account credenti
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -27,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from vk_sandbox.apiserver.certs import CertificateAuthority
+from vk_sandbox.apiserver.kubeconfig import cert_user, write_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("VK_CONTROLPLANE_BIN", ROOT / ".cache" / "controlplane" / "bin"))
@@ -90,10 +89,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 @dataclass
 class _Component:
     name: str
@@ -135,21 +130,7 @@ class ControlPlane:
         return self._write(f"{stem}.crt", cert, 0o644), self._write(f"{stem}.key", key)
 
     def _write_kubeconfig(self, path: Path, user: str, entry: dict[str, str]) -> Path:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": "e2e", "cluster": {"server": self.url, "certificate-authority-data": _b64(self.ca.cert_pem)}}
-            ],
-            "users": [{"name": user, "user": entry}],
-            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user, "namespace": "default"}}],
-            "current-context": "e2e",
-            "preferences": {},
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        path.chmod(0o600)
-        return path
+        return write_kubeconfig(path, server=self.url, ca_pem=self.ca.cert_pem, cluster="e2e", user=user, entry=entry)
 
     def user_kubeconfig(
         self, path: Path, *, token: str | None = None, user: str | None = None, groups: list[str] | None = None
@@ -163,7 +144,7 @@ class ControlPlane:
         if user is None:
             raise ValueError("user_kubeconfig needs a token or a user")
         cert, key = self.ca.issue(user, list(groups or []), client=True)
-        return self._write_kubeconfig(path, user, {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)})
+        return self._write_kubeconfig(path, user, cert_user(cert, key))
 
     # ---- the API, for the launcher's own few calls
 
@@ -241,7 +222,7 @@ class ControlPlane:
         return self._write_kubeconfig(
             self.directory / f"{name}.kubeconfig",
             user,
-            {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)},
+            cert_user(cert, key),
         )
 
     def start(self, timeout: float = 120) -> ControlPlane:

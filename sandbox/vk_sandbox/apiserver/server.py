@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import importlib
 import ssl
 from pathlib import Path
@@ -11,7 +10,6 @@ from types import TracebackType
 from typing import Any
 
 import structlog
-import yaml
 from aiohttp import web
 
 from vk_provider.aio import create_guarded_task
@@ -26,6 +24,7 @@ from vk_sandbox.apiserver.context import (
 )
 from vk_sandbox.apiserver.handlers.request import MAX_BODY
 from vk_sandbox.apiserver.handlers.router import Router
+from vk_sandbox.apiserver.kubeconfig import cert_user, write_kubeconfig
 from vk_sandbox.apiserver.store import Store
 from vk_sandbox.apiserver.tokens import TokenSigner
 from vk_sandbox.apiserver.workers import HollowKubelets, WorkerSpec
@@ -41,10 +40,6 @@ SERVER_NAMES = [
     "kubernetes.default.svc.cluster.local",
 ]
 ADMIN_USER = "sandbox-admin"
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 class SandboxAPIServer:
@@ -228,31 +223,14 @@ class SandboxAPIServer:
         key: bytes | None = None,
         token: str | None = None,
     ) -> Path:
-        user_entry: dict[str, Any] = {}
         if token is not None:
-            user_entry["token"] = token
+            entry: dict[str, Any] = {"token": token}
         else:
             assert cert is not None and key is not None
-            user_entry["client-certificate-data"] = _b64(cert)
-            user_entry["client-key-data"] = _b64(key)
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "sandbox",
-                    "cluster": {"server": self.url, "certificate-authority-data": _b64(self.ca.cert_pem)},
-                }
-            ],
-            "users": [{"name": user, "user": user_entry}],
-            "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": user, "namespace": "default"}}],
-            "current-context": "sandbox",
-            "preferences": {},
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        path.chmod(0o600)
-        return path
+            entry = cert_user(cert, key)
+        return write_kubeconfig(
+            path, server=self.url, ca_pem=self.ca.cert_pem, cluster="sandbox", user=user, entry=entry
+        )
 
     def mint_token(
         self,
