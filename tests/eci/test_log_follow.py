@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
-from vk_provider.eci.log_follow import MAX_BACKLOG, LogFollows
+from vk_provider.eci.log_follow import MAX_BACKLOG, POLLS_IN_FLIGHT, LogFollows
 
 
 async def test_one_poller_per_container_and_it_stops_with_its_last_client() -> None:
@@ -64,3 +65,38 @@ async def test_the_stream_ends_after_one_more_poll_once_the_container_finished()
         assert await queue.get() == "2026-01-01T00:00:01Z last\n"
         done = True
         assert await asyncio.wait_for(queue.get(), 2) is None
+
+
+async def test_the_polls_of_many_containers_take_turns() -> None:
+    """With more followed containers than POLLS_IN_FLIGHT, at most that many polls wait on the rate limit at
+    once (a client's own fetch queues behind those only), and the containers are polled round robin."""
+    gate = asyncio.Event()
+    waiting = 0
+    most = 0
+    order: list[str] = []
+
+    def fetch_of(group: str) -> Any:
+        async def fetch(_params: dict[str, Any]) -> str:
+            nonlocal waiting, most
+            waiting += 1
+            most = max(most, waiting)
+            await gate.wait()  # the rate limit's queue
+            waiting -= 1
+            order.append(group)
+            return ""
+
+        return fetch
+
+    follows = LogFollows(interval=0, sleep=lambda _s: asyncio.sleep(0))
+    groups = [f"eci-{i}" for i in range(3 * POLLS_IN_FLIGHT)]
+    async with contextlib.AsyncExitStack() as stack:
+        for g in groups:
+            await stack.enter_async_context(follows.subscribe((g, "app"), fetch_of(g), lambda: False))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert most == POLLS_IN_FLIGHT
+        gate.set()
+        while len(order) < 3 * len(groups):
+            await asyncio.sleep(0)
+    rounds = [order[i : i + len(groups)] for i in range(0, 3 * len(groups), len(groups))]
+    assert all(sorted(r) == sorted(groups) for r in rounds)  # each container once per round

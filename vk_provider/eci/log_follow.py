@@ -10,6 +10,12 @@ is in a chunk, so nothing falls between the two. The poller stops when its last 
 ends every client's stream (``None``) once the container finished (after one more poll, as a single
 client's follow does).
 
+The polls of all containers take turns (``POLLS_IN_FLIGHT`` at once, in arrival order). ECI allows 500
+DescribeContainerLog a minute, so past about eight followed containers the action's rate limit, not the
+interval, paces the polls: taking turns, every container is polled in its turn (round robin), and a
+client's own fetch (a new ``logs -f``, a plain ``kubectl logs``) waits in the rate limit's queue behind at
+most ``POLLS_IN_FLIGHT`` polls rather than behind one per followed container (8 s with 60 of them).
+
 A client that does not read (its queue holds ``MAX_BACKLOG`` chunks) is dropped from the poller: its
 stream ends after what it was given, rather than holding the others up or growing without bound.
 """
@@ -26,6 +32,7 @@ from vk_provider.aio import create_guarded_task
 from vk_provider.eci.logs import MAX_TAIL, Fetch, _Dedup, _rfc3339
 
 MAX_BACKLOG = 64
+POLLS_IN_FLIGHT = 4  # polls waiting on the rate limit or an answer; a few, so one slow answer stalls no one
 Key = tuple[str, str]  # (group id, container)
 
 
@@ -42,6 +49,7 @@ class LogFollows:
         self._interval = interval
         self._sleep = sleep
         self._follows: dict[Key, _Follow] = {}
+        self._turns = asyncio.Semaphore(POLLS_IN_FLIGHT)  # FIFO: round robin over the followed containers
 
     def followers(self, key: Key) -> int:
         follow = self._follows.get(key)
@@ -84,7 +92,8 @@ class LogFollows:
                 params: dict[str, Any] = {"Timestamps": True, "Tail": MAX_TAIL}
                 params["StartTime"] = _rfc3339(dedup.last) if dedup.last is not None else since
                 try:
-                    content = await fetch(params)
+                    async with self._turns:
+                        content = await fetch(params)
                 except Exception:
                     if done_before:
                         break
