@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_burst import Bench, bench_stack, table
 from kubelet_streams import client_ssl
 
-from vk_provider.eci.log_follow import POLLS_IN_FLIGHT
+from vk_provider.eci.log_follow import POLL_SHARE, POLLS_IN_FLIGHT
 from vk_provider.eci.names import TAG_POD
 from vk_provider.eci.ratelimit import per_minute_bucket
 from vk_provider.settings import DEFAULT_PER_MINUTE, KubeletSettings
@@ -162,10 +162,12 @@ def line_script(interval: float) -> list[str]:
 
 async def run(args: argparse.Namespace) -> int:
     interval = KubeletSettings.model_fields["log_poll_interval_seconds"].default
-    quota = DEFAULT_PER_MINUTE["DescribeContainerLog"]
+    quota = args.log_quota or DEFAULT_PER_MINUTE["DescribeContainerLog"]
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="vk-bench-") as tmp:
-        extra = {"kubelet.tls_mode": "self-signed"}  # and the default ECI rate limits but the writes'
+        extra: dict[str, object] = {"kubelet.tls_mode": "self-signed"}  # the default ECI rate limits but writes'
+        if args.log_quota:
+            extra["eci.rate_limits_per_minute"] = {"DescribeContainerLog": args.log_quota}
         async with bench_stack(Path(tmp), runtime="process", extra=extra) as b:
             b.apiserver.add_static_token(TOKEN, "bench", ["system:masters"])
             await b.create_pods(args.pods, command=line_script(args.line_interval))
@@ -179,7 +181,7 @@ async def run(args: argparse.Namespace) -> int:
             connector = aiohttp.TCPConnector(ssl=client_ssl(), limit=0)
             timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                calls0, cpu0, t0 = b.eci_calls(), b.cpu_seconds(), time.monotonic()
+                calls0, cpu0, bed0, t0 = b.eci_calls(), b.cpu_seconds(), time.process_time(), time.monotonic()
                 deadline = t0 + args.seconds + 30
                 tasks = [asyncio.ensure_future(follow(session, base, f, stop)) for f in followers]
                 exec_tasks = [
@@ -196,7 +198,7 @@ async def run(args: argparse.Namespace) -> int:
                 steady = time.monotonic() - steady0
                 one_shots = await probes
                 calls2, wall = b.eci_calls(), time.monotonic() - t0
-                cpu, rss = b.cpu_seconds() - cpu0, b.rss_mb()
+                cpu, rss, bed = b.cpu_seconds() - cpu0, b.rss_mb(), time.process_time() - bed0
                 end = time.time()
                 stop.set()
                 for t in tasks + exec_tasks:
@@ -205,9 +207,10 @@ async def run(args: argparse.Namespace) -> int:
             written = written_lines(b)
     load1 = os.getloadavg()
 
-    # The rate limit paces the polls past quota/min / 60 * interval followed containers: a round robin "cycle".
+    # Past (quota/min / 60) * POLL_SHARE * interval followed containers the rate limit paces the polls: a round
+    # robin "cycle" (log_follow.py).
     rate, burst = per_minute_bucket(quota)
-    cycle = max(interval, followed / rate)
+    cycle = max(interval, followed / (rate * POLL_SHARE))
     bound = args.line_bound or 2 * cycle + 1.0
     one_shot_bound = 1.0 + (POLLS_IN_FLIGHT + 1) / rate  # behind the polls in flight, not behind every container
     # Followers: every line written from the follow's start until ``bound`` before the end is received; the
@@ -243,7 +246,7 @@ async def run(args: argparse.Namespace) -> int:
         ("pods (a line every s) / followed containers", f"{args.pods} ({args.line_interval:g}) / {followed}"),
         ("log followers / exec sessions", f"{args.followers} / {args.execs}"),
         ("wall time of the load (s)", f"{wall:.1f}"),
-        (f"poll cycle: max({interval:g} s interval, {followed} containers ÷ {rate:.1f}/s) (s)", f"{cycle:.1f}"),
+        (f"poll cycle: max({interval:g} s, {followed} containers ÷ {rate * POLL_SHARE:.2f}/s) (s)", f"{cycle:.1f}"),
         ("lines written (all pods)", str(lines_written)),
         ("followers with an error and no line", str(len(errors))),
         ("follow: time to first byte, p50 / p99 / max (ms)", ms(ttfb)),
@@ -264,6 +267,7 @@ async def run(args: argparse.Namespace) -> int:
         ("ExecContainerCommand", str(calls["ExecContainerCommand"])),
         ("daemon CPU (s) / cores (CPU s per wall s)", f"{cpu:.1f} / {cores:.2f}"),
         ("daemon RSS at the end (MB)", f"{rss:.0f}"),
+        ("test bed and clients CPU (this process: API server, simulator, the clients) (s)", f"{bed:.1f}"),
     ]  # fmt: skip
     print(f"## Logs and exec at scale: {args.followers} followers, {args.execs} exec sessions\n")
     print(table(rows))
@@ -305,6 +309,9 @@ def main() -> int:
     ap.add_argument("--line-interval", type=float, default=0.5, help="seconds between two lines of a container")
     ap.add_argument(
         "--line-bound", type=float, default=0, help="seconds a line may take to each follower (default: 2 cycles + 1)"
+    )
+    ap.add_argument(
+        "--log-quota", type=int, default=0, help="the daemon's DescribeContainerLog quota per minute (default: ECI's)"
     )
     ap.add_argument("--round-trips", type=int, default=100, help="per exec session")
     ap.add_argument("--rt-pause", type=float, default=0.2, help="seconds between two round trips of a session")
