@@ -165,7 +165,9 @@ async def run(args: argparse.Namespace) -> int:
     quota = args.log_quota or DEFAULT_PER_MINUTE["DescribeContainerLog"]
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="vk-bench-") as tmp:
-        extra: dict[str, object] = {"kubelet.tls_mode": "self-signed"}  # the default ECI rate limits but writes'
+        extra: dict[str, object] = {
+            "kubelet.tls_mode": "self-signed"
+        }  # ECI's per-minute quotas: bench_stack lifts only writes
         if args.log_quota:
             extra["eci.rate_limits_per_minute"] = {"DescribeContainerLog": args.log_quota}
         async with bench_stack(Path(tmp), runtime="process", extra=extra) as b:
