@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from daemon_burst import Bench, bench_stack, table
 from kubelet_streams import client_ssl
+from status_latency import pct, spread
 
 from vk_provider.eci.log_follow import POLL_SHARE, POLLS_IN_FLIGHT
 from vk_provider.eci.names import TAG_POD
@@ -51,15 +52,8 @@ TOKEN = "bench-logs-exec"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def ms(values: list[float]) -> str:
-    return f"{pct(values, 0.5) * 1000:.0f} / {pct(values, 0.99) * 1000:.0f} / {max(values, default=0) * 1000:.0f}"
+    return spread(values) if values else "none"
 
 
 @dataclass
