@@ -11,11 +11,11 @@ ends every client's stream (``None``) once the container finished (after one mor
 client's follow does).
 
 The polls of all containers share the DescribeContainerLog rate (500 a minute on ECI, about 7.5/s), which
-past about eight followed containers, not the interval, paces them. So they take turns, in arrival order
+past about seven followed containers, not the interval, paces them. So they take turns, in arrival order
 (every container gets its turn: round robin), at most ``POLLS_IN_FLIGHT`` at once (a slow ECI holds that
 many of the client's threads, not one per followed container), and at ``POLL_SHARE`` of the action's rate:
-the action's bucket is never drained by polls, so a client's own fetch (a new ``logs -f``, a plain
-``kubectl logs``) passes at once instead of queueing behind one poll per followed container (8 s with 60).
+the action's bucket is not drained by polls, so a client's own fetch (a new ``logs -f``, a plain
+``kubectl logs``) finds a token or waits behind a few polls, not behind one per followed container (8 s with 60).
 
 A client that does not read (its queue holds ``MAX_BACKLOG`` chunks) is dropped from the poller: its
 stream ends after what it was given, rather than holding the others up or growing without bound.
