@@ -12,14 +12,20 @@ Then, at once and for --seconds:
   proxy calls it (``/containerLogs/default/<pod>/main?follow=true``, a bearer token the daemon reviews).
   Follower i follows pod i mod --pods, so with more followers than pods some containers are followed by 2+;
 - --execs WebSocket (v5.channel.k8s.io) exec sessions run ``cat`` and make --round-trips echo round trips
-  each, one every --rt-pause seconds.
+  each, one every --rt-pause seconds;
+- once every follower has its first byte, a plain ``logs --tail 5`` every 2 s (is it held up by the polls?).
+
+At ECI's 500 DescribeContainerLog a minute the rate limit, not the poll interval, paces the polls past about
+seven followed containers: the bounds below are in "cycles", max(interval, followed containers / the polls'
+share of the rate) (eci/log_follow.py). --log-quota raises the daemon's quota so that the interval paces them.
 
 Measured: per follower the time to first byte, every line written (the simulator's log file, with its write
 time) against the lines received (missing ones, and each line's delay from written to received, p50/p99/max),
 the largest gap between two receipts (p50/p99 over followers); per exec session its set-up time and round
 trips (p50/p99/max); from the simulator's /_sim/stats the DescribeContainerLog calls after the last first byte
 against the budget (one per followed container per poll interval, never more than ECI's per-minute quota for
-the action) and the ExecContainerCommand calls; the daemon's CPU time / wall time and RSS. Prints Markdown,
+the action) and the ExecContainerCommand calls; the daemon's CPU time / wall time and RSS, and this process's CPU
+(the test bed and the clients). Prints Markdown,
 a PASS/FAIL line per target, and exits 1 when one is missed.
 """
 
