@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from tests.waiting import eventually
 from vk_provider.eci.log_follow import MAX_BACKLOG, POLL_SHARE, POLLS_IN_FLIGHT, LogFollows
 
 
@@ -92,12 +93,10 @@ async def test_the_polls_of_many_containers_take_turns() -> None:
     async with contextlib.AsyncExitStack() as stack:
         for g in groups:
             await stack.enter_async_context(follows.subscribe((g, "app"), fetch_of(g), lambda: False))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert most == POLLS_IN_FLIGHT
+        await eventually(lambda: most >= POLLS_IN_FLIGHT, timeout=5, what="the first polls")
+        assert most == POLLS_IN_FLIGHT  # the others had the check's interval to go past, and did not
         gate.set()
-        while len(order) < 3 * len(groups):
-            await asyncio.sleep(0)
+        await eventually(lambda: len(order) >= 3 * len(groups), timeout=5, what="three rounds of polls")
     rounds = [order[i : i + len(groups)] for i in range(0, 3 * len(groups), len(groups))]
     assert all(sorted(r) == sorted(groups) for r in rounds)  # each container once per round
 
