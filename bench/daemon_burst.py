@@ -82,8 +82,11 @@ class Bench:
         pods = await self.kube.get("/api/v1/pods", query={"fieldSelector": f"spec.nodeName={NODE}"})
         return Counter((p.get("status") or {}).get("phase") for p in pods.get("items") or [])
 
-    async def create_pods(self, count: int, *, start: int = 0, concurrency: int = 50) -> dict[str, float]:
-        """Create pods bound to the node; return when each was created (bound), by pod UID (Unix seconds)."""
+    async def create_pods(
+        self, count: int, *, start: int = 0, concurrency: int = 50, command: list[str] | None = None
+    ) -> dict[str, float]:
+        """Create pods bound to the node (one busybox container ``main`` running ``command``, by default a long
+        sleep); return when each was created (bound), by pod UID (Unix seconds)."""
         sem = asyncio.Semaphore(concurrency)
         bound: dict[str, float] = {}
 
@@ -94,7 +97,7 @@ class Bench:
                 "metadata": {"name": f"p-{i:05d}"},
                 "spec": {
                     "nodeName": NODE,
-                    "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "86400"]}],
+                    "containers": [{"name": "main", "image": "busybox", "command": command or ["sleep", "86400"]}],
                 },
             }
             async with sem:
@@ -165,16 +168,17 @@ async def bench_stack(
     workers: int = 32,
     qps: float = 1000,
     profile: str = "fast",
+    runtime: str = "virtual",
     apiserver_options: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     setup: Callable[[KubeAPI], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Bench]:
     """The API server and the simulator in this process, the daemon a subprocess. ``qps`` is the daemon's
     write rate limit (and burst); ``extra`` overrides any daemon setting by path; ``setup`` runs (as admin)
-    before the daemon starts."""
+    before the daemon starts; ``runtime`` is the simulator's ("process": real container processes)."""
     async with (
         SandboxAPIServer(directory=directory / "apiserver", **(apiserver_options or {})) as apiserver,
-        ECISimulator(directory=directory / "eci", runtime="virtual", latency_profile=profile) as sim,
+        ECISimulator(directory=directory / "eci", runtime=runtime, latency_profile=profile) as sim,
     ):
         kubeconfig = apiserver.user_kubeconfig(
             directory / "node.kubeconfig", user=f"system:node:{NODE}", groups=["system:nodes", "system:masters"]

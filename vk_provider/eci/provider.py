@@ -32,6 +32,7 @@ from vk_provider.eci.models import ListUsageResponse
 from vk_provider.eci.notices import SpotNotices
 from vk_provider.eci.placement import Placement
 from vk_provider.eci.poller import Poller
+from vk_provider.eci.ratelimit import per_minute_rate
 from vk_provider.eci.status import TERMINAL_GROUP_STATUSES
 from vk_provider.eci.streams import Streams
 from vk_provider.eci.translate import translate_pod
@@ -88,6 +89,7 @@ class ECIProvider:
             lookup=self._lookup,
             call=self._call,
             log_poll_interval=log_poll_interval_seconds,
+            log_calls_per_second=per_minute_rate(settings.rate_limits_per_minute, "DescribeContainerLog"),
             stats_cache_seconds=stats_cache_seconds,
             sleep=sleep,
         )
