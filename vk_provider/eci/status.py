@@ -281,9 +281,7 @@ def group_events(group: ContainerGroup) -> list[BackendEvent]:
     """The group's events as BackendEvents (the controller de-duplicates them by reason+message), but for
     the Normal ones in ``REDUNDANT_NORMAL_EVENTS``; Warning events are always kept."""
     return [
-        _event(e)
-        for e in group.Events
-        if e.Type == "Warning" or (e.Reason or e.Name) not in REDUNDANT_NORMAL_EVENTS
+        _event(e) for e in group.Events if e.Type == "Warning" or (e.Reason or e.Name) not in REDUNDANT_NORMAL_EVENTS
     ]
 
 

@@ -128,7 +128,7 @@ class KubeAPI:
             headers["Cookie"] = api.cookie
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         await api.update_params_for_auth(headers, params, ["BearerToken"])
-        url = api.configuration.host + path
+        url = f"{api.configuration.host}{path}"
         if params:
             url += "?" + urlencode(params)
         seconds = timeout if timeout is not None else self.timeout
@@ -136,10 +136,16 @@ class KubeAPI:
         if client_timeout is None:
             client_timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
         rest = api.rest_client  # no proxy: create_api_client turns it off
-        extra = {"server_hostname": rest.server_hostname} if rest.server_hostname else {}
         data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
         session: aiohttp.ClientSession = rest.pool_manager
-        return await session.request(method, url, data=data, headers=headers, timeout=client_timeout, **extra)
+        return await session.request(
+            method,
+            url,
+            data=data,
+            headers=headers,
+            timeout=client_timeout,
+            server_hostname=rest.server_hostname or None,
+        )
 
     async def request(
         self,
