@@ -82,7 +82,9 @@ class Bench:
         pods = await self.kube.get("/api/v1/pods", query={"fieldSelector": f"spec.nodeName={NODE}"})
         return Counter((p.get("status") or {}).get("phase") for p in pods.get("items") or [])
 
-    async def create_pods(self, count: int, *, start: int = 0, concurrency: int = 50) -> dict[str, float]:
+    async def create_pods(
+        self, count: int, *, start: int = 0, concurrency: int = 50, annotations: dict[str, str] | None = None
+    ) -> dict[str, float]:
         """Create pods bound to the node; return when each was created (bound), by pod UID (Unix seconds)."""
         sem = asyncio.Semaphore(concurrency)
         bound: dict[str, float] = {}
@@ -91,7 +93,7 @@ class Bench:
             pod = {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": f"p-{i:05d}"},
+                "metadata": {"name": f"p-{i:05d}", "annotations": annotations or {}},
                 "spec": {
                     "nodeName": NODE,
                     "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "86400"]}],
