@@ -83,7 +83,13 @@ class Bench:
         return Counter((p.get("status") or {}).get("phase") for p in pods.get("items") or [])
 
     async def create_pods(
-        self, count: int, *, start: int = 0, concurrency: int = 50, command: list[str] | None = None
+        self,
+        count: int,
+        *,
+        start: int = 0,
+        concurrency: int = 50,
+        command: list[str] | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> dict[str, float]:
         """Create pods bound to the node (one busybox container ``main`` running ``command``, by default a long
         sleep); return when each was created (bound), by pod UID (Unix seconds)."""
@@ -94,7 +100,7 @@ class Bench:
             pod = {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": f"p-{i:05d}"},
+                "metadata": {"name": f"p-{i:05d}", "annotations": annotations or {}},
                 "spec": {
                     "nodeName": NODE,
                     "containers": [{"name": "main", "image": "busybox", "command": command or ["sleep", "86400"]}],

@@ -3,7 +3,7 @@ the work:
 
 - index.py: this node's groups, by pod UID and by group id (the one place that changes them);
 - poller.py: the task that keeps the index fresh (incremental poll, paced sweeps; its ECI call budget);
-- notices.py: the task that looks for spot release notices (DescribeContainerGroupEvents);
+- notices.py: spot release notices (DescribeContainerGroupEvents), checked in the poller's spare calls;
 - feed.py: index entries as BackendPods, and the ``status_changes()`` stream;
 - placement.py: creating a group through its NoStock plan of sizes and vSwitches;
 - streams.py: logs, exec, attach, port-forward and usage;
@@ -72,17 +72,16 @@ class ECIProvider:
         self.index = Index(cluster=settings.cluster_name, node=node_name)
         self.feed = Feed(self.index, pods)
         self.placement = Placement(self.index, self._call)
+        self.notices = SpotNotices(settings, node_name=node_name, index=self.index, feed=self.feed, call=self._call)
         self.poller = Poller(
             settings,
             node_name=node_name,
             index=self.index,
             feed=self.feed,
             placement=self.placement,
+            notices=self.notices,
             call=self._call,
             sleep=sleep,
-        )
-        self.notices = SpotNotices(
-            settings, node_name=node_name, index=self.index, feed=self.feed, call=self._call, sleep=sleep
         )
         self.streams = Streams(
             self.index,
@@ -109,7 +108,6 @@ class ECIProvider:
             self.feed.pods = pods
         _ = self.client
         self.poller.start()
-        self.notices.start()
 
     def stand_by(self, interval: float | None) -> None:
         """On an HA standby, poll every ``interval`` seconds at most (None: the leader's cadence)."""
@@ -121,7 +119,6 @@ class ECIProvider:
         await self.poller.poll_once()
 
     async def close(self) -> None:
-        await self.notices.close()
         await self.poller.close()
         self.feed.close()
         if self._client is not None:
