@@ -113,13 +113,14 @@ async def webhook_load(port: int, rate: float, seconds: float) -> list[float]:
     return latencies
 
 
-async def histogram(b: Bench, name: str, q: float = 0.99) -> float:
-    """The upper bound of the bucket holding the ``q`` quantile of a daemon histogram."""
+async def histogram(b: Bench, name: str, q: float = 0.99, labels: str = "") -> float:
+    """The upper bound of the bucket holding the ``q`` quantile of a daemon histogram (the series whose labels
+    contain ``labels``, e.g. 'action="CreateContainerGroup"')."""
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{b.metrics_port}/metrics") as r:
         text = await r.text()
     buckets = []
     for line in text.splitlines():
-        if line.startswith(name + "_bucket{"):
+        if line.startswith(name + "_bucket{") and labels in line:
             bound = line.split('le="', 1)[1].split('"', 1)[0]
             buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
     total = buckets[-1][1] if buckets else 0.0
@@ -324,6 +325,7 @@ async def phases(
         to_running = [watch.running[n] - t for n, t in watch.bound.items() if n in watch.running]
         on_virtual, on_workers = watch.on(True), watch.on(False)
         burst_p99 = pct(bursts, 0.99)
+        create = 'action="CreateContainerGroup"'
         rows += [
             ("scale 0 -> replicas: all Running (s)", f"{all_running:.1f}"),
             ("pods on workers / on the virtual node", f"{on_workers} / {on_virtual}"),
@@ -337,6 +339,16 @@ async def phases(
                 "  the daemon's own Unschedulable -> bound p50 / p99 (s, bucket bounds)",
                 f"<= {await histogram(b, 'vk_elastic_burst_seconds', 0.5):g} / "
                 f"<= {await histogram(b, 'vk_elastic_burst_seconds'):g}",
+            ),
+            (
+                "  the daemon's CreateContainerGroup call p50 / p99 (s, bucket bounds)",
+                f"<= {await histogram(b, 'vk_eci_call_duration_seconds', 0.5, create)} / "
+                f"<= {await histogram(b, 'vk_eci_call_duration_seconds', 0.99, create)}",
+            ),
+            (
+                "  the daemon's group Running -> pod status written p50 / p99 (s, bucket bounds)",
+                f"<= {await histogram(b, 'vk_status_propagation_seconds', 0.5)} / "
+                f"<= {await histogram(b, 'vk_status_propagation_seconds')}",
             ),
             ("daemon CPU during the burst (s)", f"{cpu:.1f}"),
             ("daemon RSS (MB)", f"{b.rss_mb():.0f}"),
