@@ -201,8 +201,8 @@ async def garbage_collector(ctx: Context) -> None:
                     continue
                 uid = str(meta(obj).get("uid"))
                 deps = []
-                # Only a GC finalizer reads the dependents: an owner checked for anything else (a ReplicaSet
-                # with 500 pods, on each of its status writes) costs no copies of them.
+                # Only a GC finalizer reads the dependents: an owner checked for anything else (a ReplicaSet of
+                # 500 pods, on each of its pods' deletions) costs no copies of them.
                 for dkey, dns, dname in sorted(dependents.get(uid, ())) if finalizing(obj) else ():
                     dep = ctx.store.get(dkey, dns or None, dname)
                     if dep is not None:
