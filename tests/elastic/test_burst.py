@@ -3,14 +3,17 @@ writes of one burst, in their order."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.kube.fakes import FakeKube
+from tests.waiting import eventually
 from vk_provider.aio import Backoff
 from vk_provider.elastic.burst import DELETION_COST, Burst, BurstController, FollowUp, Skip, Usage, Wait, cpu_of
 from vk_provider.elastic.patches import toleration_ops
 from vk_provider.elastic.profiles import ANNOTATION_RULE, Profile
 from vk_provider.elastic.target import VirtualNode, toleration_for
+from vk_provider.fence import NotLeader
 from vk_provider.kube.client import KubeError
 from vk_provider.kube.events import EventRecorder
 from vk_provider.settings import ElasticRule
@@ -178,3 +181,20 @@ async def test_a_toleration_patch_is_retried_on_a_transient_error_and_not_on_a_r
     kube.fail_next[("PATCH", PATH)] = KubeError(422, "Invalid", "no")
     await c._tolerate(_pod(), ops)
     assert len(kube.writes("PATCH", PATH)) == 3
+
+
+async def test_a_follow_up_that_fails_otherwise_does_not_stop_its_writer() -> None:
+    """A fenced write (NotLeader is no KubeError) fails that pod's follow-up only: the next one is still written."""
+    kube = FakeKube()
+    c = _writing(kube, "k=v:NoSchedule")
+    kube.put(PATH, _pod())
+    ops = toleration_ops(_pod(), c.node.toleration)
+    kube.fail_next[("PATCH", PATH)] = NotLeader("refused", reason="NotLeader")  # type: ignore[assignment]
+    c._after.put_nowait(FollowUp(_pod(), ops, ("Normal", "BurstToServerless", "first")))
+    c._after.put_nowait(FollowUp(_pod(), ops, ("Normal", "BurstToServerless", "second")))
+    writer = asyncio.ensure_future(c._follow_up_writer())
+    try:
+        await eventually(lambda: len(kube.writes("PATCH", PATH)) == 2 and kube.events(), timeout=5)
+    finally:
+        writer.cancel()
+    assert [e["message"] for e in kube.events()] == ["second"]

@@ -307,7 +307,11 @@ class BurstController:
     async def _follow_up_writer(self) -> None:
         """Tolerations and Events go out beside the bindings, not in their way (the recorder never raises)."""
         while True:
-            await self._follow_up(await self._after.get())
+            job = await self._after.get()
+            try:
+                await self._follow_up(job)
+            except Exception as exc:  # one pod's follow-up (e.g. a write fenced off) must not stop the writer
+                log.error("burst follow-up failed", pod=object_key(job.pod), error=repr(exc), exc_info=exc)
 
     async def _follow_up(self, job: FollowUp) -> None:
         if job.toleration:
