@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vk_sandbox.apiserver.errors import invalid
+from vk_sandbox.apiserver.quantity import node_status_quantities, pod_spec_quantities, pod_status_quantities
 from vk_sandbox.apiserver.resources import ResourceType
 from vk_sandbox.apiserver.webhookconfig import KINDS as WEBHOOK_CONFIGURATIONS
 from vk_sandbox.apiserver.webhookconfig import default_configuration, validate_configuration
@@ -146,7 +147,9 @@ def default_pod(obj: dict[str, Any]) -> None:
         for c in spec.get(field) or []:
             if isinstance(c, dict):
                 _default_container(c)
+    pod_spec_quantities(spec, requests_from_limits=True)
     status = obj.setdefault("status", {})
+    pod_status_quantities(status)
     if isinstance(status, dict):
         status.setdefault("phase", "Pending")
         status["qosClass"] = _qos_class(spec)
@@ -444,6 +447,8 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
                 if isinstance(p, dict):
                     p.setdefault("protocol", "TCP")
                     p.setdefault("targetPort", p.get("port"))
+    elif rt.key == "nodes":
+        node_status_quantities(obj.get("status"))
     elif rt.key == "secrets":
         if not obj.get("type"):
             obj["type"] = "Opaque"
@@ -495,6 +500,7 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
                 for c in t_spec.get(field) or []:
                     if isinstance(c, dict):
                         _default_container(c)
+            pod_spec_quantities(t_spec, requests_from_limits=False)
 
 
 def job_labels(job: dict[str, Any]) -> dict[str, str]:
