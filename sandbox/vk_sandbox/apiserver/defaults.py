@@ -503,6 +503,25 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
             pod_spec_quantities(t_spec, requests_from_limits=False)
 
 
+NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+
+
+def taint_new_node(node: dict[str, Any]) -> None:
+    """The TaintNodesByCondition admission plugin (on by default): a new Node starts with the not-ready NoSchedule
+    taint; the node lifecycle controller takes it off once the node's conditions allow."""
+    spec = node.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        return
+    taints = spec.get("taints")
+    if not isinstance(taints, list):
+        taints = spec["taints"] = []
+    if not any(
+        isinstance(t, dict) and t.get("key") == NOT_READY_TAINT["key"] and t.get("effect") == "NoSchedule"
+        for t in taints
+    ):
+        taints.append(dict(NOT_READY_TAINT))
+
+
 def job_labels(job: dict[str, Any]) -> dict[str, str]:
     """The labels the API server gives a Job's pod template (and so its pods), keyed by the Job's UID."""
     meta = job.get("metadata") or {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from vk_sandbox.apiserver.defaults import default_object, validate_object, validate_pod_update
+from vk_sandbox.apiserver.defaults import default_object, taint_new_node, validate_object, validate_pod_update
 from vk_sandbox.apiserver.errors import ApiError, already_exists, bad_request, conflict, forbidden, not_found
 from vk_sandbox.apiserver.resources import RESOURCES, ResourceType
 from vk_sandbox.apiserver.selectors import Predicate, combine, field_predicate, label_predicate
@@ -375,6 +375,8 @@ class Store:
         if rt.key == "pods":
             obj["status"] = {}
         meta["uid"] = str(uuid.uuid4())  # before defaulting: a Job's selector is keyed by it
+        if rt.key == "nodes":
+            taint_new_node(obj)  # every node created in the sandbox stands for a kubelet registering through the API
         default_object(rt, obj)
         validate_object(rt, obj)
         name = meta["name"]

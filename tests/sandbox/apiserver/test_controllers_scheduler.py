@@ -76,9 +76,8 @@ async def test_unschedulable_pod_gets_the_real_message_and_waits_for_a_node(serv
     assert cond["status"] == "False"
     assert cond["reason"] == "Unschedulable"
     assert cond["message"] == (
-        "0/2 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, "
-        "1 node(s) had untolerated taint {vk: eci}. "
-        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
+        "0/2 nodes are available: 2 node(s) had untolerated taint(s). "
+        "no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     )
     events, _ = store.list("events", "default", field_selector="involvedObject.name=p,reason=FailedScheduling")
     assert len(events) == 1 and events[0]["type"] == "Warning"
@@ -157,3 +156,18 @@ async def test_adding_a_toleration_retries_an_unschedulable_pod(server: SandboxA
 
     await store.mutate("pods", "default", "p", tolerate)
     await until(lambda: pod_of(server, "p")["spec"].get("nodeName") == "vk")
+
+
+async def test_not_ready_node_takes_only_pods_tolerating_its_taint(server: SandboxAPIServer) -> None:
+    """The not-ready taint keeps ordinary pods off a node that is not Ready; a pod tolerating it may land there,
+    as on a real cluster."""
+    store = server.store
+    store.create_now("nodes", make_node("down", ready="False"))
+    store.create_now("pods", make_pod("plain"))
+    store.create_now(
+        "pods", make_pod("tolerant", tolerations=[{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}])
+    )
+    await until(lambda: pod_of(server, "tolerant")["spec"].get("nodeName") == "down")
+    cond = await until(lambda: scheduled_condition(pod_of(server, "plain")))
+    assert cond["message"].startswith("0/1 nodes are available: 1 node(s) had untolerated taint(s). ")
+    assert not pod_of(server, "plain")["spec"].get("nodeName")
