@@ -12,6 +12,7 @@ from typing import Any
 from vk_sandbox.apiserver.errors import invalid
 from vk_sandbox.apiserver.quantity import node_status_quantities, pod_spec_quantities, pod_status_quantities
 from vk_sandbox.apiserver.resources import ResourceType
+from vk_sandbox.apiserver.services import default_service
 from vk_sandbox.apiserver.webhookconfig import KINDS as WEBHOOK_CONFIGURATIONS
 from vk_sandbox.apiserver.webhookconfig import default_configuration, validate_configuration
 
@@ -439,14 +440,7 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
     elif rt.key == "pods":
         default_pod(obj)
     elif rt.key == "services":
-        spec = obj.setdefault("spec", {})
-        if isinstance(spec, dict):
-            spec.setdefault("type", "ClusterIP")
-            spec.setdefault("sessionAffinity", "None")
-            for p in spec.get("ports") or []:
-                if isinstance(p, dict):
-                    p.setdefault("protocol", "TCP")
-                    p.setdefault("targetPort", p.get("port"))
+        default_service(obj)
     elif rt.key == "nodes":
         node_status_quantities(obj.get("status"))
     elif rt.key == "secrets":
@@ -501,6 +495,20 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
                     if isinstance(c, dict):
                         _default_container(c)
             pod_spec_quantities(t_spec, requests_from_limits=False)
+
+
+TOPOLOGY_LABELS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone")
+
+
+def copy_topology_labels(pod: dict[str, Any], node: dict[str, Any] | None) -> None:
+    """The PodTopologyLabels admission plugin (its feature gate is on in v1.36): a pod created with a nodeName, or
+    bound, gets the node's region and zone labels, never replacing a label the pod already has."""
+    node_labels = ((node or {}).get("metadata") or {}).get("labels") or {}
+    found = {k: node_labels[k] for k in TOPOLOGY_LABELS if isinstance(node_labels.get(k), str)}
+    meta = pod.get("metadata")
+    if found and isinstance(meta, dict):
+        labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+        meta["labels"] = {**found, **labels}
 
 
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}

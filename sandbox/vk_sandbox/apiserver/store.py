@@ -19,10 +19,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from vk_sandbox.apiserver.defaults import default_object, taint_new_node, validate_object, validate_pod_update
+from vk_sandbox.apiserver.defaults import (
+    copy_topology_labels,
+    default_object,
+    taint_new_node,
+    validate_object,
+    validate_pod_update,
+)
 from vk_sandbox.apiserver.errors import ApiError, already_exists, bad_request, conflict, forbidden, not_found
 from vk_sandbox.apiserver.resources import RESOURCES, ResourceType
 from vk_sandbox.apiserver.selectors import Predicate, combine, field_predicate, label_predicate
+from vk_sandbox.apiserver.services import allocate as allocate_service
+from vk_sandbox.apiserver.services import keep_allocated
 
 _T = TypeVar("_T")
 _List = list
@@ -377,6 +385,10 @@ class Store:
         meta["uid"] = str(uuid.uuid4())  # before defaulting: a Job's selector is keyed by it
         if rt.key == "nodes":
             taint_new_node(obj)  # every node created in the sandbox stands for a kubelet registering through the API
+        elif rt.key == "pods":
+            self._copy_topology_labels(obj)
+        elif rt.key == "services":
+            allocate_service(obj, bucket.values())
         default_object(rt, obj)
         validate_object(rt, obj)
         name = meta["name"]
@@ -471,6 +483,10 @@ class Store:
     ) -> dict[str, Any]:
         old_meta = old["metadata"]
         new = _written_part(rt, old, new, subresource)
+        if rt.key == "pods" and subresource == "binding":
+            self._copy_topology_labels(new)
+        elif rt.key == "services" and subresource is None:
+            keep_allocated(old, new)
         new["apiVersion"] = rt.api_version
         new["kind"] = rt.kind
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
@@ -627,6 +643,11 @@ class Store:
                     new["metadata"]["resourceVersion"] = self.events.next_rv()
                     bucket[k] = new
                     self.events.emit(RESOURCES[key], "MODIFIED", new, obj)
+
+    def _copy_topology_labels(self, pod: dict[str, Any]) -> None:
+        node_name = (pod.get("spec") or {}).get("nodeName") if isinstance(pod.get("spec"), dict) else None
+        if isinstance(node_name, str) and node_name:
+            copy_topology_labels(pod, self._bucket(RESOURCES["nodes"]).get(("", node_name)))
 
     def all_objects(self, key: str) -> _List[dict[str, Any]]:
         """Every object of a type (shared, do not mutate); for controllers scanning without selectors."""

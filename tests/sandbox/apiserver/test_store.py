@@ -243,3 +243,36 @@ async def test_list_pages_and_bad_continue() -> None:
     with pytest.raises(ApiError) as exc:
         s.list_page("configmaps", continue_token="!!!")
     assert exc.value.code == 400
+
+
+def test_pod_gets_its_nodes_topology_labels_on_create_and_binding() -> None:
+    """PodTopologyLabels (v1.36): region and zone only, copied when the pod is created with a nodeName or bound, never
+    replacing the pod's own label."""
+    s = _store()
+    node_labels = {
+        "topology.kubernetes.io/region": "r1",
+        "topology.kubernetes.io/zone": "z1",
+        "topology.kubernetes.io/other": "x",
+        "failure-domain.beta.kubernetes.io/zone": "old",
+    }
+    s.create_now("nodes", {"metadata": {"name": "n1", "labels": node_labels}})
+    direct = _pod("direct", app="a")
+    direct["spec"]["nodeName"] = "n1"
+    assert s.create_now("pods", direct)["metadata"]["labels"] == {
+        "app": "a",
+        "topology.kubernetes.io/region": "r1",
+        "topology.kubernetes.io/zone": "z1",
+    }
+    s.create_now("pods", _pod("later", **{"topology.kubernetes.io/zone": "mine"}))
+    assert s.get("pods", "default", "later")["metadata"]["labels"] == {"topology.kubernetes.io/zone": "mine"}  # type: ignore[index]
+
+    def bind(p: dict[str, Any]) -> dict[str, Any]:
+        p["spec"]["nodeName"] = "n1"
+        return p
+
+    bound = s.mutate_now("pods", "default", "later", bind, subresource="binding")
+    assert bound["metadata"]["labels"] == {"topology.kubernetes.io/region": "r1", "topology.kubernetes.io/zone": "mine"}
+    # A pod bound to a node the store does not know gets nothing (as the plugin ignores NotFound).
+    ghost = _pod("ghost")
+    ghost["spec"]["nodeName"] = "nowhere"
+    assert s.create_now("pods", ghost)["metadata"]["labels"] == {}
