@@ -480,7 +480,11 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
             spec.setdefault("parallelism", 1)
             spec.setdefault("backoffLimit", 6)
             spec.setdefault("completionMode", "NonIndexed")
+            spec.setdefault("manualSelector", False)
+            spec.setdefault("suspend", False)
+            spec.setdefault("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
             _default_job_selector(obj, spec)
+            _default_job_labels(obj, spec)
     if rt.key in ("deployments.apps", "replicasets.apps", "jobs.batch"):
         tmpl = (obj.get("spec") or {}).get("template")
         if isinstance(tmpl, dict) and isinstance(tmpl.get("spec"), dict):
@@ -553,6 +557,14 @@ def _default_job_selector(job: dict[str, Any], spec: dict[str, Any]) -> None:
         tmeta = tmpl.setdefault("metadata", {})
         if isinstance(tmeta, dict):
             tmeta["labels"] = {**(tmeta.get("labels") or {}), **labels}
+
+
+def _default_job_labels(job: dict[str, Any], spec: dict[str, Any]) -> None:
+    """A Job without labels of its own carries its pod template's (the selector's included), as the real server."""
+    meta, tmpl = job.get("metadata"), spec.get("template")
+    t_labels = (tmpl.get("metadata") or {}).get("labels") if isinstance(tmpl, dict) else None
+    if isinstance(meta, dict) and not meta.get("labels") and isinstance(t_labels, dict) and t_labels:
+        meta["labels"] = dict(t_labels)
 
 
 def validate_object(rt: ResourceType, obj: dict[str, Any]) -> None:
