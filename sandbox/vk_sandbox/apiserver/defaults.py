@@ -152,8 +152,20 @@ def default_pod(obj: dict[str, Any]) -> None:
     status = obj.setdefault("status", {})
     pod_status_quantities(status)
     if isinstance(status, dict):
+        _pod_ips(status)
         status.setdefault("phase", "Pending")
         status["qosClass"] = _qos_class(spec)
+
+
+def _pod_ips(status: dict[str, Any]) -> None:
+    """``podIP`` and ``podIPs`` agree, as the real server's conversion makes them: podIP is authoritative (a
+    different first podIPs entry is replaced by it), a missing one is podIPs' first."""
+    ip, ips = status.get("podIP"), status.get("podIPs")
+    first = ips[0].get("ip") if isinstance(ips, list) and ips and isinstance(ips[0], dict) else None
+    if isinstance(ip, str) and ip and ip != first:
+        status["podIPs"] = [{"ip": ip}]
+    elif not ip and isinstance(first, str) and first:
+        status["podIP"] = first
 
 
 SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"

@@ -128,3 +128,22 @@ def test_job_defaults_and_labels_as_v1_36() -> None:
     assert stored["metadata"]["labels"] == {"q": "r"} and stored["spec"]["manualSelector"] is True
     with_policy = store.create_now("jobs.batch", _job("policy", podFailurePolicy={"rules": []}))
     assert with_policy["spec"]["podReplacementPolicy"] == "Failed"
+
+
+def test_pod_ips_follow_pod_ip() -> None:
+    """A status write with podIP only gets podIPs (and the reverse); podIP wins when they differ, as the real
+    server's conversion; hostIP alone is left alone."""
+    store = Store()
+    store.namespace_guard = False
+    store.create_now("pods", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})
+
+    def write(status: dict[str, Any]) -> dict[str, Any]:
+        pod = store.get("pods", "default", "p")
+        assert pod is not None
+        pod["status"] = {**pod["status"], **status}
+        return store.update_now("pods", pod, subresource="status")["status"]  # type: ignore[no-any-return]
+
+    assert write({"podIP": "10.1.2.3", "hostIP": "10.0.0.1"})["podIPs"] == [{"ip": "10.1.2.3"}]
+    assert "hostIPs" not in write({})
+    assert write({"podIP": "10.1.2.4"})["podIPs"] == [{"ip": "10.1.2.4"}]
+    assert write({"podIP": None, "podIPs": [{"ip": "10.1.2.9"}]})["podIP"] == "10.1.2.9"
