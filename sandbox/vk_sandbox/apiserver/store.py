@@ -431,11 +431,14 @@ class Store:
             )
         uid = meta.get("uid")
         if uid and uid != old["metadata"]["uid"]:
+            # The real update reports etcd's precondition error, storage key and all.
             raise conflict(
                 rt.plural,
                 rt.group,
                 name,
-                f"Precondition failed: UID in precondition: {uid}, UID in object meta: {old['metadata']['uid']}",
+                f"StorageError: invalid object, Code: 4, Key: {_storage_key(rt, ns, name)}, ResourceVersion: 0, "
+                f"AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, "
+                f"UID in object meta: {old['metadata']['uid']}",
             )
         return self._write(rt, old, deep_copy(obj), subresource, dry_run=dry_run)
 
@@ -695,22 +698,30 @@ def _written_part(
 
 
 def _check_preconditions(rt: ResourceType, meta: dict[str, Any], uid: str | None, resource_version: str | None) -> None:
-    """409 unless the object's UID and resourceVersion are those a delete's preconditions name."""
+    """409 unless the object's UID and resourceVersion are those a delete's preconditions name (the real wording,
+    which names the kind: 'on Pod "p"', 'on Job.batch "j"')."""
     if uid and uid != meta["uid"]:
         raise conflict(
-            rt.plural,
+            rt.kind,
             rt.group,
             meta["name"],
-            f"Precondition failed: UID in precondition: {uid}, UID in object meta: {meta['uid']}",
+            f"the UID in the precondition ({uid}) does not match the UID in record ({meta['uid']}). "
+            "The object might have been deleted and then recreated",
         )
     if resource_version and resource_version != meta["resourceVersion"]:
         raise conflict(
-            rt.plural,
+            rt.kind,
             rt.group,
             meta["name"],
-            f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
-            f"ResourceVersion in object meta: {meta['resourceVersion']}",
+            f"the ResourceVersion in the precondition ({resource_version}) does not match the ResourceVersion in "
+            f"record ({meta['resourceVersion']}). The object might have been modified",
         )
+
+
+def _storage_key(rt: ResourceType, namespace: str, name: str) -> str:
+    """Where the real server keeps the object in etcd (Services under /registry/services/specs/)."""
+    prefix = "services/specs" if rt.key == "services" else rt.plural
+    return f"/registry/{prefix}/{namespace}/{name}" if rt.namespaced else f"/registry/{prefix}/{name}"
 
 
 def _pod_grace(pod: dict[str, Any], requested: int | None) -> int:
