@@ -45,6 +45,7 @@ _HAS_GENERATION = {
     "poddisruptionbudgets.policy",
 }
 # Types whose status the server resets on create (the kubelet's Node keeps its status).
+CSR = "certificatesigningrequests.certificates.k8s.io"
 _RESET_STATUS_ON_CREATE = {
     "deployments.apps",
     "replicasets.apps",
@@ -490,6 +491,8 @@ class Store:
             self._copy_topology_labels(new)
         elif rt.key == "services" and subresource is None:
             keep_allocated(old, new)
+        elif rt.key == CSR and subresource in ("status", "approval"):
+            _stamp_csr_conditions(old, new)
         new["apiVersion"] = rt.api_version
         new["kind"] = rt.kind
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
@@ -716,6 +719,28 @@ def _check_preconditions(rt: ResourceType, meta: dict[str, Any], uid: str | None
             f"the ResourceVersion in the precondition ({resource_version}) does not match the ResourceVersion in "
             f"record ({meta['resourceVersion']}). The object might have been modified",
         )
+
+
+def _stamp_csr_conditions(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """As the real CSR strategy on a status or approval write: a condition without ``lastUpdateTime`` gets now, one
+    without ``lastTransitionTime`` the old one of the same type and status, else now."""
+    now = now_rfc3339()
+    before = [c for c in (old.get("status") or {}).get("conditions") or [] if isinstance(c, dict)]
+    for cond in (new.get("status") or {}).get("conditions") or []:
+        if not isinstance(cond, dict):
+            continue
+        if not cond.get("lastUpdateTime"):
+            cond["lastUpdateTime"] = now
+        if not cond.get("lastTransitionTime"):
+            cond["lastTransitionTime"] = next(
+                (
+                    c["lastTransitionTime"]
+                    for c in before
+                    if (c.get("type"), c.get("status")) == (cond.get("type"), cond.get("status"))
+                    and c.get("lastTransitionTime")
+                ),
+                now,
+            )
 
 
 def _storage_key(rt: ResourceType, namespace: str, name: str) -> str:
