@@ -523,8 +523,8 @@ def copy_topology_labels(pod: dict[str, Any], node: dict[str, Any] | None) -> No
     found = {k: node_labels[k] for k in TOPOLOGY_LABELS if isinstance(node_labels.get(k), str)}
     meta = pod.get("metadata")
     if found and isinstance(meta, dict):
-        labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
-        meta["labels"] = {**found, **labels}
+        labels = meta.get("labels")
+        meta["labels"] = {**found, **(labels if isinstance(labels, dict) else {})}
 
 
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}

@@ -20,7 +20,7 @@ NODE_PORTS = (30000, 32767)
 
 
 def _needs_cluster_ip(spec: dict[str, Any]) -> bool:
-    return spec.get("type", "ClusterIP") != "ExternalName"
+    return bool(spec.get("type", "ClusterIP") != "ExternalName")
 
 
 def _needs_node_ports(spec: dict[str, Any]) -> bool:

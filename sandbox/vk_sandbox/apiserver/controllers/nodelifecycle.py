@@ -41,11 +41,12 @@ _MANAGED = {*CONDITION_TAINTS.values(), UNSCHEDULABLE_TAINT}
 
 def wanted_taint_keys(node: JSON) -> set[str]:
     """The keys of the NoSchedule taints the node's conditions and ``spec.unschedulable`` call for."""
-    keys = {
-        CONDITION_TAINTS[(c.get("type"), c.get("status"))]
+    pairs = [
+        (str(c.get("type")), str(c.get("status")))
         for c in (node.get("status") or {}).get("conditions") or []
-        if isinstance(c, dict) and (c.get("type"), c.get("status")) in CONDITION_TAINTS
-    }
+        if isinstance(c, dict)
+    ]
+    keys = {CONDITION_TAINTS[p] for p in pairs if p in CONDITION_TAINTS}
     if (node.get("spec") or {}).get("unschedulable"):
         keys.add(UNSCHEDULABLE_TAINT)
     return keys
