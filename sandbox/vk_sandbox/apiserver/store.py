@@ -44,8 +44,8 @@ _HAS_GENERATION = {
     "namespaces",
     "poddisruptionbudgets.policy",
 }
-# Types whose status the server resets on create (the kubelet's Node keeps its status).
 CSR = "certificatesigningrequests.certificates.k8s.io"
+# Types whose status the server resets on create (the kubelet's Node keeps its status).
 _RESET_STATUS_ON_CREATE = {
     "deployments.apps",
     "replicasets.apps",
