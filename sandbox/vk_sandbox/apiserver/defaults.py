@@ -9,8 +9,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from vk_sandbox.apiserver.errors import invalid
-from vk_sandbox.apiserver.quantity import node_status_quantities, pod_spec_quantities, pod_status_quantities
+from vk_sandbox.apiserver.errors import bad_request, invalid
+from vk_sandbox.apiserver.quantity import (
+    QuantityError,
+    node_status_quantities,
+    pod_spec_quantities,
+    pod_status_quantities,
+)
 from vk_sandbox.apiserver.resources import ResourceType
 from vk_sandbox.apiserver.services import default_service
 from vk_sandbox.apiserver.webhookconfig import KINDS as WEBHOOK_CONFIGURATIONS
@@ -438,7 +443,15 @@ def check_shapes(rt: ResourceType, obj: dict[str, Any]) -> None:
 
 
 def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
-    """Apply the defaults the real server applies on create and update (after checking the shapes)."""
+    """Apply the defaults the real server applies on create and update (after checking the shapes); a quantity that
+    does not parse is a 400 in the real decoder's words."""
+    try:
+        _default_object(rt, obj)
+    except QuantityError as exc:
+        raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {exc}') from exc
+
+
+def _default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
     # A JSON null at the top level or in metadata means "absent", as when the real server decodes into Go structs.
     for k in [k for k, v in obj.items() if v is None]:
         del obj[k]

@@ -8,8 +8,8 @@ suffixes instead (``0.5Ki`` is ``512``, ``1.5Ki`` is ``1536``); zero is ``0``.
 
 ``canonical_quantities`` rewrites every quantity field of a Pod, Node or workload template in place, as the real
 server does when it decodes them (and, for a Node, copies ``capacity`` to an absent ``allocatable``; for a
-container, a limit to its missing request, both API defaulting). A value that is not a quantity is left for
-validation to refuse; unlike the real server, which refuses the whole request with 400, the sandbox stores it.
+container, a limit to its missing request, both API defaulting). A value that is not a quantity raises
+``QuantityError`` with the real decoder's words (the request is a 400, as on the real server).
 """
 
 from __future__ import annotations
@@ -24,20 +24,31 @@ _BINARY = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _DECIMAL_SUFFIX = {e: s for s, e in _DECIMAL.items()}
 _NANO = 10**9
+_LOOSE = re.compile(r"^[+-]?[0-9.]+[eEinumkKMGTP]*[-+]?[0-9]*$")  # the real parser's first split
+
+
+class QuantityError(ValueError):
+    """Not a quantity; the message is the real parser's."""
+
+
+def _not_a_quantity(text: str) -> QuantityError:
+    if _LOOSE.match(text):
+        return QuantityError("unable to parse quantity's suffix")
+    return QuantityError("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
 
 
 def canonical(value: Any, *, milli: bool = True) -> str:
-    """The stored text of a quantity (a string, or a JSON number); ValueError when it is not one.
+    """The stored text of a quantity (a string, or a JSON number); QuantityError when it is not one.
 
     ``milli``: rounded up to a thousandth, as API defaulting does to every resource list (else to a billionth).
     A text the real parser already considers canonical is kept as written ("1.", "+2", "1E3", "007Ki"), as the
     real Quantity keeps its original string then."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"not a quantity: {value!r}")
+        raise _not_a_quantity("")
     text = value if isinstance(value, str) else str(value)
     match = _FORM.match(text)
     if match is None or not (match.group(2) or match.group(3)):
-        raise ValueError(f"not a quantity: {value!r}")
+        raise _not_a_quantity(text)
     sign, whole, frac, suffix = match.group(1), match.group(2), match.group(3), match.group(4) or ""
     digits = whole.lstrip("0") or "0"
     frac_digits = frac or ""
@@ -97,10 +108,7 @@ def _canonical_list(resources: Any) -> None:
     if not isinstance(resources, dict):
         return
     for name, value in resources.items():
-        try:
-            resources[name] = canonical(value)
-        except ValueError:
-            continue
+        resources[name] = canonical(value)
 
 
 def _container(c: Any, requests_from_limits: bool) -> None:
@@ -129,11 +137,8 @@ def pod_spec_quantities(spec: Any, *, requests_from_limits: bool) -> None:
         _canonical_list(pod_resources.get("requests"))
     for volume in spec.get("volumes") or []:
         empty_dir = volume.get("emptyDir") if isinstance(volume, dict) else None
-        if isinstance(empty_dir, dict) and "sizeLimit" in empty_dir:
-            try:
-                empty_dir["sizeLimit"] = canonical(empty_dir["sizeLimit"], milli=False)
-            except ValueError:
-                pass
+        if isinstance(empty_dir, dict) and empty_dir.get("sizeLimit") is not None:
+            empty_dir["sizeLimit"] = canonical(empty_dir["sizeLimit"], milli=False)
 
 
 def pod_status_quantities(status: Any) -> None:

@@ -109,3 +109,22 @@ def test_template_keeps_requests_apart_from_limits() -> None:
     t_spec = dep["spec"]["template"]["spec"]
     assert t_spec["containers"][0]["resources"] == {"limits": {"cpu": "1"}}
     assert t_spec["volumes"][0]["emptyDir"]["sizeLimit"] == "100n"
+
+
+def test_a_value_that_is_not_a_quantity_is_a_400_in_the_real_words() -> None:
+    """As kube-apiserver v1.36.3: the request is refused while decoding, nothing is stored."""
+    from vk_sandbox.apiserver.errors import ApiError
+
+    store = Store()
+    store.namespace_guard = False
+    with pytest.raises(ApiError) as exc:
+        store.create_now("pods", _pod({"requests": {"cpu": "1.5x"}}))
+    assert (exc.value.code, exc.value.reason) == (400, "BadRequest")
+    assert exc.value.message == (
+        'Pod in version "v1" cannot be handled as a Pod: quantities must match the regular expression '
+        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    )
+    with pytest.raises(ApiError) as exc:
+        store.create_now("nodes", {"metadata": {"name": "n"}, "status": {"capacity": {"cpu": "1kk"}}})
+    assert exc.value.message == 'Node in version "v1" cannot be handled as a Node: unable to parse quantity\'s suffix'
+    assert store.get("pods", "default", "p") is None and store.get("nodes", None, "n") is None
