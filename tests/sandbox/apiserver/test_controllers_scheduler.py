@@ -75,6 +75,7 @@ async def test_unschedulable_pod_gets_the_real_message_and_waits_for_a_node(serv
     cond = await until(lambda: scheduled_condition(pod_of(server, "p")))
     assert cond["status"] == "False"
     assert cond["reason"] == "Unschedulable"
+    assert cond["observedGeneration"] == 1  # as the v1.36 scheduler
     assert cond["message"] == (
         "0/2 nodes are available: 2 node(s) had untolerated taint(s). "
         "no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
@@ -90,9 +91,10 @@ async def test_unschedulable_pod_gets_the_real_message_and_waits_for_a_node(serv
         lambda n: {**n, "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": now()}]}},
         subresource="status",
     )
-    pod = await until(lambda: (p := pod_of(server, "p"))["spec"].get("nodeName") and p)
+    pod = await until(lambda: (p := pod_of(server, "p"))["spec"].get("nodeName") and scheduled_condition(p) and p)
     assert pod["spec"]["nodeName"] == "down"
     assert scheduled_condition(pod)["status"] == "True"  # type: ignore[index]
+    assert "observedGeneration" not in scheduled_condition(pod)  # type: ignore[operator]
 
 
 async def test_a_new_node_retries_unschedulable_pods(server: SandboxAPIServer) -> None:
