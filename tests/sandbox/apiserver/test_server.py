@@ -290,6 +290,9 @@ async def test_list_limit_and_continue(apiserver: SandboxAPIServer) -> None:
         status, body = await _raw(apiserver, "GET", path)
         assert status == 200
         names += [i["metadata"]["name"] for i in body["items"]]
+        # As the real server: the list says what its items are, the items do not.
+        assert (body["kind"], body["apiVersion"]) == ("ConfigMapList", "v1")
+        assert not any("kind" in i or "apiVersion" in i for i in body["items"])
         token = body["metadata"].get("continue", "")
         if not token:
             break
