@@ -10,17 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import NODE, REAL, Stack, StackFactory, free_port, running_ready
+from tests.e2e.conftest import NODE, Stack, StackFactory, free_port, running_ready
 from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_sandbox.apiserver.workers import WorkerSpec
 from vk_sandbox.up import elastic_webhook_configuration
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.simulator,
-    pytest.mark.skipif(REAL, reason="needs worker nodes: the real tier has only the virtual node"),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
 WORKERS = WorkerSpec(count=2, cpu="2", memory="8Gi", pods=50)
 MWC = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
@@ -57,7 +53,9 @@ async def _pods(stack: Stack, ns: str) -> list[dict[str, Any]]:
 
 async def test_a_deployment_bursts_past_the_workers_and_scales_in_serverless_first(make_stack: StackFactory) -> None:
     """20 x 500m on 2 x 2 CPU: 8 run on the workers, 12 on the virtual node each with BurstToServerless; scaled to 6,
-    the ReplicaSet deletes every serverless pod before any worker pod (their deletion cost is lower)."""
+    the ReplicaSet picks every serverless pod before any worker pod (their deletion cost is lower): the 14 it deletes
+    are the 12 serverless pods and 2 worker pods. (It deletes the ones it picked concurrently, so the order of the
+    deletions within one scale-in says nothing.)"""
     stack = await make_stack(workers=WORKERS, **{"elastic.webhook_port": free_port()})
     await _namespace(stack, "shop", {"vk-eci.io/mode": "burst"})
     deployment = {
@@ -111,8 +109,9 @@ async def test_a_deployment_bursts_past_the_workers_and_scales_in_serverless_fir
         await eventually(fourteen_gone, timeout=60, interval=0.2, what="14 pods deleted")
     finally:
         watching.cancel()
-    assert sorted(order[:12]) == serverless, f"deletion order: {order}"
-    assert set(order[12:14]) <= set(on_workers)
+    deleted = set(order[:14])
+    assert set(serverless) <= deleted, f"serverless pods left: {sorted(set(serverless) - deleted)}"
+    assert len(deleted & set(on_workers)) == 2, f"deleted: {order}"
 
 
 async def test_a_serverless_namespace_sends_pods_to_the_virtual_node_through_the_webhook(
