@@ -81,6 +81,9 @@ async def test_a_deployment_bursts_past_the_workers_and_scales_in_serverless_fir
     for name in serverless:
         event = await stack.wait_event(name, "BurstToServerless", ns="shop", timeout=10)
         assert "Insufficient cpu" in event["message"]
+    for name in serverless:  # burst once each (the real tier's watch once made some pods due again after binding)
+        bursts = [e for e in await stack.events(name, "shop") if e.get("reason") == "BurstToServerless"]
+        assert [e.get("count") or 1 for e in bursts] == [1], f"{name}: {bursts}"
 
     # Watch the deletions in the order the ReplicaSet makes them.
     listing = await stack.kube.get("/api/v1/namespaces/shop/pods")
