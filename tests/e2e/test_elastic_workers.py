@@ -1,5 +1,6 @@
-"""Elastic scheduling against a sandbox with worker nodes (2 x 2 CPU), its fitting scheduler, the ReplicaSet's
-scale-in ranking and admission webhooks called over HTTPS: the checks of docs/elastic.md end to end."""
+"""Elastic scheduling with worker nodes (2 x 2 CPU: hollow kubelets on the sandbox tier, kwok on the real tier), the
+scheduler filling them, the ReplicaSet's scale-in ranking and the admission webhook called by the API server over
+HTTPS: the checks of docs/elastic.md end to end."""
 
 from __future__ import annotations
 
