@@ -245,7 +245,8 @@ async def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIte
     """Start an API server (sandbox tier) + simulator (+ daemon unless daemon=False) for one test; all torn down
     after it (on the real tier the cluster is emptied instead). ``workers`` adds that many worker nodes of that
     capacity on either tier: the sandbox's hollow kubelets, or Nodes that kwok runs on the real tier
-    (tests/controlplane/workers.py), Ready and schedulable before the test goes on."""
+    (tests/controlplane/workers.py), Ready and schedulable before the test goes on. Test folders that import this
+    fixture run on the sandbox tier only."""
     real_cluster: ControlPlane | None = request.getfixturevalue("real_cluster") if REAL else None
     cleanups: list[Callable[[], Awaitable[Any]]] = []
 
