@@ -1,6 +1,6 @@
-"""Elastic scheduling through the sandbox: the sandbox scheduler marks pods Unschedulable (here no node fits
-but the tainted virtual node), the burst controller binds the burst ones to the virtual node, the daemon runs
-them; the webhook's certificate lands in its Secret."""
+"""Elastic scheduling without worker nodes, on either tier: the scheduler marks pods Unschedulable (no node fits but
+the tainted virtual node), the burst controller binds the burst ones to the virtual node, the daemon runs them; the
+webhook's certificate lands in its Secret."""
 
 from __future__ import annotations
 

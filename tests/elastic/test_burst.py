@@ -31,9 +31,9 @@ class _NoPods:
         return []
 
 
-def _controller(validate: Any = lambda pod: None) -> BurstController:
+def _controller(validate: Any = lambda pod: None, api: Any = None) -> BurstController:
     return BurstController(
-        None,  # type: ignore[arg-type]  # evaluate makes no API call
+        api,  # evaluate makes no API call
         None,  # type: ignore[arg-type]
         decide=Profile((RULE,)).decide,
         namespace_labels=lambda ns: {},
@@ -198,3 +198,38 @@ async def test_a_follow_up_that_fails_otherwise_does_not_stop_its_writer() -> No
     finally:
         writer.cancel()
     assert [e["message"] for e in kube.events()] == ["second"]
+
+
+class _WatchEchoAPI:
+    """Answers the binding; the watch delivers an older, still unbound version of the pod while the binding is in
+    flight (as a real API server's watch may)."""
+
+    def __init__(self) -> None:
+        self.controller: BurstController | None = None
+        self.calls: list[tuple[str, str]] = []
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append((method, path))
+        if path.endswith("/binding") and self.controller is not None:
+            self.controller._on_pod("MODIFIED", _pod(), _pod())
+        return {}
+
+
+async def test_a_pod_is_burst_once_although_the_watch_shows_it_unbound_after_the_binding() -> None:
+    """Events for the pod from before the binding (our own writes) do not make it due again: the real tier burst
+    and counted some pods twice. The watch's DELETED (the pod left the unbound ones) forgets it."""
+    api = _WatchEchoAPI()
+    c = _controller(api=api)
+    api.controller = c
+    c._on_pod("ADDED", _pod(), None)
+    out = c.evaluate(_pod(), Usage({}, {}), 200.0)
+    assert isinstance(out, Burst)
+    del c._due["d/p"]  # the decision loop takes it
+    await c._burst(_pod(), out)
+    assert api.calls == [("POST", "/api/v1/namespaces/d/pods/p/binding")]
+    assert "d/p" not in c._due
+    c._on_pod("MODIFIED", _pod(), _pod())  # the scheduler's last word, delivered late
+    assert "d/p" not in c._due
+    c._on_pod("DELETED", _pod(), None)
+    c._on_pod("ADDED", _pod(), None)  # a new pod of the same name
+    assert "d/p" in c._due

@@ -165,6 +165,7 @@ class BurstController:
         self._seen_unschedulable: dict[str, float] = {}
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
+        self._bound: set[str] = set()  # bound to the virtual node, until the watch sees the pod leave the unbound ones
         self._failures: dict[str, int] = {}
         self._reported: dict[str, str] = {}
         self._inflight: dict[str, tuple[str, float]] = {}
@@ -178,6 +179,8 @@ class BurstController:
         if kind == "DELETED" or unschedulable(pod) is None:
             self._forget(key)
             return
+        if key in self._bound:  # an event from before the binding (our own patch, say): the pod is placed already
+            return
         self._seen_unschedulable.setdefault(key, self.clock())
         self._due[key] = min(self._due.get(key, float("inf")), self.clock())
         self._wake.set()
@@ -187,6 +190,7 @@ class BurstController:
         self._due.pop(key, None)
         self._reported.pop(key, None)
         self._failures.pop(key, None)
+        self._bound.discard(key)
 
     # ---- deciding -------------------------------------------------------------------------------------
     def usage(self) -> Usage:
@@ -379,6 +383,10 @@ class BurstController:
             self._inflight.pop(key, None)
             self._retry(key, exc)
             return
+        # Placed either way: events the watch delivers before it sees the binding (our patch among them, perhaps
+        # while the binding was in flight) must not make the pod due again, or it would be burst and counted twice.
+        self._bound.add(key)
+        self._due.pop(key, None)
         if bound is False:
             self._inflight.pop(key, None)
             log.info("burst pod was bound elsewhere meanwhile", pod=key)
