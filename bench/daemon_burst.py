@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,10 +168,11 @@ async def bench_stack(
     apiserver_options: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     setup: Callable[[KubeAPI], Awaitable[None]] | None = None,
+    command: Sequence[str] = (VK,),
 ) -> AsyncIterator[Bench]:
     """The API server and the simulator in this process, the daemon a subprocess. ``qps`` is the daemon's
     write rate limit (and burst); ``extra`` overrides any daemon setting by path; ``setup`` runs (as admin)
-    before the daemon starts."""
+    before the daemon starts; ``command`` is what runs ``vk-provider`` (bench/heap_probe.py wraps it)."""
     async with (
         SandboxAPIServer(directory=directory / "apiserver", **(apiserver_options or {})) as apiserver,
         ECISimulator(directory=directory / "eci", runtime="virtual", latency_profile=profile) as sim,
@@ -200,7 +201,7 @@ async def bench_stack(
         if setup is not None:
             await setup(kube)
         with (directory / "daemon.log").open("ab") as out:
-            proc = await asyncio.create_subprocess_exec(VK, "run", env=env, stdout=out, stderr=out)
+            proc = await asyncio.create_subprocess_exec(*command, "run", env=env, stdout=out, stderr=out)
         bench = Bench(apiserver, sim, kube, proc, metrics_port, flags)
         try:
             deadline = time.monotonic() + 60
