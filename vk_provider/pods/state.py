@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from vk_provider.errors import ProviderError
-from vk_provider.kube.watch import Informer, for_cache, object_key
+from vk_provider.kube.watch import Informer, object_key
 from vk_provider.pods.queue import KeyedQueue
 from vk_provider.provider import BackendPod, Interruption, Pod
 
@@ -88,7 +88,7 @@ class PodState:
         cached = cache.get(key)
         same_rv = cached is not None and meta(cached).get("resourceVersion") == meta(based_on).get("resourceVersion")
         if cached is not None and same_rv and uid(cached) == uid(written):
-            cache[key] = for_cache(written)
+            cache[key] = written
 
 
 def hold(bp: BackendPod) -> Held:
