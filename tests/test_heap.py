@@ -20,4 +20,3 @@ def test_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_capped_when_the_environment_says_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     assert heap.limit_arenas() is True
-
