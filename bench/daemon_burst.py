@@ -45,6 +45,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def bench_pod(i: int) -> dict[str, Any]:
+    """The benchmarks' pod number ``i``, bound to the node."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"p-{i:05d}"},
+        "spec": {
+            "nodeName": NODE,
+            "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "86400"]}],
+        },
+    }
+
+
 @dataclass
 class Bench:
     apiserver: SandboxAPIServer
@@ -88,17 +101,8 @@ class Bench:
         bound: dict[str, float] = {}
 
         async def one(i: int) -> None:
-            pod = {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": f"p-{i:05d}"},
-                "spec": {
-                    "nodeName": NODE,
-                    "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "86400"]}],
-                },
-            }
             async with sem:
-                made = await self.kube.request("POST", "/api/v1/namespaces/default/pods", body=pod)
+                made = await self.kube.request("POST", "/api/v1/namespaces/default/pods", body=bench_pod(i))
                 bound[made["metadata"]["uid"]] = time.time()
 
         await asyncio.gather(*(one(i) for i in range(start, start + count)))

@@ -37,7 +37,9 @@ from vk_provider.kube.watch import JSONCache, for_cache
 from vk_provider.pods.state import hold
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
-NODE = "vk-bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from daemon_burst import NODE, bench_pod
 
 
 def deep(obj: Any, seen: set[int]) -> int:
@@ -110,16 +112,7 @@ async def run(count: int) -> None:
             kube = KubeAPI(k8s_client.ApiClient(configuration=cfg), timeout=60)
             pods = []
             for i in range(count):
-                body = {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": f"p-{i:05d}"},
-                    "spec": {
-                        "nodeName": NODE,
-                        "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "86400"]}],
-                    },
-                }
-                pods.append(await kube.request("POST", "/api/v1/namespaces/default/pods", body=body))
+                pods.append(await kube.request("POST", "/api/v1/namespaces/default/pods", body=bench_pod(i)))
             await kube.close()
     index = Index(cluster="bench", node=NODE)
     feed = Feed(index)
