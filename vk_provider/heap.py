@@ -1,10 +1,11 @@
 """The daemon's heap and glibc's allocator: how many malloc arenas, and handing freed memory back.
 
 glibc gives a thread that finds the main heap busy an arena of its own, up to eight per core; each keeps
-the chunks freed in it. The ECI SDK's pool (``eci.thread_pool_size`` threads) parses responses outside the
-event loop, so without a cap its threads grow arenas the size of a burst's responses and keep them. The
-daemon's threads mostly wait on the network and the GIL serialises the rest, so two arenas cost no
-contention worth measuring. ``MALLOC_ARENA_MAX`` set in the environment (the image sets it) wins.
+the chunks freed in it until ``malloc_trim``. The ECI SDK's pool (``eci.thread_pool_size`` threads) reads
+and parses responses outside the event loop, so without a cap a burst can leave up to 16 arenas, each as
+large as its share of the burst's responses. The daemon's threads mostly wait on the network and the GIL
+serialises the rest, so two arenas cost no contention worth measuring. ``MALLOC_ARENA_MAX`` set in the
+environment (the image sets it) wins.
 """
 
 from __future__ import annotations
