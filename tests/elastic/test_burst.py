@@ -61,8 +61,8 @@ def _pod(cpu: str = "500m", **spec: Any) -> dict[str, Any]:
 def test_a_pod_waits_for_burst_after_seconds_then_bursts() -> None:
     c = _controller()
     c._seen_unschedulable["d/p"] = 95.0
-    assert c.evaluate(_pod(), Usage({}, {}), 100.0) == Wait(105.0)
-    out = c.evaluate(_pod(), Usage({}, {}), 105.0)
+    assert c.evaluate(_pod(), lambda: Usage({}, {}), 100.0) == Wait(105.0)
+    out = c.evaluate(_pod(), lambda: Usage({}, {}), 105.0)
     assert isinstance(out, Burst) and out.cpu == 0.5 and out.scheduler_message == "0/2 nodes"
 
 
@@ -71,15 +71,28 @@ def test_skips_say_why() -> None:
     c = _controller(validate=lambda pod: "hostPath volumes are not supported" if pod["spec"].get("volumes") else None)
     c._seen_unschedulable["d/p"] = 0.0
     late = 1000.0
-    assert c.evaluate(_pod(schedulerName="volcano"), Usage({}, {}), late).reason == "scheduler-name"  # type: ignore[union-attr]
-    assert c.evaluate(_pod(volumes=[{"name": "h"}]), Usage({}, {}), late).reason == "unsupported"  # type: ignore[union-attr]
-    full = c.evaluate(_pod(), Usage({"r": 3}, {"r": 1.5}), late)
+    assert c.evaluate(_pod(schedulerName="volcano"), lambda: Usage({}, {}), late).reason == "scheduler-name"  # type: ignore[union-attr]
+    assert c.evaluate(_pod(volumes=[{"name": "h"}]), lambda: Usage({}, {}), late).reason == "unsupported"  # type: ignore[union-attr]
+    full = c.evaluate(_pod(), lambda: Usage({"r": 3}, {"r": 1.5}), late)
     assert isinstance(full, Skip) and full.reason == "limit-pods" and full.recheck and "max pods 3" in full.message
-    cpu = c.evaluate(_pod(cpu="1"), Usage({"r": 1}, {"r": 1.5}), late)
+    cpu = c.evaluate(_pod(cpu="1"), lambda: Usage({"r": 1}, {"r": 1.5}), late)
     assert isinstance(cpu, Skip) and cpu.reason == "limit-cpu"
-    assert isinstance(c.evaluate(_pod(cpu="500m"), Usage({"r": 1}, {"r": 1.5}), late), Burst)
+    assert isinstance(c.evaluate(_pod(cpu="500m"), lambda: Usage({"r": 1}, {"r": 1.5}), late), Burst)
     bound = _pod(nodeName="w1")
-    assert c.evaluate(bound, Usage({}, {}), late) is None
+    assert c.evaluate(bound, lambda: Usage({}, {}), late) is None
+
+
+def test_a_rule_without_limits_never_counts_the_virtual_nodes_pods() -> None:
+    """Counting decodes every pod on the virtual node; a burst under a rule without ``max`` must not pay it."""
+    free = ElasticRule.model_validate({"name": "f", "mode": "burst", "selector": {}})
+    c = _controller()
+    c.decide = Profile((free,)).decide
+    c._seen_unschedulable["d/p"] = 0.0
+
+    def counted() -> Usage:
+        raise AssertionError("usage counted for a rule without limits")
+
+    assert isinstance(c.evaluate(_pod(), counted, 1000.0), Burst)
 
 
 def test_cpu_of_counts_like_the_scheduler() -> None:
@@ -117,7 +130,7 @@ def _writing(kube: FakeKube, taint: str) -> BurstController:
 async def _burst_one(c: BurstController, kube: FakeKube) -> FollowUp:
     pod = kube.put(PATH, _pod())
     c._seen_unschedulable["d/p"] = 0.0
-    burst = c.evaluate(pod, Usage({}, {}), 1000.0)
+    burst = c.evaluate(pod, lambda: Usage({}, {}), 1000.0)
     assert isinstance(burst, Burst)
     await c._burst(pod, burst)
     job = c._after.get_nowait()
@@ -162,7 +175,7 @@ async def test_a_pod_someone_else_bound_to_the_virtual_node_gets_the_annotations
     pod = _pod()
     kube.put(PATH, {**pod, "spec": {**pod["spec"], "nodeName": "vk"}})
     c._seen_unschedulable["d/p"] = 0.0
-    burst = c.evaluate(pod, Usage({}, {}), 1000.0)
+    burst = c.evaluate(pod, lambda: Usage({}, {}), 1000.0)
     assert isinstance(burst, Burst)
     await c._burst(pod, burst)
     job = c._after.get_nowait()
@@ -222,7 +235,7 @@ async def test_a_pod_is_burst_once_although_the_watch_shows_it_unbound_after_the
     c = _controller(api=api)
     api.controller = c
     c._on_pod("ADDED", _pod(), None)
-    out = c.evaluate(_pod(), Usage({}, {}), 200.0)
+    out = c.evaluate(_pod(), lambda: Usage({}, {}), 200.0)
     assert isinstance(out, Burst)
     del c._due["d/p"]  # the decision loop takes it
     await c._burst(_pod(), out)

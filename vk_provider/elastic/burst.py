@@ -209,8 +209,9 @@ class BurstController:
                 usage.add(source, cpu)
         return usage
 
-    def evaluate(self, pod: Pod, usage: Usage, now: float) -> Outcome:
-        """What to do with one pod now (pure but for the clock passed in and the validate call)."""
+    def evaluate(self, pod: Pod, usage: Callable[[], Usage], now: float) -> Outcome:
+        """What to do with one pod now (pure but for the clock passed in and the validate call). ``usage`` is
+        asked only when the pod's rule has a limit: counting reads every pod on the virtual node."""
         cond = unschedulable(pod)
         if cond is None:
             return None
@@ -235,8 +236,9 @@ class BurstController:
         cpu = cpu_of(pod)
         limits = decision.rule.max if decision.rule is not None else None
         if limits is not None:
-            have_pods = usage.pods.get(decision.source, 0)
-            have_cpu = usage.cpu.get(decision.source, 0.0)
+            counted = usage()
+            have_pods = counted.pods.get(decision.source, 0)
+            have_cpu = counted.cpu.get(decision.source, 0.0)
             if limits.pods is not None and have_pods + 1 > limits.pods:
                 return Skip(
                     "limit-pods",
@@ -266,7 +268,8 @@ class BurstController:
                 group.create_task(self._follow_up_writer())
 
     async def _decide_loop(self) -> None:
-        """Take the due pods, count the usage once, decide for each, and queue the writes."""
+        """Take the due pods, count the usage once (if a limit asks for it), decide for each, and queue the
+        writes."""
         while True:
             now = self.clock()
             due = [k for k, t in self._due.items() if t <= now and k not in self._busy]
@@ -275,7 +278,14 @@ class BurstController:
                 continue
             for key in due:
                 del self._due[key]
-            usage = self.usage()
+            counted: Usage | None = None
+
+            def usage() -> Usage:
+                nonlocal counted
+                if counted is None:
+                    counted = self.usage()  # the bindings queued so far are in it (in flight)
+                return counted
+
             for key in due:
                 pod = self.informer.cache.get(key)
                 if pod is None:
@@ -290,7 +300,8 @@ class BurstController:
                         self._reported[key] = outcome.message
                         self._skip(pod, outcome)
                 elif isinstance(outcome, Burst):
-                    usage.add(outcome.decision.source, outcome.cpu)
+                    if counted is not None:
+                        counted.add(outcome.decision.source, outcome.cpu)
                     self._inflight[key] = (outcome.decision.source, outcome.cpu)
                     self._busy.add(key)
                     self._jobs.put_nowait((pod, outcome))
