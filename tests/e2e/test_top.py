@@ -8,28 +8,13 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import NODE, SLOW, StackFactory, running_ready
-from tests.kubectl import Kubectl
+from tests.kubectl import Kubectl, mebibytes, millicores, top_rows
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl, pytest.mark.simulator]
 
 # A little CPU (a short loop, then a pause) for as long as the test can take, and never longer.
 WORK = ["timeout", "120", "sh", "-c", "while :; do i=0; while [ $i -lt 1000 ]; do i=$((i+1)); done; sleep 0.1; done"]
-
-
-def rows(out: str) -> dict[str, list[str]]:
-    """``kubectl top`` output by its first column (the header's line under NAME)."""
-    lines = [line.split() for line in out.strip().splitlines()]
-    return {cols[0]: cols[1:] for cols in lines[1:]}
-
-
-def millicores(value: str) -> int:
-    return int(value[:-1]) if value.endswith("m") else int(value) * 1000
-
-
-def mebibytes(value: str) -> int:
-    assert value.endswith("Mi"), value
-    return int(value[:-2])
 
 
 async def test_kubectl_top_pod_and_node(make_stack: StackFactory, kubectl_env: dict[str, str]) -> None:
@@ -52,7 +37,7 @@ async def test_kubectl_top_pod_and_node(make_stack: StackFactory, kubectl_env: d
         for a rate, the sandbox a second one (15 s) after a first that may have seen none."""
         rc, out, err = await kubectl.run("top", kind)
         assert rc == 0 or "metrics not available yet" in err, f"kubectl top {kind} ({rc}): {err}{out}"
-        row = rows(out).get(name) if rc == 0 else None
+        row = top_rows(out).get(name) if rc == 0 else None
         return row if row and millicores(row[0]) > 0 else None
 
     pod = await eventually(lambda: top("pod", "work"), timeout=60 * SLOW, interval=1, what="top pod: work")
@@ -60,6 +45,6 @@ async def test_kubectl_top_pod_and_node(make_stack: StackFactory, kubectl_env: d
     node = await eventually(lambda: top("node", NODE), timeout=60 * SLOW, interval=1, what=f"top node: {NODE}")
     _, cpu_share, memory, memory_share = node[:4]
     assert cpu_share.endswith("%") and mebibytes(memory) > 0 and memory_share.endswith("%"), node
-    assert set(rows(await kubectl.ok("top", "node"))) == {NODE}
-    only = rows(await kubectl.ok("top", "pod", "-l", "app=work", "-A"))
+    assert set(top_rows(await kubectl.ok("top", "node"))) == {NODE}
+    only = top_rows(await kubectl.ok("top", "pod", "-l", "app=work", "-A"))
     assert set(only) == {"default"} and only["default"][0] == "work", only
