@@ -12,6 +12,8 @@ RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin vk
 COPY --from=build /dist/*.whl /tmp/
 RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl
 USER 10001
-ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# Two malloc arenas, not eight per core: the ECI SDK's thread pool would otherwise grow arenas that keep
+# freed memory (vk_provider/heap.py, which sets the same cap when this variable is absent).
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MALLOC_ARENA_MAX=2
 EXPOSE 10250 10255
 ENTRYPOINT ["vk-provider", "run"]

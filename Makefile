@@ -52,9 +52,9 @@ test: lint typecheck unit e2e-real
 docs: install-dev
 	$(BIN)/vk-provider config-docs > docs/configuration.md
 
-## make controlplane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (tools/controlplane) and
-## metrics-server (tools/metrics-server) from their pinned Go modules into $(CONTROLPLANE_BIN) (ignored). Go's build
-## cache makes a second run a no-op.
+## make controlplane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (the real tier's worker
+## nodes, with its own default stages beside it) from tools/controlplane's pinned Go modules, and metrics-server
+## from tools/metrics-server's, into $(CONTROLPLANE_BIN) (ignored). Go's build cache makes a second run a no-op.
 CONTROLPLANE_BIN ?= .cache/controlplane/bin
 KUBE_VERSION := $(shell awk '$$1=="k8s.io/kubernetes" {print $$2; exit}' tools/controlplane/go.mod)
 KUBE_MINOR   := $(word 2,$(subst ., ,$(KUBE_VERSION)))
@@ -68,9 +68,17 @@ METRICS_SERVER_VERSION := $(shell awk '$$1=="sigs.k8s.io/metrics-server" {print 
 METRICS_SERVER_LDFLAGS := -s -w -X k8s.io/client-go/pkg/version.gitVersion=$(METRICS_SERVER_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.buildDate=1970-01-01T00:00:00Z
 
+# kwok is a `tool` of tools/controlplane's go.mod; its stages are the ones kwokctl gives it by default (a Node made
+# Ready and kept so with a Lease, pods made Running, finished and deleted).
+KWOK_CMD    := sigs.k8s.io/kwok/cmd/kwok
+KWOK_STAGES := node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+	pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml
+
 controlplane:
 	cd tools/controlplane && GOTOOLCHAIN=local GOFLAGS=-mod=readonly nice -n 19 \
-		go build -trimpath -ldflags '$(CONTROLPLANE_LDFLAGS)' -o $(abspath $(CONTROLPLANE_BIN))/ ./cmd/...
+		go build -trimpath -ldflags '$(CONTROLPLANE_LDFLAGS)' -o $(abspath $(CONTROLPLANE_BIN))/ ./cmd/... $(KWOK_CMD)
+	stages=$$(cd tools/controlplane && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage \
+		&& for f in $(KWOK_STAGES); do cat $$stages/$$f; echo ---; done > $(CONTROLPLANE_BIN)/kwok-stages.yaml
 	cd tools/metrics-server && GOTOOLCHAIN=local GOFLAGS=-mod=readonly nice -n 19 \
 		go build -trimpath -ldflags '$(METRICS_SERVER_LDFLAGS)' -o $(abspath $(CONTROLPLANE_BIN))/ \
 		sigs.k8s.io/metrics-server/cmd/metrics-server

@@ -89,6 +89,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         900,
     ),
     Scenario(
+        "logs_exec",
+        "whole stack, real container processes: 100 `logs -f` and 50 exec sessions via the kubelet API, log polls",
+        ("--pods", "60", "--followers", "100", "--execs", "50", "--seconds", "30"),
+        ("--pods", "10", "--followers", "20", "--execs", "10", "--seconds", "10", "--round-trips", "20"),
+        300,
+    ),
+    Scenario(
         "daemon_steady",
         "whole stack with many steady pods: ECI calls/min, status writes/min, daemon RSS and CPU",
         ("--pods", "10000", "--measure-seconds", "180", "--settle-seconds", "20", "--timeout", "1800"),

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def bench_pod(i: int, *, command: list[str] | None = None, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """The benchmarks' pod number ``i``, bound to the node: one busybox container ``main`` running ``command``
+    (by default a long sleep)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"p-{i:05d}", "annotations": annotations or {}},
+        "spec": {
+            "nodeName": NODE,
+            "containers": [{"name": "main", "image": "busybox", "command": command or ["sleep", "86400"]}],
+        },
+    }
 
 
 @dataclass
@@ -82,23 +96,27 @@ class Bench:
         pods = await self.kube.get("/api/v1/pods", query={"fieldSelector": f"spec.nodeName={NODE}"})
         return Counter((p.get("status") or {}).get("phase") for p in pods.get("items") or [])
 
-    async def create_pods(self, count: int, *, start: int = 0, concurrency: int = 50) -> dict[str, float]:
-        """Create pods bound to the node; return when each was created (bound), by pod UID (Unix seconds)."""
+    async def create_pods(
+        self,
+        count: int,
+        *,
+        start: int = 0,
+        concurrency: int = 50,
+        command: list[str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> dict[str, float]:
+        """Create pods bound to the node (one busybox container ``main`` running ``command``, by default a long
+        sleep); return when each was created (bound), by pod UID (Unix seconds)."""
         sem = asyncio.Semaphore(concurrency)
         bound: dict[str, float] = {}
 
         async def one(i: int) -> None:
-            pod = {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": f"p-{i:05d}"},
-                "spec": {
-                    "nodeName": NODE,
-                    "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "86400"]}],
-                },
-            }
             async with sem:
-                made = await self.kube.request("POST", "/api/v1/namespaces/default/pods", body=pod)
+                made = await self.kube.request(
+                    "POST",
+                    "/api/v1/namespaces/default/pods",
+                    body=bench_pod(i, command=command, annotations=annotations),
+                )
                 bound[made["metadata"]["uid"]] = time.time()
 
         await asyncio.gather(*(one(i) for i in range(start, start + count)))
@@ -165,16 +183,19 @@ async def bench_stack(
     workers: int = 32,
     qps: float = 1000,
     profile: str = "fast",
+    runtime: str = "virtual",
     apiserver_options: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     setup: Callable[[KubeAPI], Awaitable[None]] | None = None,
+    command: Sequence[str] = (VK,),
 ) -> AsyncIterator[Bench]:
     """The API server and the simulator in this process, the daemon a subprocess. ``qps`` is the daemon's
     write rate limit (and burst); ``extra`` overrides any daemon setting by path; ``setup`` runs (as admin)
-    before the daemon starts."""
+    before the daemon starts; ``runtime`` is the simulator's ("process": real container processes);
+    ``command`` is what runs ``vk-provider`` (bench/heap_probe.py wraps it)."""
     async with (
         SandboxAPIServer(directory=directory / "apiserver", **(apiserver_options or {})) as apiserver,
-        ECISimulator(directory=directory / "eci", runtime="virtual", latency_profile=profile) as sim,
+        ECISimulator(directory=directory / "eci", runtime=runtime, latency_profile=profile) as sim,
     ):
         kubeconfig = apiserver.user_kubeconfig(
             directory / "node.kubeconfig", user=f"system:node:{NODE}", groups=["system:nodes", "system:masters"]
@@ -200,7 +221,7 @@ async def bench_stack(
         if setup is not None:
             await setup(kube)
         with (directory / "daemon.log").open("ab") as out:
-            proc = await asyncio.create_subprocess_exec(VK, "run", env=env, stdout=out, stderr=out)
+            proc = await asyncio.create_subprocess_exec(*command, "run", env=env, stdout=out, stderr=out)
         bench = Bench(apiserver, sim, kube, proc, metrics_port, flags)
         try:
             deadline = time.monotonic() + 60

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import tempfile
 import time
@@ -18,12 +19,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from daemon_burst import bench_stack, table
+from daemon_burst import VK, Bench, bench_stack, table
+
+PROBE = Path(__file__).resolve().with_name("heap_probe.py")
 
 
-async def run_steady(pods: int, measure: float, settle: float, timeout: float) -> int:
+async def heap_report(b: Bench, directory: Path) -> Path:
+    """Ask the probed daemon (bench/heap_probe.py) for a heap report; return its file."""
+    before = set(directory.glob("heap-*.txt"))
+    b.proc.send_signal(signal.SIGUSR1)
+    for _ in range(600):  # a snapshot of 10,000 pods' heap takes a while
+        new = set(directory.glob("heap-*.txt")) - before
+        if new:
+            await asyncio.sleep(1.0)  # let the writer finish
+            return new.pop()
+        await asyncio.sleep(0.5)
+    raise TimeoutError("the daemon wrote no heap report")
+
+
+async def run_steady(pods: int, measure: float, settle: float, timeout: float, heap: Path | None = None) -> int:
+    command = (sys.executable, str(PROBE), str(heap)) if heap is not None else (VK,)
     with tempfile.TemporaryDirectory(prefix="vk-bench-") as tmp:
-        async with bench_stack(Path(tmp), workers=64) as b:
+        # A probed daemon is slower: without HA a late Lease renewal cannot end it (exit 3) mid-run.
+        extra = {"ha.enabled": False} if heap is not None else None
+        async with bench_stack(Path(tmp), workers=64, command=command, extra=extra) as b:
             t0 = time.monotonic()
             creating = asyncio.ensure_future(b.create_pods(pods, concurrency=100))
             await b.wait_running(pods, timeout)
@@ -54,6 +73,9 @@ async def run_steady(pods: int, measure: float, settle: float, timeout: float) -
             print(table(rows))
             print()
             print(table([(k, f"{v * per_min:.1f}") for k, v in sorted(calls.items())], ("ECI action", "Calls/min")))
+            print(f"\nload average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+            if heap is not None:
+                print(f"heap report (traced, so RSS above is not comparable): {await heap_report(b, heap)}")
             ok = n_calls * per_min <= 60 and writes == 0 and rss <= 500
             return 0 if ok else 1
 
@@ -64,8 +86,14 @@ def main() -> int:
     ap.add_argument("--measure-seconds", type=float, default=120)
     ap.add_argument("--settle-seconds", type=float, default=20)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument(
+        "--heap-report",
+        type=Path,
+        metavar="DIR",
+        help="run the daemon under bench/heap_probe.py (tracemalloc) and write its top allocators to DIR at the end",
+    )
     args = ap.parse_args()
-    return asyncio.run(run_steady(args.pods, args.measure_seconds, args.settle_seconds, args.timeout))
+    return asyncio.run(run_steady(args.pods, args.measure_seconds, args.settle_seconds, args.timeout, args.heap_report))
 
 
 if __name__ == "__main__":

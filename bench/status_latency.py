@@ -12,7 +12,8 @@ subprocess). Creates --pods pods bound to the node, watches them, and takes from
 - bind → pod Running,
 
 as p50/p99/max, then the daemon's CPU from the first bind to the last pod Running (per pod), the ECI
-calls per pod and, over --idle-seconds with nothing changing, the ECI calls per minute. With --delete it
+calls per pod and, over --idle-seconds with nothing changing, the ECI calls per minute (--spot: of spot pods,
+which the spot notice checks look after). With --delete it
 deletes every pod and measures delete → group gone. With --published-limits the simulator throttles as
 ECI publishes (vk_sandbox.eci.faults.PUBLISHED_LIMITS) and the daemon runs with its default rate limits;
 otherwise the daemon's limits are set out of the way (1000/s). Both clocks are this machine's.
@@ -91,6 +92,7 @@ async def run(args: argparse.Namespace) -> int:
     for item in args.set:
         path, _, value = item.partition("=")
         settings[path] = json.loads(value) if value[:1] in "0123456789[{-tf" else value
+    annotations = {"k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo"} if args.spot else None
     with tempfile.TemporaryDirectory(prefix="vk-bench-") as tmp:
         async with bench_stack(Path(tmp), workers=args.workers, qps=qps, profile=args.profile, extra=settings) as b:
             if args.published_limits:
@@ -112,10 +114,10 @@ async def run(args: argparse.Namespace) -> int:
             if args.rate > 0:  # a steady trickle of pods instead of a burst
                 bound = {}
                 for i in range(args.pods):
-                    bound.update(await b.create_pods(1, start=i))
+                    bound.update(await b.create_pods(1, start=i, annotations=annotations))
                     await asyncio.sleep(max(0.0, t0 + (i + 1) / args.rate - time.time()))
             else:
-                bound = await b.create_pods(args.pods, concurrency=args.concurrency)
+                bound = await b.create_pods(args.pods, concurrency=args.concurrency, annotations=annotations)
             await wait_until(lambda: len(running) >= args.pods, args.timeout, "not all pods Running in time")
             all_running = time.time() - t0
             cpu = b.cpu_seconds() - cpu0
@@ -151,6 +153,8 @@ async def run(args: argparse.Namespace) -> int:
                 span = time.monotonic() - start
                 idle = b.eci_calls() - idle0
                 rows.append((f"idle ECI calls per minute (over {span:.0f} s)", f"{sum(idle.values()) * 60 / span:.1f}"))
+                for action, n in sorted(idle.items()):
+                    rows.append((f"idle {action} per minute", f"{n * 60 / span:.1f}"))
             if args.delete:
                 asked: dict[str, float] = {}
                 sem = asyncio.Semaphore(args.concurrency)
@@ -196,6 +200,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=50, help="concurrent pod POSTs")
     ap.add_argument("--rate", type=float, default=0, help="pods per second (default: all at once)")
     ap.add_argument("--idle-seconds", type=float, default=0)
+    ap.add_argument("--spot", action="store_true", help="spot pods (eci-spot-strategy: SpotAsPriceGo)")
     ap.add_argument("--settle-seconds", type=float, default=10)
     ap.add_argument("--delete", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="a daemon setting")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -45,13 +46,22 @@ def test_only_reads_and_exec_pass_a_closed_fence() -> None:
 
 
 class _Api:
-    """The transport under KubeAPI: records what would have been sent."""
+    """The ApiClient under KubeAPI (its auth, and its session as the transport): records what would have
+    been sent."""
+
+    default_headers: dict[str, str] = {}
+    cookie = None
 
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.configuration = SimpleNamespace(host="https://api")
+        self.rest_client = SimpleNamespace(server_hostname=None, pool_manager=self)
 
-    async def call_api(self, path: str, method: str, **_: Any) -> Any:
-        self.sent.append(f"{method} {path}")
+    async def update_params_for_auth(self, headers: dict[str, str], *_: Any) -> None:
+        headers["Authorization"] = "Bearer t"
+
+    async def request(self, method: str, url: str, **_: Any) -> Any:
+        self.sent.append(f"{method} {url.removeprefix(self.configuration.host)}")
         raise AssertionError("only reads may reach the transport in this test")
 
 

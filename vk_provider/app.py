@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import signal
 import time
 from collections.abc import Callable
@@ -35,6 +33,7 @@ from vk_provider.eci.provider import ECIProvider
 from vk_provider.elastic.component import Elastic
 from vk_provider.election import LeaderElector, lease_name, lease_namespace, replica_identity
 from vk_provider.fence import Fence
+from vk_provider.heap import limit_arenas, run_heap_trimmer
 from vk_provider.kube.client import KubeAPI, create_api_client
 from vk_provider.kube.events import EventRecorder
 from vk_provider.kubelet.server import KubeletServer
@@ -60,28 +59,6 @@ def _build_provider(settings: Settings, fence: Fence) -> ECIProvider:
         stats_cache_seconds=settings.kubelet.stats_cache_seconds,
         client=ECIClient(settings.eci, fence=fence),
     )
-
-
-def trim_heap() -> None:
-    """Hand freed heap memory back to the OS (glibc's malloc_trim); a no-op elsewhere.
-
-    A burst of thousands of pods parses and drops a lot of JSON; glibc keeps the freed chunks, so RSS
-    would stay at the burst's peak for good. Trimming after a collection returns them.
-    """
-    gc.collect()
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-async def run_heap_trimmer(interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        trim_heap()
 
 
 class Daemon:
@@ -117,6 +94,7 @@ class Daemon:
 
     async def start(self) -> None:
         s = self.settings
+        limit_arenas()  # before the ECI SDK's threads exist (heap.py)
         try:
             api_client = await create_api_client(s.kube)
             self._kube = kube = KubeAPI(api_client, timeout=s.kube.request_timeout_seconds, write_gate=self.fence.check)

@@ -11,7 +11,7 @@ kubelet API answers 501 with it, the controllers turn it into a Warning event.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -195,7 +195,9 @@ class PodLookup(Protocol):
 
     def cached_pod(self, namespace: str, name: str) -> Pod | None: ...
 
-    def cached_pods(self) -> list[Pod]: ...
+    def cached_pods(self) -> Iterable[Pod]:
+        """Every cached pod, decoded one at a time as the result is iterated (the cache holds them as JSON)."""
+        ...
 
 
 class Backend(PodLifecycle, PodStreams, Protocol):

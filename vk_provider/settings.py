@@ -197,7 +197,9 @@ class ECISettings(_Section):
         10.0,
         ge=0,
         description="How often DescribeContainerGroupEvents is asked for new spot release notices "
-        "(SpotToBeReleased, about 3 minutes ahead); 0 leaves them to the status poll.",
+        "(SpotToBeReleased, about 3 minutes ahead) while the node has spot groups, rounded to status poll ticks "
+        "(10 s: every other 6 s tick); the check takes that tick's sweep page, so the poller's budget holds; "
+        "0 leaves them to the status poll.",
     )
     status_poll_interval_seconds: float = Field(
         6.0,

@@ -30,9 +30,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.controlplane import metrics_server
+from tests.controlplane import metrics_server, workers
 from vk_sandbox.apiserver.certs import CertificateAuthority
 from vk_sandbox.apiserver.kubeconfig import cert_user, write_kubeconfig
+from vk_sandbox.apiserver.workers import WorkerSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("VK_CONTROLPLANE_BIN", ROOT / ".cache" / "controlplane" / "bin"))
@@ -365,10 +366,31 @@ class ControlPlane:
             deadline - time.monotonic(),
         )
 
+    # ---- worker nodes (tests/controlplane/workers.py)
+
+    def add_workers(self, spec: WorkerSpec, timeout: float = 60) -> list[str]:
+        """``spec.count`` worker Nodes that kwok runs (started on first use), each Ready and free of the not-ready
+        taint when this returns, so the scheduler places pods on them from the first one."""
+        missing = workers.missing(self.bin_dir)
+        if missing:
+            raise ControlPlaneError(f"{', '.join(missing)} not built in {self.bin_dir}: run `make controlplane`")
+        if not any(c.name == workers.KWOK for c in self._components):
+            kubeconfig = self._component_kubeconfig("kwok", "kwok", ["system:masters"])
+            self._spawn(workers.KWOK, *workers.kwok_args(self, kubeconfig))
+        names = spec.names()
+        for name in names:
+            self.request("POST", "/api/v1/nodes", workers.worker_node(spec, name))
+        self._wait(
+            f"worker nodes {', '.join(names)} Ready and untainted",
+            lambda: all(workers.schedulable(self.request("GET", f"/api/v1/nodes/{name}")) for name in names),
+            timeout,
+        )
+        return names
+
     def reset(self, timeout: float = 60) -> None:
-        """Back to a fresh cluster's objects, for the next test: every Node, CSR and namespace a test made gone,
-        and in ``default`` everything but what the cluster itself keeps there. Pods go with grace 0 (no kubelet is
-        left to finish a graceful delete)."""
+        """Back to a fresh cluster's objects, for the next test: every Node (kwok's workers too), mutating webhook
+        configuration, CSR and namespace a test made gone, and in ``default`` everything but what the cluster itself
+        keeps there. Pods go with grace 0 (no kubelet is left to finish a graceful delete)."""
         for ns in self.request("GET", "/api/v1/namespaces")["items"]:
             name = ns["metadata"]["name"]
             if name not in BASE_NAMESPACES and not ns["metadata"].get("deletionTimestamp"):
@@ -376,6 +398,7 @@ class ControlPlane:
         for path, selector in DEFAULT_NAMESPACE_COLLECTIONS:
             self._delete_all(path.format(ns="default"), selector)
         self._delete_all("/api/v1/nodes")
+        self._delete_all("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations")
         self._delete_all("/apis/certificates.k8s.io/v1/certificatesigningrequests")
         self._delete_all("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
 

@@ -243,8 +243,10 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPl
 @pytest.fixture
 async def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[StackFactory]:
     """Start an API server (sandbox tier) + simulator (+ daemon unless daemon=False) for one test; all torn down
-    after it (on the real tier the cluster is emptied instead). Test folders that import this fixture run on the
-    sandbox tier only."""
+    after it (on the real tier the cluster is emptied instead). ``workers`` adds that many worker nodes of that
+    capacity on either tier: the sandbox's hollow kubelets, or Nodes that kwok runs on the real tier
+    (tests/controlplane/workers.py), Ready and schedulable before the test goes on. Test folders that import this
+    fixture run on the sandbox tier only."""
     real_cluster: ControlPlane | None = request.getfixturevalue("real_cluster") if REAL else None
     cleanups: list[Callable[[], Awaitable[Any]]] = []
 
@@ -276,6 +278,8 @@ async def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIte
         apiserver: SandboxAPIServer | ControlPlane
         if real_cluster is not None:
             apiserver = real_cluster
+            if workers is not None and workers.count:
+                await asyncio.to_thread(real_cluster.add_workers, workers)  # kwok's nodes; reset deletes them
         else:
             apiserver = SandboxAPIServer(directory=tmp_path / "apiserver", workers=workers)
             await apiserver.__aenter__()

@@ -1,6 +1,6 @@
-"""Elastic scheduling through the sandbox: the sandbox scheduler marks pods Unschedulable (here no node fits
-but the tainted virtual node), the burst controller binds the burst ones to the virtual node, the daemon runs
-them; the webhook's certificate lands in its Secret."""
+"""Elastic scheduling without worker nodes, on either tier: the scheduler marks pods Unschedulable (no node fits but
+the tainted virtual node), the burst controller binds the burst ones to the virtual node, the daemon runs them; the
+webhook's certificate lands in its Secret."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ async def _pending_pod(stack: Stack, name: str, ns: str, **spec: Any) -> None:
 
 async def test_an_unschedulable_pod_in_a_burst_namespace_runs_on_the_virtual_node(make_stack: StackFactory) -> None:
     """No worker fits: the scheduler says Unschedulable, the burst controller binds the pod to the virtual node
-    with its toleration and a low deletion cost, and says so in a BurstToServerless event quoting the reason."""
+    with a low deletion cost, adds its toleration, and says so in a BurstToServerless event quoting the reason."""
     stack = await make_stack()
     await _namespace(stack, "burst", "burst")
     await _pending_pod(stack, "web", "burst")
@@ -42,9 +42,12 @@ async def test_an_unschedulable_pod_in_a_burst_namespace_runs_on_the_virtual_nod
     assert pod["spec"]["nodeName"] == NODE
     assert pod["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"] == "-1000"
     assert pod["metadata"]["annotations"]["vk-eci.io/elastic-rule"] == "burst-namespaces"
-    assert any(t.get("key") == "virtual-kubelet.io/provider" for t in pod["spec"]["tolerations"])
     event = await stack.wait_event("web", "BurstToServerless", ns="burst")
     assert "nodes are available" in event["message"]
+    # The toleration is patched after the binding, before the Event.
+    pod = await stack.pod("web", "burst")
+    assert pod is not None
+    assert any(t.get("key") == "virtual-kubelet.io/provider" for t in pod["spec"]["tolerations"])
 
 
 async def test_a_pod_the_translator_refuses_stays_pending_with_burst_skipped(make_stack: StackFactory) -> None:

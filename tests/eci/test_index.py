@@ -30,8 +30,10 @@ async def test_index_keeps_a_placed_group_lean(provider: ECIProvider, sim: ECISi
         return bool(bp.status["phase"] == "Running")
 
     await until(provider, "uid-lean", running)
-    # The status stream carried the group's own (Normal) events; the index keeps only Warning ones.
-    assert any(e.reason == "Scheduled" for bp in published for e in bp.events)
+    # The status stream carried the Normal events; the index keeps only Warning ones.
+    reasons = {e.reason for bp in published for e in bp.events}
+    assert "ContainerGroupScheduled" in reasons
+    assert not reasons & {"Scheduling", "Scheduled"}  # ECI's, saying what ours say
     entry = provider.index.get("uid-lean")
     assert entry.request is None and entry.scheduled_announced
     assert entry.group is not None and entry.group.Tags == []

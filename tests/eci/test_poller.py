@@ -27,7 +27,7 @@ from vk_sandbox.eci.server import ECISimulator
 NODE = "vk"
 
 
-def _group(gid: str) -> dict[str, Any]:
+def _group(gid: str, *, spot: bool = False) -> dict[str, Any]:
     n = gid.removeprefix("eci-")
     tags = {
         names.TAG_CLUSTER: "test-cluster",
@@ -39,6 +39,7 @@ def _group(gid: str) -> dict[str, Any]:
     return {
         "ContainerGroupId": gid,
         "Status": "Running",
+        "SpotStrategy": "SpotAsPriceGo" if spot else "NoSpot",
         "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
         "Containers": [{"Name": "app", "Image": "busybox", "Ready": True, "CurrentState": {"State": "Running"}}],
     }
@@ -52,6 +53,7 @@ class World:
     page: int = 3
     changed: set[str] = field(default_factory=set)  # reported by the next incremental poll
     fail: dict[str, int] = field(default_factory=dict)  # "resync"/"presence" -> fail that page number (1-based)
+    spot: set[str] = field(default_factory=set)  # ids of spot groups
 
     def _page(self, kind: str, params: dict[str, str]) -> tuple[list[str], str, bool]:
         """(ids of the page, NextToken, whether to refuse it); the token is the last id of the page."""
@@ -68,11 +70,12 @@ class World:
     def describe(self, params: dict[str, str]) -> Reply:
         if "ContainerGroupIds" in params:
             wanted = json.loads(params["ContainerGroupIds"])
-            return 200, {"ContainerGroups": [_group(g) for g in wanted if g in self.ids], "NextToken": ""}
+            groups = [_group(g, spot=g in self.spot) for g in wanted if g in self.ids]
+            return 200, {"ContainerGroups": groups, "NextToken": ""}
         chunk, token, refuse = self._page(RESYNC, params)
         if refuse:
             return error("InvalidParameter", "page refused")
-        return 200, {"ContainerGroups": [_group(g) for g in chunk], "NextToken": token}
+        return 200, {"ContainerGroups": [_group(g, spot=g in self.spot) for g in chunk], "NextToken": token}
 
     def status(self, params: dict[str, str]) -> Reply:
         if "SinceSecond" in params:
@@ -85,7 +88,12 @@ class World:
         return 200, {"Data": [{"ContainerGroupId": g, "Status": "Running"} for g in chunk], "NextToken": token}
 
 
+NOTICES = "notices"
+
+
 def kind_of(action: str, params: dict[str, str]) -> str:
+    if action == "DescribeContainerGroupEvents":
+        return NOTICES
     if action == "DescribeContainerGroupStatus":
         return "poll" if "SinceSecond" in params else PRESENCE
     if action == "DescribeContainerGroups":
@@ -128,12 +136,15 @@ Started = tuple[ECIProvider, World, Ticker]
 
 @pytest.fixture
 def start(fake_eci: FakeECI) -> Callable[..., Any]:
-    """start(groups) -> (provider, world, ticker) with the poller past its first tick."""
+    """start(groups, spot=0) -> (provider, world, ticker) with the poller past its first tick; the first
+    ``spot`` groups are spot groups."""
 
-    async def go(groups: int, **settings: Any) -> Started:
+    async def go(groups: int, spot: int = 0, **settings: Any) -> Started:
         world = World(ids=[f"eci-{i:02d}" for i in range(groups)])
+        world.spot = set(world.ids[:spot])
         fake_eci.script("DescribeContainerGroups", world.describe)
         fake_eci.script("DescribeContainerGroupStatus", world.status)
+        fake_eci.script("DescribeContainerGroupEvents", (200, {"Data": [], "NextToken": ""}))
         base: dict[str, Any] = {
             "status_poll_interval_seconds": 0.01,
             "presence_check_interval_seconds": 1000,
@@ -239,6 +250,43 @@ async def test_both_sweeps_take_pages_in_turn(start: Any) -> None:
         assert not provider.poller._sweeps
         await ticker.step()
         assert ticker.tick(9) == ["poll"]
+    finally:
+        await provider.close()
+
+
+async def test_spot_notice_checks_take_the_sweeps_slot_not_more_calls(start: Any) -> None:
+    """With spot groups, a notice check (DescribeContainerGroupEvents) comes every other slow tick (interval 2
+    ticks) in the slot of the sweep page: no tick makes more than one poll and one other call, a due presence
+    check takes the ticks in between, and the idle ticks after it alternate poll + notices and poll alone."""
+    provider, _, ticker = await start(10, spot=2, spot_notice_poll_interval_seconds=0.02)
+    try:
+        make_due(provider, PRESENCE)
+        await ticker.step(8)
+        ticks = [ticker.tick(i) for i in range(1, 9)]
+        for t in ticks:
+            assert t[0] == "poll" and len(t) <= 2 and set(t[1:]) <= {PRESENCE, NOTICES}, ticks
+        assert [t[1:] for t in ticks[:4]] == [[NOTICES], [PRESENCE], [NOTICES], [PRESENCE]]
+        assert sum(t.count(NOTICES) for t in ticks) == 4
+        assert PRESENCE not in provider.poller._sweeps  # its 4 pages were done in the ticks between
+        await ticker.step(4)
+        assert [ticker.tick(i) for i in range(9, 13)] == [["poll", NOTICES], ["poll"]] * 2
+    finally:
+        await provider.close()
+
+
+async def test_no_spot_group_no_notice_call(start: Any) -> None:
+    """Without a spot group no DescribeContainerGroupEvents is made at all; the tick after a group turns out
+    to be a spot one checks for notices at once, in that tick's slot."""
+    provider, world, ticker = await start(10, spot_notice_poll_interval_seconds=0.01)
+    try:
+        await ticker.step(6)
+        assert [ticker.tick(i) for i in range(1, 7)] == [["poll"]] * 6
+        world.spot.add("eci-04")
+        world.changed.add("eci-04")
+        await ticker.step(2)
+        assert ticker.tick(7) == ["poll", "describe", NOTICES]
+        assert ticker.tick(8) == ["poll", NOTICES]  # interval = one slow tick
+        assert NOTICES not in ticker.tick(0)
     finally:
         await provider.close()
 

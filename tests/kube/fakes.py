@@ -1,7 +1,7 @@
 """Test doubles for the other side of the Kubernetes boundary: an in-memory KubeAPI.
 
-It stores objects by path, applies merge patches (with conditions merged by type for strategic
-merge patches, as the real server does), honours DELETE preconditions and records every call.
+It stores objects by path, applies JSON Patches and merge patches (with conditions merged by type for
+strategic merge patches, as the real server does), honours DELETE preconditions and records every call.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import copy
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
+
+import jsonpatch
 
 from vk_provider.kube.client import STRATEGIC_MERGE_PATCH, KubeError
 
@@ -97,6 +99,8 @@ class FakeKube:
         if base not in self.objects:
             raise KubeError(404, "NotFound", f"{base} not found")
         current = self.objects[base]
+        if method == "PATCH" and content_type == "application/json-patch+json":
+            return copy.deepcopy(self.put(base, jsonpatch.apply_patch(current, body)))
         if method == "PATCH":
             uid = ((body or {}).get("metadata") or {}).get("uid")
             if uid and uid != current["metadata"].get("uid"):

@@ -127,17 +127,28 @@ async def test_list_watch_bookmark_and_relist_on_410(server: tuple[FakeServer, K
     assert informer.relists == 2
 
 
-def test_compact_shares_strings_and_keeps_values() -> None:
-    """compact() returns an equal object whose keys and short strings are shared between objects."""
-    from vk_provider.kube.watch import compact
+def test_json_cache_holds_compact_json_and_reads_fresh_dicts() -> None:
+    """The cache stores each object as JSON without managedFields; every read is an equal, fresh dict, and
+    it behaves as a mapping (membership, iteration, length, deletion)."""
+    from vk_provider.kube.watch import JSONCache
 
-    a = compact(json.loads(json.dumps(pod("a", 1))))
-    b = compact(json.loads(json.dumps(pod("b", 1))))
-    assert a == pod("a", 1)
-    key_a = next(k for k in a["metadata"] if k == "namespace")
-    key_b = next(k for k in b["metadata"] if k == "namespace")
-    assert key_a is key_b
-    assert a["metadata"]["namespace"] is b["metadata"]["namespace"]
+    cache = JSONCache()
+    raw = pod("a", 1)
+    raw["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Apply"}]
+    cache["ns/a"] = raw
+    cache["ns/b"] = pod("b", 2)
+    assert "managedFields" in raw["metadata"]  # the input is untouched
+    assert isinstance(cache._data["ns/a"], bytes) and b" " not in cache._data["ns/a"]
+    first = cache["ns/a"]
+    assert first == pod("a", 1)
+    first["metadata"]["name"] = "changed"
+    assert cache["ns/a"] == pod("a", 1)  # changing a read changes nothing held
+    assert "ns/a" in cache and "ns/c" not in cache and cache.get("ns/c") is None
+    assert sorted(cache) == ["ns/a", "ns/b"] and len(cache) == 2
+    assert [o["metadata"]["name"] for o in cache.values()] == ["a", "b"]
+    assert cache.pop("ns/a") == pod("a", 1)
+    del cache["ns/b"]
+    assert len(cache) == 0
 
 
 def test_for_cache_drops_managed_fields_only() -> None:

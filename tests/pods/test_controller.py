@@ -58,3 +58,19 @@ async def test_one_worker_survives_many_failures() -> None:
     finally:
         await env.ctl.drain()
         await worker
+
+
+def test_cached_pods_decodes_one_at_a_time_and_survives_changes() -> None:
+    """cached_pods() is lazy (the cache holds JSON): a pod removed or added while it is iterated breaks
+    nothing, a removed one is skipped, and each pod read is a fresh dict."""
+    env = Env()
+    for name in ("a", "b", "c"):
+        env.add(make_pod(name))
+    pods = env.ctl.cached_pods()
+    first = next(iter(pods))
+    env.remove("default/b")
+    env.add(make_pod("d"))
+    rest = [p["metadata"]["name"] for p in pods]
+    assert first["metadata"]["name"] == "a" and rest == ["c"]
+    first["metadata"]["name"] = "changed"
+    assert env.ctl.cached_pod("default", "a")["metadata"]["name"] == "a"

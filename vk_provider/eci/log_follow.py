@@ -10,6 +10,13 @@ is in a chunk, so nothing falls between the two. The poller stops when its last 
 ends every client's stream (``None``) once the container finished (after one more poll, as a single
 client's follow does).
 
+The polls of all containers share the DescribeContainerLog rate (500 a minute on ECI, about 7.5/s), which
+past about seven followed containers, not the interval, paces them. So they take turns, in arrival order
+(every container gets its turn: round robin), at most ``POLLS_IN_FLIGHT`` at once (a slow ECI holds that
+many of the client's threads, not one per followed container), and at ``POLL_SHARE`` of the action's rate:
+the action's bucket is not drained by polls, so a client's own fetch (a new ``logs -f``, a plain
+``kubectl logs``) finds a token or waits behind a few polls, not behind one per followed container (8 s with 60).
+
 A client that does not read (its queue holds ``MAX_BACKLOG`` chunks) is dropped from the poller: its
 stream ends after what it was given, rather than holding the others up or growing without bound.
 """
@@ -22,10 +29,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vk_provider.aio import create_guarded_task
+from vk_provider.aio import RateLimiter, create_guarded_task
 from vk_provider.eci.logs import MAX_TAIL, Fetch, _Dedup, _rfc3339
 
 MAX_BACKLOG = 64
+POLLS_IN_FLIGHT = 8  # polls waiting for their answer at once
+POLL_SHARE = 0.9  # of the DescribeContainerLog rate; the rest (and the bucket's burst) is for clients' fetches
 Key = tuple[str, str]  # (group id, container)
 
 
@@ -38,10 +47,13 @@ class _Follow:
 class LogFollows:
     """The pollers of the followed containers, by (group id, container)."""
 
-    def __init__(self, *, interval: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+    def __init__(self, *, interval: float, sleep: Callable[[float], Awaitable[None]], calls_per_second: float) -> None:
+        """``calls_per_second``: the steady rate of the DescribeContainerLog rate limit."""
         self._interval = interval
         self._sleep = sleep
         self._follows: dict[Key, _Follow] = {}
+        self._turns = asyncio.Semaphore(POLLS_IN_FLIGHT)  # FIFO: round robin over the followed containers
+        self._pace = RateLimiter(calls_per_second * POLL_SHARE, 1)
 
     def followers(self, key: Key) -> int:
         follow = self._follows.get(key)
@@ -84,7 +96,9 @@ class LogFollows:
                 params: dict[str, Any] = {"Timestamps": True, "Tail": MAX_TAIL}
                 params["StartTime"] = _rfc3339(dedup.last) if dedup.last is not None else since
                 try:
-                    content = await fetch(params)
+                    async with self._turns:
+                        await self._pace.acquire()
+                        content = await fetch(params)
                 except Exception:
                     if done_before:
                         break

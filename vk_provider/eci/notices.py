@@ -1,34 +1,34 @@
-"""Spot release notices, looked for on their own (task ``eci-spot-notices``).
+"""Spot release notices, looked for with DescribeContainerGroupEvents within the poller's call budget.
 
 The status poll describes a group only when DescribeContainerGroupStatus reports its status changed;
 a ``SpotToBeReleased`` event changes no status, and whether ECI's ``SinceSecond`` even lists a group
-whose only news is an event is not documented. So every ``eci.spot_notice_poll_interval_seconds``
-(10 s; the notice comes about 3 minutes ahead) this loop asks DescribeContainerGroupEvents for this
-node's groups (by tag) with events since its last success, and describes the groups that carry a
+whose only news is an event is not documented. So ``poll_once`` asks DescribeContainerGroupEvents for
+this node's groups (by tag) with events since its last success, and describes the groups that carry a
 ``SpotToBeReleased`` event the index does not know yet; they are published like any changed group, and
 the pod controller evicts their pods. At most ``MAX_PAGES`` pages (200 groups each, ECI's documented
-default) per round: a burst of starting groups (each with its Scheduled/Pulled/Started events) cannot
-turn it into a flood of calls; the rest is read in the next round (its window overlaps).
+default) per round: a burst of starting groups (each with its Pulled/Started events) cannot turn it into
+a flood of calls; the rest is read in the next round (its window overlaps).
 
-ECI call budget: one call per interval in steady state (6/min), at most ``MAX_PAGES`` per interval
-during bursts of events, plus one describe per 20 newly noticed groups.
+This module has no loop of its own: the poller (poller.py) asks ``due`` each time it has a slow tick's
+spare call and, when it is, spends that call here instead of on a sweep page, so the notices fit in the
+poller's budget (at most 20 calls/min idle). ``due`` is true every ``every`` spare calls
+(``eci.spot_notice_poll_interval_seconds`` in slow ticks, rounded, at least one: 10 s with 6 s ticks is
+every other tick, 12 s) and only while a spot group is in the index: no spot group, no call. The worst
+case from a notice to its detection is therefore ``every`` slow ticks plus the call (12 s with the
+defaults; on an HA standby, ticking every 15 s, 30 s), against a notice ECI gives about 3 minutes ahead.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable
 
 import structlog
 
-from vk_provider.aio import create_guarded_task
 from vk_provider.eci.feed import Feed
 from vk_provider.eci.index import Index
 from vk_provider.eci.listing import STATUS_PAGE, Call, Listing, describe_ids, tag_params
-from vk_provider.eci.models import DescribeContainerGroupEventsResponse
+from vk_provider.eci.models import ContainerGroup, DescribeContainerGroupEventsResponse
 from vk_provider.eci.status import SPOT_NOTICE_REASON, spot_notice
 from vk_provider.errors import ProviderError
 from vk_provider.settings import ECISettings
@@ -41,35 +41,40 @@ MAX_PAGES = 5
 
 
 class SpotNotices:
-    def __init__(
-        self,
-        settings: ECISettings,
-        *,
-        node_name: str,
-        index: Index,
-        feed: Feed,
-        call: Call,
-        sleep: Callable[[float], Awaitable[None]],
-    ) -> None:
+    def __init__(self, settings: ECISettings, *, node_name: str, index: Index, feed: Feed, call: Call) -> None:
         self.interval = settings.spot_notice_poll_interval_seconds
+        # Checks come with the poller's slow ticks: every ``every``-th spare call, 0 = never.
+        self.every = max(1, round(self.interval / settings.status_poll_interval_seconds)) if self.interval > 0 else 0
         self._tags = tag_params(settings.cluster_name, node_name)
         self._index = index
         self._feed = feed
         self._call = call
-        self._sleep = sleep
         self._last_ok: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._spare = 0  # spare calls offered since the last check
 
-    def start(self) -> None:
-        if self._task is None and self.interval > 0:
-            self._task = create_guarded_task(self._loop(), name="eci-spot-notices")
+    def due(self) -> bool:
+        """The poller has a spare call: whether it goes to a notice check (see the module's docstring)."""
+        if not self.every:
+            return False
+        if not any(_is_spot(e.group) for e in self._index.entries()):
+            self._spare, self._last_ok = 0, None  # nothing to look back for: a new spot group is checked first
+            return False
+        self._spare += 1
+        if self._last_ok is not None and self._spare < self.every:
+            return False
+        self._spare = 0
+        return True
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def check(self) -> None:
+        """A notice check in the poller's spare call; a failure is logged (the next one looks back further)."""
+        try:
+            found = await self.poll_once()
+            if found:
+                log.info("spot release notices", groups=found)
+        except ProviderError as exc:
+            log.warning("spot notice poll failed", error=exc.message, reason=exc.reason)
+        except Exception as exc:  # a malformed answer must not stop the poller
+            log.error("spot notice poll crashed", error=repr(exc), exc_info=exc)
 
     async def poll_once(self) -> int:
         """One round; returns how many groups with a new notice were described and published."""
@@ -94,14 +99,6 @@ class SpotNotices:
         self._last_ok = now
         return published
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                found = await self.poll_once()
-                if found:
-                    log.info("spot release notices", groups=found)
-            except ProviderError as exc:
-                log.warning("spot notice poll failed", error=exc.message, reason=exc.reason)
-            except Exception as exc:
-                log.error("spot notice poll crashed", error=repr(exc), exc_info=exc)
-            await self._sleep(self.interval)
+
+def _is_spot(group: ContainerGroup | None) -> bool:
+    return group is not None and group.SpotStrategy not in ("", "NoSpot")

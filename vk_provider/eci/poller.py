@@ -26,18 +26,21 @@ from a delete (ours or anyone's: Terminating) until it is gone. A create or a de
 that sleeps a slow tick (``hurry``). The sweeps, and the polls that look back far (``poll_once``),
 come once per slow tick's worth of ticks, whatever the cadence.
 
-ECI call budget at 10,000 steady pods with the defaults: one poll per 6 s tick and at most one sweep
-page per slow tick, i.e. at most 20 calls/min whatever the pod count, plus describes of groups that
-really changed. On average: 10 polls/min, a 50-page presence check every 10 to 15 min (300 s plus its
-own 300 to 600 s) and a 500-page resync about every 2 h (3600 s plus the 50 to 75 min it takes,
-sharing slow ticks with presence checks), about 18 calls/min; the node's ping is free while the
-poller's calls succeed.
+ECI call budget at 10,000 steady pods with the defaults: one poll per 6 s tick and at most one more call
+per slow tick — a sweep page, or, while spot groups exist, every other slow tick a spot notice check
+(notices.py) — i.e. at most 20 calls/min whatever the pod count, plus describes of groups that
+really changed. On average, without spot groups: 10 polls/min, a 50-page presence check every 10 to
+15 min (300 s plus its own 300 to 600 s) and a 500-page resync about every 2 h (3600 s plus the 50 to
+75 min it takes, sharing slow ticks with presence checks), about 18 calls/min; with spot groups the
+notice checks take every other slow tick (5 calls/min) and the sweeps the rest, so they take twice as
+long (a presence check at 10,000 pods 10 minutes rather than 5), still at most 20 calls/min. The
+node's ping is free while the poller's calls succeed.
 While groups are in transition the polls come 12 times as often: 120 DescribeContainerGroupStatus a
 minute plus their pages, well inside ECI's 2,000/min.
 
 On an HA standby (``standby_interval``, set from ``ha.standby_poll_interval_seconds``, 15 s by default)
-a tick comes at most that often: at most 8 calls/min (4 polls, 4 sweep pages) plus describes of groups
-that changed, whatever the pod count; the index stays warm for a takeover.
+a tick comes at most that often: at most 8 calls/min (4 polls, 4 sweep pages or notice checks) plus
+describes of groups that changed, whatever the pod count; the index stays warm for a takeover.
 
 A described group that failed to schedule for lack of stock goes to placement.py for its next attempt
 instead of being published.
@@ -60,6 +63,7 @@ from vk_provider.eci.feed import Feed
 from vk_provider.eci.index import Entry, Index, digest
 from vk_provider.eci.listing import PAGE, STATUS_PAGE, Call, Listing, describe_ids, tag_params
 from vk_provider.eci.models import ContainerGroup, DescribeContainerGroupsResponse, DescribeContainerGroupStatusResponse
+from vk_provider.eci.notices import SpotNotices
 from vk_provider.eci.placement import Placement
 from vk_provider.eci.status import failure_reason, is_no_stock
 from vk_provider.errors import ProviderError
@@ -96,10 +100,12 @@ class Poller:
         index: Index,
         feed: Feed,
         placement: Placement,
+        notices: SpotNotices,
         call: Call,
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self.settings = settings
+        self._notices = notices
         self._tags = tag_params(settings.cluster_name, node_name)
         self._index = index
         self._feed = feed
@@ -406,8 +412,12 @@ class Poller:
                 # A malformed answer must not stop status updates for every pod: log and poll again.
                 log.error("eci status poll crashed", error=repr(exc), exc_info=exc)
             if polled and not self._closed and self._sweep_credit >= slow:
+                # The slow tick's one more call: a spot notice check when one is due, else a sweep page.
                 self._sweep_credit = 0.0
-                await self._sweep_step()
+                if self._notices.due():
+                    await self._notices.check()
+                else:
+                    await self._sweep_step()
             interval = self._tick_interval()
             self._sweep_credit += interval
             await self._nap(interval)

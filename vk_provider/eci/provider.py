@@ -3,7 +3,7 @@ the work:
 
 - index.py: this node's groups, by pod UID and by group id (the one place that changes them);
 - poller.py: the task that keeps the index fresh (incremental poll, paced sweeps; its ECI call budget);
-- notices.py: the task that looks for spot release notices (DescribeContainerGroupEvents);
+- notices.py: spot release notices (DescribeContainerGroupEvents), checked in the poller's spare calls;
 - feed.py: index entries as BackendPods, and the ``status_changes()`` stream;
 - placement.py: creating a group through its NoStock plan of sizes and vSwitches;
 - streams.py: logs, exec, attach, port-forward and usage;
@@ -32,6 +32,7 @@ from vk_provider.eci.models import ListUsageResponse
 from vk_provider.eci.notices import SpotNotices
 from vk_provider.eci.placement import Placement
 from vk_provider.eci.poller import Poller
+from vk_provider.eci.ratelimit import per_minute_rate
 from vk_provider.eci.status import TERMINAL_GROUP_STATUSES
 from vk_provider.eci.streams import Streams
 from vk_provider.eci.translate import translate_pod
@@ -71,23 +72,23 @@ class ECIProvider:
         self.index = Index(cluster=settings.cluster_name, node=node_name)
         self.feed = Feed(self.index, pods)
         self.placement = Placement(self.index, self._call)
+        self.notices = SpotNotices(settings, node_name=node_name, index=self.index, feed=self.feed, call=self._call)
         self.poller = Poller(
             settings,
             node_name=node_name,
             index=self.index,
             feed=self.feed,
             placement=self.placement,
+            notices=self.notices,
             call=self._call,
             sleep=sleep,
-        )
-        self.notices = SpotNotices(
-            settings, node_name=node_name, index=self.index, feed=self.feed, call=self._call, sleep=sleep
         )
         self.streams = Streams(
             self.index,
             lookup=self._lookup,
             call=self._call,
             log_poll_interval=log_poll_interval_seconds,
+            log_calls_per_second=per_minute_rate(settings.rate_limits_per_minute, "DescribeContainerLog"),
             stats_cache_seconds=stats_cache_seconds,
             sleep=sleep,
         )
@@ -107,7 +108,6 @@ class ECIProvider:
             self.feed.pods = pods
         _ = self.client
         self.poller.start()
-        self.notices.start()
 
     def stand_by(self, interval: float | None) -> None:
         """On an HA standby, poll every ``interval`` seconds at most (None: the leader's cadence)."""
@@ -119,7 +119,6 @@ class ECIProvider:
         await self.poller.poll_once()
 
     async def close(self) -> None:
-        await self.notices.close()
         await self.poller.close()
         self.feed.close()
         if self._client is not None:

@@ -32,6 +32,15 @@ def per_minute_bucket(quota: int) -> tuple[float, int]:
     return max(quota - burst, 0.5) / 60.0, burst  # a quota of 1: one call, then one every 2 min
 
 
+def per_minute_rate(per_minute: Mapping[str, int], action: str) -> float:
+    """The steady rate (calls per second) of an action limited per minute (``eci.rate_limits_per_minute``)."""
+    return per_minute_bucket(_quota(per_minute, action))[0]
+
+
+def _quota(per_minute: Mapping[str, int], action: str) -> int:
+    return per_minute.get(action, per_minute.get("*", 1000))
+
+
 class ActionLimiter:
     """The buckets, one per action, made when the action is first called."""
 
@@ -46,7 +55,7 @@ class ActionLimiter:
             if action in WRITE_ACTIONS:
                 rate, burst = self._write
             else:
-                rate, burst = per_minute_bucket(self._per_minute.get(action, self._per_minute.get("*", 1000)))
+                rate, burst = per_minute_bucket(_quota(self._per_minute, action))
             limiter = self._buckets[action] = RateLimiter(rate, burst)
         return limiter
 

@@ -270,9 +270,19 @@ def vanished_pod_status(pod: Pod, *, now: datetime | None = None) -> dict[str, A
     return status
 
 
+# ECI's Normal events that repeat what the pod already shows: "Scheduling" says what our
+# ProviderCreateSuccess says (and no kubelet emits it); "Scheduled" names the zone, which our
+# ContainerGroupScheduled event (size, zone, vSwitch, spot) and the eci-instance-zone annotation carry,
+# and would read as a second kube-scheduler "Scheduled". Each mirrored event is an API write per pod.
+REDUNDANT_NORMAL_EVENTS = frozenset({"Scheduling", "Scheduled"})
+
+
 def group_events(group: ContainerGroup) -> list[BackendEvent]:
-    """The group's events as BackendEvents (the controller de-duplicates them by reason+message)."""
-    return [_event(e) for e in group.Events]
+    """The group's events as BackendEvents (the controller de-duplicates them by reason+message), but for
+    the Normal ones in ``REDUNDANT_NORMAL_EVENTS``; Warning events are always kept."""
+    return [
+        _event(e) for e in group.Events if e.Type == "Warning" or (e.Reason or e.Name) not in REDUNDANT_NORMAL_EVENTS
+    ]
 
 
 def _event(e: GroupEvent) -> BackendEvent:

@@ -35,6 +35,7 @@ class Streams:
         lookup: Lookup,
         call: Call,
         log_poll_interval: float,
+        log_calls_per_second: float,
         stats_cache_seconds: float,
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
@@ -45,7 +46,7 @@ class Streams:
         self._stats_cache_seconds = stats_cache_seconds
         self._sleep = sleep
         self._usage_cache: tuple[float, list[PodUsage]] | None = None
-        self._follows = LogFollows(interval=log_poll_interval, sleep=sleep)
+        self._follows = LogFollows(interval=log_poll_interval, sleep=sleep, calls_per_second=log_calls_per_second)
         self._usage_lock = asyncio.Lock()
 
     async def _running_entry(self, pod: Pod, container: str | None) -> Entry:

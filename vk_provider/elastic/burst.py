@@ -12,12 +12,15 @@ pod that the webhook missed is taken too), and it has been seen Unschedulable fo
    pods on the virtual node, counted from the pod controller's watch cache plus the bindings in flight).
    Not eligible: one Warning ``BurstSkipped`` saying why, and the pod stays Pending (a limit is checked
    again every ``LIMIT_RECHECK_SECONDS``; anything else when the pod changes);
-2. a JSON Patch adds the virtual node's toleration (additions to tolerations are allowed on a live pod),
+2. ``pods/binding`` to the virtual node, the one write on the way to the pod's start. The Binding carries
    ``controller.kubernetes.io/pod-deletion-cost`` (``elastic.deletion_cost``, low, so a ReplicaSet scaling
-   down removes these pods first) and the rule annotation;
-3. ``pods/binding`` to the virtual node. A 409 means someone bound it meanwhile: fine (when that was the
-   scheduler, now that the pod tolerates the virtual node, it may well be ours);
-4. a Normal ``BurstToServerless`` event quoting the scheduler's reason.
+   down removes these pods first) and the rule annotation: the API server merges a Binding's annotations
+   into the pod with its ``nodeName``. A 409 means someone bound it meanwhile: fine;
+3. after the binding, beside the next bindings (``FOLLOW_UP_WRITERS``): a JSON Patch adds the virtual node's
+   toleration (additions to tolerations are allowed on a live pod; a binding ignores taints, but a
+   descheduler does not), then a Normal ``BurstToServerless`` event quoting the scheduler's reason. Only
+   with a ``NoExecute`` taint does the toleration go first, as the taint manager would evict a bound pod
+   that lacks it.
 
 The pod controller then creates its group like any pod on the node. Every decision is counted:
 ``vk_elastic_bursts_total``, ``vk_elastic_burst_skips_total{reason}``, ``vk_elastic_burst_seconds``.
@@ -50,7 +53,8 @@ DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 JSON_PATCH = "application/json-patch+json"
 LIMIT_RECHECK_SECONDS = 5.0
 CONCURRENCY = 16
-EVENT_WRITERS = 4
+FOLLOW_UP_WRITERS = 4
+TOLERATION_ATTEMPTS = 4
 
 Decide = Callable[[Mapping[str, str], Mapping[str, str]], Decision | None]
 
@@ -107,6 +111,15 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class FollowUp:
+    """The writes that wait until after a pod's binding (or skip): its toleration patch, then its Event."""
+
+    pod: Pod
+    toleration: Ops
+    event: tuple[str, str, str]  # type, reason, message
+
+
+@dataclass(frozen=True)
 class Wait:
     until: float
 
@@ -152,18 +165,21 @@ class BurstController:
         self._seen_unschedulable: dict[str, float] = {}
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
+        self._bound: set[str] = set()  # bound to the virtual node, until the watch sees the pod leave the unbound ones
         self._failures: dict[str, int] = {}
         self._reported: dict[str, str] = {}
         self._inflight: dict[str, tuple[str, float]] = {}
         self._wake = asyncio.Event()
         self._jobs: asyncio.Queue[tuple[Pod, Burst]] = asyncio.Queue()
-        self._events: asyncio.Queue[tuple[Pod, str, str, str]] = asyncio.Queue()
+        self._after: asyncio.Queue[FollowUp] = asyncio.Queue()
 
     # ---- the watch ------------------------------------------------------------------------------------
     def _on_pod(self, kind: str, pod: JSON, old: JSON | None) -> None:
         key = object_key(pod)
         if kind == "DELETED" or unschedulable(pod) is None:
             self._forget(key)
+            return
+        if key in self._bound:  # an event from before the binding (our own patch, say): the pod is placed already
             return
         self._seen_unschedulable.setdefault(key, self.clock())
         self._due[key] = min(self._due.get(key, float("inf")), self.clock())
@@ -174,6 +190,7 @@ class BurstController:
         self._due.pop(key, None)
         self._reported.pop(key, None)
         self._failures.pop(key, None)
+        self._bound.discard(key)
 
     # ---- deciding -------------------------------------------------------------------------------------
     def usage(self) -> Usage:
@@ -237,15 +254,16 @@ class BurstController:
 
     # ---- the loop -------------------------------------------------------------------------------------
     async def run(self) -> None:
-        """The decision loop, CONCURRENCY workers that patch and bind, EVENT_WRITERS that record the Events: a slow
-        write never holds up a decision, and an Event never holds up a binding."""
+        """The decision loop, CONCURRENCY workers that bind, FOLLOW_UP_WRITERS that add the tolerations and record
+        the Events: a slow write never holds up a decision, and neither a toleration nor an Event holds up a
+        binding."""
         await self.informer.synced.wait()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._decide_loop())
             for _ in range(CONCURRENCY):
                 group.create_task(self._worker())
-            for _ in range(EVENT_WRITERS):
-                group.create_task(self._event_writer())
+            for _ in range(FOLLOW_UP_WRITERS):
+                group.create_task(self._follow_up_writer())
 
     async def _decide_loop(self) -> None:
         """Take the due pods, count the usage once, decide for each, and queue the writes."""
@@ -290,11 +308,42 @@ class BurstController:
             finally:
                 self._busy.discard(key)
 
-    async def _event_writer(self) -> None:
-        """Events go out beside the bindings, not in their way (the recorder never raises)."""
+    async def _follow_up_writer(self) -> None:
+        """Tolerations and Events go out beside the bindings, not in their way (the recorder never raises)."""
         while True:
-            pod, type_, reason, message = await self._events.get()
-            await self.recorder.record(pod, type_, reason, message)
+            job = await self._after.get()
+            try:
+                await self._follow_up(job)
+            except Exception as exc:  # one pod's follow-up (e.g. a write fenced off) must not stop the writer
+                log.error("burst follow-up failed", pod=object_key(job.pod), error=repr(exc), exc_info=exc)
+
+    async def _follow_up(self, job: FollowUp) -> None:
+        if job.toleration:
+            await self._tolerate(job.pod, job.toleration)
+        await self.recorder.record(job.pod, *job.event)
+
+    async def _tolerate(self, pod: Pod, ops: Ops) -> None:
+        """Add the toleration to a bound pod, retrying a transient failure a few times; what still fails is
+        logged (the pod runs without it: a binding does not need it)."""
+        key = object_key(pod)
+        meta = pod.get("metadata") or {}
+        path = f"/api/v1/namespaces/{meta.get('namespace') or 'default'}/pods/{meta.get('name')}"
+        for attempt in range(TOLERATION_ATTEMPTS):
+            try:
+                await self.api.request("PATCH", path, body=ops, content_type=JSON_PATCH)
+                return
+            except KubeError as exc:
+                if exc.not_found:
+                    return
+                if exc.status < 500 and exc.status != 429:
+                    log.warning("burst pod's toleration refused", pod=key, error=str(exc))
+                    return
+                error: BaseException = exc
+            except (OSError, TimeoutError) as exc:
+                error = exc
+            if attempt + 1 < TOLERATION_ATTEMPTS:
+                await asyncio.sleep(self.backoff.delay(attempt))
+        log.warning("burst pod's toleration not added", pod=key, error=str(error), attempts=TOLERATION_ATTEMPTS)
 
     async def _sleep_until_due(self, now: float) -> None:
         self._wake.clear()
@@ -309,16 +358,21 @@ class BurstController:
         key = object_key(pod)
         BURST_SKIPS.labels(reason=skip.reason).inc()
         log.info("burst skipped", pod=key, reason=skip.reason, why=skip.message)
-        self._events.put_nowait((pod, "Warning", "BurstSkipped", f"Not moved to the virtual node: {skip.message}"))
+        message = f"Not moved to the virtual node: {skip.message}"
+        self._after.put_nowait(FollowUp(pod, [], ("Warning", "BurstSkipped", message)))
 
     async def _burst(self, pod: Pod, burst: Burst) -> None:
         key = object_key(pod)
         meta = pod.get("metadata") or {}
         ns, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
         path = f"/api/v1/namespaces/{ns}/pods/{name}"
+        tolerate = toleration_ops(pod, self.node.toleration)
         try:
-            await self.api.request("PATCH", path, body=self._patch(pod, burst), content_type=JSON_PATCH)
-            bound_here = await self._bind(path, ns, name)
+            if tolerate and self.toleration_first:
+                await self.api.request("PATCH", path, body=tolerate, content_type=JSON_PATCH)
+                tolerate = []
+            notes = {DELETION_COST: str(self.deletion_cost), ANNOTATION_RULE: burst.decision.source}
+            bound = await self._bind(path, ns, name, notes)
         except KubeError as exc:
             self._inflight.pop(key, None)
             if exc.not_found:
@@ -329,10 +383,16 @@ class BurstController:
             self._inflight.pop(key, None)
             self._retry(key, exc)
             return
-        if not bound_here:
+        # Placed either way: events the watch delivers before it sees the binding (our patch among them, perhaps
+        # while the binding was in flight) must not make the pod due again, or it would be burst and counted twice.
+        self._bound.add(key)
+        self._due.pop(key, None)
+        if bound is False:
             self._inflight.pop(key, None)
             log.info("burst pod was bound elsewhere meanwhile", pod=key)
             return
+        if bound is not True:  # bound to the virtual node by someone else: the annotations go with the toleration
+            tolerate = annotation_ops(bound, notes) + toleration_ops(bound, self.node.toleration)
         elapsed = self.clock() - burst.since
         BURSTS.labels(rule=burst.decision.source).inc()
         BURST_SECONDS.observe(elapsed)
@@ -341,7 +401,7 @@ class BurstController:
         message = (
             f"Bound to the virtual node {self.node.name} (rule {burst.decision.source}); the scheduler said: {reason}"
         )
-        self._events.put_nowait((pod, "Normal", "BurstToServerless", message))
+        self._after.put_nowait(FollowUp(pod, tolerate, ("Normal", "BurstToServerless", message)))
 
     def _retry(self, key: str, exc: BaseException) -> None:
         n = self._failures[key] = self._failures.get(key, 0) + 1
@@ -351,16 +411,19 @@ class BurstController:
             self._due[key] = self.clock() + delay
             self._wake.set()  # the decision loop may be asleep with no deadline
 
-    def _patch(self, pod: Pod, burst: Burst) -> Ops:
-        notes = {DELETION_COST: str(self.deletion_cost), ANNOTATION_RULE: burst.decision.source}
-        return annotation_ops(pod, notes) + toleration_ops(pod, self.node.toleration)
+    @property
+    def toleration_first(self) -> bool:
+        """A NoExecute taint: the toleration must be on the pod before it is bound, or the taint manager evicts it."""
+        return self.node.toleration is not None and self.node.toleration.get("effect") == "NoExecute"
 
-    async def _bind(self, path: str, ns: str, name: str) -> bool:
-        """Bind to the virtual node; True when the pod is on it now (ours, or the scheduler's after a 409)."""
+    async def _bind(self, path: str, ns: str, name: str, notes: Mapping[str, str]) -> Pod | bool:
+        """Bind to the virtual node with ``notes`` as the Binding's annotations (merged into the pod by the API
+        server): True when bound so; else, after a 409, the pod when someone else bound it there (without
+        the annotations), False when it is elsewhere or gone."""
         body = {
             "apiVersion": "v1",
             "kind": "Binding",
-            "metadata": {"name": name, "namespace": ns},
+            "metadata": {"name": name, "namespace": ns, "annotations": dict(notes)},
             "target": {"apiVersion": "v1", "kind": "Node", "name": self.node.name},
         }
         try:
@@ -370,4 +433,6 @@ class BurstController:
             if not exc.conflict:
                 raise
         current = await self.api.get_or_none(path)
-        return bool(current) and (current or {}).get("spec", {}).get("nodeName") == self.node.name
+        if current and (current.get("spec") or {}).get("nodeName") == self.node.name:
+            return current
+        return False

@@ -229,7 +229,7 @@ class KubeletServer:
         return web.Response(text="ok")
 
     async def _list_pods(self, request: web.Request) -> web.StreamResponse:
-        items = self.pods.cached_pods()
+        items = list(self.pods.cached_pods())
         return web.json_response({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
 
     async def _running_pods(self, request: web.Request) -> web.StreamResponse:

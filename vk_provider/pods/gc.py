@@ -58,7 +58,8 @@ class GarbageCollector:
             pod_uid: k for pod_uid, k in state.groups.items() if k.first_seen <= started - self.vanish_grace_seconds
         }
         listed = await self.provider.backend_pods()
-        alive = {uid(p): p for p in state.informer.cache.values()}
+        # uid -> key: the pods are decoded one at a time (the cache holds JSON), not all kept at once.
+        alive = {uid(p): key for key, p in state.informer.cache.items()}
         listed_uids = set()
         deleted = 0
         now = time.time()
@@ -84,8 +85,14 @@ class GarbageCollector:
         for pod_uid, known in known_before.items():
             if pod_uid in listed_uids or pod_uid in state.delete_requested:
                 continue
-            pod = alive.get(pod_uid)
-            if pod is None or meta(pod).get("deletionTimestamp") or phase(pod) in TERMINAL_PHASES:
+            key = alive.get(pod_uid)
+            pod = state.informer.cache.get(key) if key is not None else None
+            if (
+                pod is None
+                or uid(pod) != pod_uid
+                or meta(pod).get("deletionTimestamp")
+                or phase(pod) in TERMINAL_PHASES
+            ):
                 continue
             if state.groups.get(pod_uid) is not known:
                 continue

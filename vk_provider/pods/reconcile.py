@@ -30,7 +30,7 @@ from vk_provider.pods.resources import (
     MissingReferences,
     ResourceResolver,
 )
-from vk_provider.pods.state import Known, PodState, hold, images, meta, phase, uid
+from vk_provider.pods.state import Held, Known, PodState, hold, images, meta, phase, uid
 from vk_provider.pods.status import (
     TERMINAL_GROUP_STATES,
     TERMINAL_PHASES,
@@ -39,7 +39,7 @@ from vk_provider.pods.status import (
 )
 from vk_provider.pods.sync import StatusSync
 from vk_provider.pods.writeback import write_back
-from vk_provider.provider import BackendPod, Pod, PodLifecycle
+from vk_provider.provider import Pod, PodLifecycle
 
 log = structlog.get_logger("vk_provider.pods")
 
@@ -175,13 +175,8 @@ class Reconciler:
             )
             raise
         m = meta(pod)
-        placeholder = BackendPod(
-            namespace=str(m.get("namespace")),
-            name=str(m.get("name")),
-            uid=pod_uid,
-            group_id="",
-            group_status="Pending",
-            status={},
+        placeholder = Held(
+            namespace=str(m.get("namespace")), name=str(m.get("name")), uid=pod_uid, group_id="", group_status="Pending"
         )
         self.state.groups.setdefault(pod_uid, Known(placeholder))
         self.state.spec_images[pod_uid] = images(pod)
@@ -190,7 +185,7 @@ class Reconciler:
             msg = _tokens_not_rotated(resolution.expiring_tokens)
             await self.sync.announce(pod, "token-not-rotated", "Warning", TOKEN_NOT_ROTATED_REASON, msg)
 
-    async def _maybe_update(self, key: str, pod: Pod, group: BackendPod) -> None:
+    async def _maybe_update(self, key: str, pod: Pod, group: Held) -> None:
         """An image change on a running pod is the one spec change sent to the backend.
 
         Projected service-account tokens are not rotated: on ECI replacing a mounted file means

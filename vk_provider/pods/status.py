@@ -59,11 +59,14 @@ def merge_conditions(current: list[dict[str, Any]], backend: list[dict[str, Any]
 
 
 def merge_status(current: dict[str, Any], backend: dict[str, Any]) -> dict[str, Any]:
-    """The status to write: ``current`` with the backend's fields laid over it."""
-    out = copy.deepcopy(current)
+    """The status to write: ``current`` with the backend's fields laid over it.
+
+    Neither input is changed, and the result shares their nested values (no deep copy: it is compared
+    and serialised, never changed; deep copies were a tenth of a status write's CPU)."""
+    out = dict(current)
     for f in _BACKEND_FIELDS:
         if f in backend and backend[f] is not None:
-            out[f] = copy.deepcopy(backend[f])
+            out[f] = backend[f]
     if backend.get("conditions"):
         out["conditions"] = merge_conditions(current.get("conditions") or [], backend["conditions"])
     return out

@@ -22,7 +22,7 @@ from vk_provider.errors import TransientError
 from vk_provider.kube.client import MERGE_PATCH, KubeAPI, KubeError, parse_time
 from vk_provider.kube.events import EventRecorder
 from vk_provider.metrics import POD_CREATED_TO_RUNNING, STATUS_PROPAGATION, STATUS_WRITES
-from vk_provider.pods.state import PodState, describe, meta, phase, uid
+from vk_provider.pods.state import Held, PodState, describe, meta, phase, uid
 from vk_provider.pods.status import (
     EPHEMERAL_MESSAGE,
     EPHEMERAL_REASON,
@@ -115,10 +115,10 @@ class StatusSync:
         await self.recorder.record(pod, type_, reason, message)
 
     # ---- status ----------------------------------------------------------------------------------
-    async def sync_status(self, pod: Pod, group: BackendPod) -> None:
+    async def sync_status(self, pod: Pod, group: Held) -> None:
         """Write the group's status (and the refused ephemeral containers') to the pod if it differs."""
         ephemeral = (pod.get("spec") or {}).get("ephemeralContainers") or []
-        if not group.status and not ephemeral:
+        if not group.status_json and not ephemeral:
             return
         for c in ephemeral:
             # kubectl debug adds them through the ephemeralcontainers subresource (a pod update event).
@@ -127,9 +127,11 @@ class StatusSync:
                 msg = f"ephemeral container {name!r} not started: {EPHEMERAL_MESSAGE}"
                 await self.announce(pod, f"ephemeral:{name}", "Warning", EPHEMERAL_REASON, msg)
 
+        reported = group.status
+
         def desired(p: Pod) -> dict[str, Any]:
             current = p.get("status") or {}
-            status = merge_status(current, group.status) if group.status else current
+            status = merge_status(current, reported) if reported else current
             return with_ephemeral_statuses(p, status)
 
         await self.write_status(pod, desired)

@@ -12,15 +12,15 @@ The zone is an annotation, not the ``topology.kubernetes.io/zone`` label: that l
 from __future__ import annotations
 
 from vk_provider.kube.client import MERGE_PATCH, KubeAPI, KubeError
-from vk_provider.pods.state import PodState, meta, uid
-from vk_provider.provider import BackendPod, Pod
+from vk_provider.pods.state import Held, PodState, meta, uid
+from vk_provider.provider import Pod
 
 INSTANCE_ID = "k8s.aliyun.com/eci-instance-id"
 INSTANCE_SPEC = "k8s.aliyun.com/eci-instance-spec"
 INSTANCE_ZONE = "k8s.aliyun.com/eci-instance-zone"
 
 
-def write_backs(pod: Pod, group: BackendPod) -> dict[str, str] | None:
+def write_backs(pod: Pod, group: Held) -> dict[str, str] | None:
     """The annotations to write, or None when there is nothing (new) to say yet."""
     if not group.group_id or not (group.zone or group.group_status == "Running"):
         return None
@@ -35,7 +35,7 @@ def write_backs(pod: Pod, group: BackendPod) -> dict[str, str] | None:
     return out
 
 
-async def write_back(api: KubeAPI, state: PodState, pod: Pod, group: BackendPod) -> bool:
+async def write_back(api: KubeAPI, state: PodState, pod: Pod, group: Held) -> bool:
     """PATCH the write-backs onto the pod if due; True when written. A pod gone meanwhile is not an error."""
     annotations = write_backs(pod, group)
     if annotations is None:

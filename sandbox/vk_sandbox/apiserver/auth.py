@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,8 @@ from vk_sandbox.apiserver.store import Store
 from vk_sandbox.apiserver.tokens import TokenClaims, TokenSigner
 
 MASTERS = "system:masters"
+# Who presented which credential, as the real authenticators record it in the user's extra.
+CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 ANONYMOUS = "system:anonymous"
 
 
@@ -31,8 +34,9 @@ class Identity:
 ANONYMOUS_IDENTITY = Identity(ANONYMOUS, ("system:unauthenticated",))
 
 
-def identity_from_peercert(peercert: dict[str, Any] | None) -> Identity | None:
-    """CN is the user and every O a group, as the real server reads client certificates."""
+def identity_from_peercert(peercert: dict[str, Any] | None, der: bytes | None = None) -> Identity | None:
+    """CN is the user and every O a group, as the real server reads client certificates; with the certificate's
+    ``der``, the credential id is its SHA-256 (``X509SHA256=<hex>``)."""
     if not peercert:
         return None
     cn = ""
@@ -45,7 +49,8 @@ def identity_from_peercert(peercert: dict[str, Any] | None) -> Identity | None:
                 orgs.append(value)
     if not cn:
         return None
-    return Identity(cn, (*orgs, "system:authenticated"))
+    extra = {CREDENTIAL_ID: [f"X509SHA256={hashlib.sha256(der).hexdigest()}"]} if der else {}
+    return Identity(cn, (*orgs, "system:authenticated"), extra=extra)
 
 
 def identity_from_claims(claims: TokenClaims) -> Identity:
@@ -53,6 +58,8 @@ def identity_from_claims(claims: TokenClaims) -> Identity:
     if claims.pod:
         extra["authentication.kubernetes.io/pod-name"] = [claims.pod.get("name", "")]
         extra["authentication.kubernetes.io/pod-uid"] = [claims.pod.get("uid", "")]
+    if claims.jti:
+        extra[CREDENTIAL_ID] = [f"JTI={claims.jti}"]
     return Identity(claims.username, tuple(claims.groups), claims.uid, extra)
 
 

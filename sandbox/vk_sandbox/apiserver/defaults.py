@@ -9,8 +9,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from vk_sandbox.apiserver.errors import invalid
+from vk_sandbox.apiserver.errors import bad_request, invalid
+from vk_sandbox.apiserver.quantity import (
+    QuantityError,
+    node_status_quantities,
+    pod_spec_quantities,
+    pod_status_quantities,
+)
 from vk_sandbox.apiserver.resources import ResourceType
+from vk_sandbox.apiserver.services import default_service
 from vk_sandbox.apiserver.webhookconfig import KINDS as WEBHOOK_CONFIGURATIONS
 from vk_sandbox.apiserver.webhookconfig import default_configuration, validate_configuration
 
@@ -146,10 +153,24 @@ def default_pod(obj: dict[str, Any]) -> None:
         for c in spec.get(field) or []:
             if isinstance(c, dict):
                 _default_container(c)
+    pod_spec_quantities(spec, requests_from_limits=True)
     status = obj.setdefault("status", {})
+    pod_status_quantities(status)
     if isinstance(status, dict):
+        _pod_ips(status)
         status.setdefault("phase", "Pending")
         status["qosClass"] = _qos_class(spec)
+
+
+def _pod_ips(status: dict[str, Any]) -> None:
+    """``podIP`` and ``podIPs`` agree, as the real server's conversion makes them: podIP is authoritative (a
+    different first podIPs entry is replaced by it), a missing one is podIPs' first."""
+    ip, ips = status.get("podIP"), status.get("podIPs")
+    first = ips[0].get("ip") if isinstance(ips, list) and ips and isinstance(ips[0], dict) else None
+    if isinstance(ip, str) and ip and ip != first:
+        status["podIPs"] = [{"ip": ip}]
+    elif not ip and isinstance(first, str) and first:
+        status["podIP"] = first
 
 
 SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -422,7 +443,15 @@ def check_shapes(rt: ResourceType, obj: dict[str, Any]) -> None:
 
 
 def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
-    """Apply the defaults the real server applies on create and update (after checking the shapes)."""
+    """Apply the defaults the real server applies on create and update (after checking the shapes); a quantity that
+    does not parse is a 400 in the real decoder's words."""
+    try:
+        _default_object(rt, obj)
+    except QuantityError as exc:
+        raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {exc}') from exc
+
+
+def _default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
     # A JSON null at the top level or in metadata means "absent", as when the real server decodes into Go structs.
     for k in [k for k, v in obj.items() if v is None]:
         del obj[k]
@@ -436,14 +465,9 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
     elif rt.key == "pods":
         default_pod(obj)
     elif rt.key == "services":
-        spec = obj.setdefault("spec", {})
-        if isinstance(spec, dict):
-            spec.setdefault("type", "ClusterIP")
-            spec.setdefault("sessionAffinity", "None")
-            for p in spec.get("ports") or []:
-                if isinstance(p, dict):
-                    p.setdefault("protocol", "TCP")
-                    p.setdefault("targetPort", p.get("port"))
+        default_service(obj)
+    elif rt.key == "nodes":
+        node_status_quantities(obj.get("status"))
     elif rt.key == "secrets":
         if not obj.get("type"):
             obj["type"] = "Opaque"
@@ -481,7 +505,11 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
             spec.setdefault("parallelism", 1)
             spec.setdefault("backoffLimit", 6)
             spec.setdefault("completionMode", "NonIndexed")
+            spec.setdefault("manualSelector", False)
+            spec.setdefault("suspend", False)
+            spec.setdefault("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
             _default_job_selector(obj, spec)
+            _default_job_labels(obj, spec)
     if rt.key in ("deployments.apps", "replicasets.apps", "jobs.batch"):
         tmpl = (obj.get("spec") or {}).get("template")
         if isinstance(tmpl, dict) and isinstance(tmpl.get("spec"), dict):
@@ -495,6 +523,40 @@ def default_object(rt: ResourceType, obj: dict[str, Any]) -> None:
                 for c in t_spec.get(field) or []:
                     if isinstance(c, dict):
                         _default_container(c)
+            pod_spec_quantities(t_spec, requests_from_limits=False)
+
+
+TOPOLOGY_LABELS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone")
+
+
+def copy_topology_labels(pod: dict[str, Any], node: dict[str, Any] | None) -> None:
+    """The PodTopologyLabels admission plugin (its feature gate is on in v1.36): a pod created with a nodeName, or
+    bound, gets the node's region and zone labels, never replacing a label the pod already has."""
+    node_labels = ((node or {}).get("metadata") or {}).get("labels") or {}
+    found = {k: node_labels[k] for k in TOPOLOGY_LABELS if isinstance(node_labels.get(k), str)}
+    meta = pod.get("metadata")
+    if found and isinstance(meta, dict):
+        labels = meta.get("labels")
+        meta["labels"] = {**found, **(labels if isinstance(labels, dict) else {})}
+
+
+NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+
+
+def taint_new_node(node: dict[str, Any]) -> None:
+    """The TaintNodesByCondition admission plugin (on by default): a new Node starts with the not-ready NoSchedule
+    taint; the node lifecycle controller takes it off once the node's conditions allow."""
+    spec = node.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        return
+    taints = spec.get("taints")
+    if not isinstance(taints, list):
+        taints = spec["taints"] = []
+    if not any(
+        isinstance(t, dict) and t.get("key") == NOT_READY_TAINT["key"] and t.get("effect") == "NoSchedule"
+        for t in taints
+    ):
+        taints.append(dict(NOT_READY_TAINT))
 
 
 def job_labels(job: dict[str, Any]) -> dict[str, str]:
@@ -520,6 +582,14 @@ def _default_job_selector(job: dict[str, Any], spec: dict[str, Any]) -> None:
         tmeta = tmpl.setdefault("metadata", {})
         if isinstance(tmeta, dict):
             tmeta["labels"] = {**(tmeta.get("labels") or {}), **labels}
+
+
+def _default_job_labels(job: dict[str, Any], spec: dict[str, Any]) -> None:
+    """A Job without labels of its own carries its pod template's (the selector's included), as the real server."""
+    meta, tmpl = job.get("metadata"), spec.get("template")
+    t_labels = (tmpl.get("metadata") or {}).get("labels") if isinstance(tmpl, dict) else None
+    if isinstance(meta, dict) and not meta.get("labels") and isinstance(t_labels, dict) and t_labels:
+        meta["labels"] = dict(t_labels)
 
 
 def validate_object(rt: ResourceType, obj: dict[str, Any]) -> None:

@@ -19,10 +19,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from vk_sandbox.apiserver.defaults import default_object, validate_object, validate_pod_update
+from vk_sandbox.apiserver.defaults import (
+    copy_topology_labels,
+    default_object,
+    taint_new_node,
+    validate_object,
+    validate_pod_update,
+)
 from vk_sandbox.apiserver.errors import ApiError, already_exists, bad_request, conflict, forbidden, not_found
 from vk_sandbox.apiserver.resources import RESOURCES, ResourceType
 from vk_sandbox.apiserver.selectors import Predicate, combine, field_predicate, label_predicate
+from vk_sandbox.apiserver.services import allocate as allocate_service
+from vk_sandbox.apiserver.services import keep_allocated
 
 _T = TypeVar("_T")
 _List = list
@@ -36,6 +44,7 @@ _HAS_GENERATION = {
     "namespaces",
     "poddisruptionbudgets.policy",
 }
+CSR = "certificatesigningrequests.certificates.k8s.io"
 # Types whose status the server resets on create (the kubelet's Node keeps its status).
 _RESET_STATUS_ON_CREATE = {
     "deployments.apps",
@@ -375,6 +384,12 @@ class Store:
         if rt.key == "pods":
             obj["status"] = {}
         meta["uid"] = str(uuid.uuid4())  # before defaulting: a Job's selector is keyed by it
+        if rt.key == "nodes":
+            taint_new_node(obj)  # every node created in the sandbox stands for a kubelet registering through the API
+        elif rt.key == "pods":
+            self._copy_topology_labels(obj)
+        elif rt.key == "services":
+            allocate_service(obj, bucket.values())
         default_object(rt, obj)
         validate_object(rt, obj)
         name = meta["name"]
@@ -417,11 +432,14 @@ class Store:
             )
         uid = meta.get("uid")
         if uid and uid != old["metadata"]["uid"]:
+            # The real update reports etcd's precondition error, storage key and all.
             raise conflict(
                 rt.plural,
                 rt.group,
                 name,
-                f"Precondition failed: UID in precondition: {uid}, UID in object meta: {old['metadata']['uid']}",
+                f"StorageError: invalid object, Code: 4, Key: {_storage_key(rt, ns, name)}, ResourceVersion: 0, "
+                f"AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, "
+                f"UID in object meta: {old['metadata']['uid']}",
             )
         return self._write(rt, old, deep_copy(obj), subresource, dry_run=dry_run)
 
@@ -469,6 +487,12 @@ class Store:
     ) -> dict[str, Any]:
         old_meta = old["metadata"]
         new = _written_part(rt, old, new, subresource)
+        if rt.key == "pods" and subresource == "binding":
+            self._copy_topology_labels(new)
+        elif rt.key == "services" and subresource is None:
+            keep_allocated(old, new)
+        elif rt.key == CSR and subresource in ("status", "approval"):
+            _stamp_csr_conditions(old, new)
         new["apiVersion"] = rt.api_version
         new["kind"] = rt.kind
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
@@ -626,6 +650,11 @@ class Store:
                     bucket[k] = new
                     self.events.emit(RESOURCES[key], "MODIFIED", new, obj)
 
+    def _copy_topology_labels(self, pod: dict[str, Any]) -> None:
+        node_name = (pod.get("spec") or {}).get("nodeName") if isinstance(pod.get("spec"), dict) else None
+        if isinstance(node_name, str) and node_name:
+            copy_topology_labels(pod, self._bucket(RESOURCES["nodes"]).get(("", node_name)))
+
     def all_objects(self, key: str) -> _List[dict[str, Any]]:
         """Every object of a type (shared, do not mutate); for controllers scanning without selectors."""
         return list(self._bucket(self.resource(key)).values())
@@ -672,22 +701,52 @@ def _written_part(
 
 
 def _check_preconditions(rt: ResourceType, meta: dict[str, Any], uid: str | None, resource_version: str | None) -> None:
-    """409 unless the object's UID and resourceVersion are those a delete's preconditions name."""
+    """409 unless the object's UID and resourceVersion are those a delete's preconditions name (the real wording,
+    which names the kind: 'on Pod "p"', 'on Job.batch "j"')."""
     if uid and uid != meta["uid"]:
         raise conflict(
-            rt.plural,
+            rt.kind,
             rt.group,
             meta["name"],
-            f"Precondition failed: UID in precondition: {uid}, UID in object meta: {meta['uid']}",
+            f"the UID in the precondition ({uid}) does not match the UID in record ({meta['uid']}). "
+            "The object might have been deleted and then recreated",
         )
     if resource_version and resource_version != meta["resourceVersion"]:
         raise conflict(
-            rt.plural,
+            rt.kind,
             rt.group,
             meta["name"],
-            f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
-            f"ResourceVersion in object meta: {meta['resourceVersion']}",
+            f"the ResourceVersion in the precondition ({resource_version}) does not match the ResourceVersion in "
+            f"record ({meta['resourceVersion']}). The object might have been modified",
         )
+
+
+def _stamp_csr_conditions(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """As the real CSR strategy on a status or approval write: a condition without ``lastUpdateTime`` gets now, one
+    without ``lastTransitionTime`` the old one of the same type and status, else now."""
+    now = now_rfc3339()
+    before = [c for c in (old.get("status") or {}).get("conditions") or [] if isinstance(c, dict)]
+    for cond in (new.get("status") or {}).get("conditions") or []:
+        if not isinstance(cond, dict):
+            continue
+        if not cond.get("lastUpdateTime"):
+            cond["lastUpdateTime"] = now
+        if not cond.get("lastTransitionTime"):
+            cond["lastTransitionTime"] = next(
+                (
+                    c["lastTransitionTime"]
+                    for c in before
+                    if (c.get("type"), c.get("status")) == (cond.get("type"), cond.get("status"))
+                    and c.get("lastTransitionTime")
+                ),
+                now,
+            )
+
+
+def _storage_key(rt: ResourceType, namespace: str, name: str) -> str:
+    """Where the real server keeps the object in etcd (Services under /registry/services/specs/)."""
+    prefix = "services/specs" if rt.key == "services" else rt.plural
+    return f"/registry/{prefix}/{namespace}/{name}" if rt.namespaced else f"/registry/{prefix}/{name}"
 
 
 def _pod_grace(pod: dict[str, Any], requested: int | None) -> int:

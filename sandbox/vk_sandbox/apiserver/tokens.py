@@ -34,6 +34,7 @@ class TokenClaims:
     audiences: list[str]
     expires: int
     pod: dict[str, str] | None
+    jti: str = ""
 
     @property
     def username(self) -> str:
@@ -120,4 +121,5 @@ class TokenSigner:
             audiences=[str(a) for a in aud_list],
             expires=int(exp),
             pod=pod if isinstance(pod, dict) else None,
+            jti=str(claims.get("jti") or ""),
         )

@@ -84,6 +84,7 @@ class ProcessRuntime:
         self._runs: dict[str, _GroupRun] = {}
         self._namespaces: bool | None = None
         self._samples: dict[str, tuple[float, int]] = {}
+        self._children: set[asyncio.subprocess.Process] = set()
 
     # ---- plumbing -----------------------------------------------------------------------------
 
@@ -97,6 +98,22 @@ class ProcessRuntime:
     def keeps_running_across_restart(self) -> bool:
         return False
 
+    async def _spawn(self, *argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
+        """Start a child; every child is remembered until :meth:`_reap` has waited for it."""
+        proc = await asyncio.create_subprocess_exec(*argv, **kwargs)
+        self._children.add(proc)
+        return proc
+
+    async def _reap(self, proc: asyncio.subprocess.Process) -> None:
+        """Kill the child's process group if it still runs and wait for it. The wait is shielded, so a
+        second cancellation cannot drop a running child (asyncio would warn about it when collected)."""
+        if proc.returncode is None:
+            self._signal(proc.pid, signal.SIGKILL)
+        try:
+            await asyncio.shield(proc.wait())
+        finally:
+            self._children.discard(proc)
+
     def group_dir(self, group: Group) -> Path:
         return self.root / group.id
 
@@ -107,11 +124,12 @@ class ProcessRuntime:
                 self._namespaces = False
             else:
                 try:
-                    proc = await asyncio.create_subprocess_exec(
+                    proc = await self._spawn(
                         "unshare", "--mount", "--propagation", "private", "true",
                         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
                     )  # fmt: skip
-                    self._namespaces = await proc.wait() == 0
+                    await self._reap(proc)
+                    self._namespaces = proc.returncode == 0
                 except OSError:
                     self._namespaces = False
         return self._namespaces
@@ -337,7 +355,7 @@ class ProcessRuntime:
         argv = _die_with_simulator(await self._wrap_mounts(group, run, spec, argv))
         logfile = self._log_path(group, spec.name, len(self._instances(group, spec.name)))
         logfile.parent.mkdir(parents=True, exist_ok=True)
-        proc = await asyncio.create_subprocess_exec(
+        proc = await self._spawn(
             *argv,
             stdin=asyncio.subprocess.PIPE if spec.stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -374,9 +392,7 @@ class ProcessRuntime:
             finally:
                 for t in probes:
                     t.cancel()
-                if proc.returncode is None:  # cancelled (simulator stopping): never leave a process behind
-                    self._signal(proc.pid, signal.SIGKILL)
-                    await proc.wait()
+                await self._reap(proc)  # cancelled (simulator stopping): never leave a process behind
                 for t in pumps:
                     t.cancel()
                 await asyncio.gather(*pumps, *probes, return_exceptions=True)
@@ -572,6 +588,10 @@ class ProcessRuntime:
                     await run.task
             # Mount points we made on the host are empty outside the namespaces: remove them.
             self._remove_created(run)
+        # Exec sessions and hooks still in flight: none may outlive the simulator.
+        for proc in list(self._children):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reap(proc), 10)
 
     @staticmethod
     def _remove_created(run: _GroupRun) -> None:
@@ -670,7 +690,7 @@ class ProcessRuntime:
             argv, env, cwd = await self._exec_argv(group, container, command)
         except FileNotFoundError as exc:
             return str(exc), 127
-        proc = await asyncio.create_subprocess_exec(
+        proc = await self._spawn(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -682,13 +702,9 @@ class ProcessRuntime:
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout)
         except TimeoutError:
-            self._signal(proc.pid, signal.SIGKILL)
-            await proc.wait()
             return f"command timed out after {timeout:g}s", 124
         finally:
-            if proc.returncode is None:
-                self._signal(proc.pid, signal.SIGKILL)
-                await proc.wait()
+            await self._reap(proc)
         rc = proc.returncode or 0
         return out.decode(errors="replace"), 128 - rc if rc < 0 else rc
 
@@ -705,7 +721,7 @@ class ProcessRuntime:
         argv, env, cwd = await self._exec_argv(group, container, command)
         if tty:
             return await self._exec_tty(argv, env, cwd, recv, send)
-        proc = await asyncio.create_subprocess_exec(
+        proc = await self._spawn(
             *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -749,9 +765,7 @@ class ProcessRuntime:
             await pumps
         finally:
             feeder.cancel()
-            if proc.returncode is None:
-                self._signal(proc.pid, signal.SIGKILL)
-                await proc.wait()
+            await self._reap(proc)
             pumps.cancel()
             await asyncio.gather(feeder, pumps, return_exceptions=True)
         rc = proc.returncode or 0
@@ -770,7 +784,7 @@ class ProcessRuntime:
         master, slave = pty.openpty()
         env = {**env, "TERM": env.get("TERM", "xterm")}
         try:
-            proc = await asyncio.create_subprocess_exec(
+            proc = await self._spawn(
                 *argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, start_new_session=True
             )
         finally:
@@ -824,9 +838,7 @@ class ProcessRuntime:
             os.close(master)
             for t in (pumper, feeder):
                 t.cancel()
-            if proc.returncode is None:
-                self._signal(proc.pid, signal.SIGKILL)
-                await proc.wait()
+            await self._reap(proc)
             await asyncio.gather(pumper, feeder, return_exceptions=True)
         rc = proc.returncode or 0
         return 128 - rc if rc < 0 else rc

@@ -114,3 +114,22 @@ def test_identity_from_peer_certificate() -> None:
     ident = identity_from_peercert(peer)
     assert ident is not None and ident.user == "system:node:vk" and "system:nodes" in ident.groups
     assert identity_from_peercert(None) is None and identity_from_peercert({}) is None
+
+
+def test_identities_carry_their_credential_id() -> None:
+    """As the real authenticators: a client certificate's id is its SHA-256, a service-account token's its JTI."""
+    import hashlib
+
+    from vk_sandbox.apiserver.auth import identity_from_claims
+    from vk_sandbox.apiserver.tokens import TokenSigner
+
+    peer = {"subject": ((("commonName", "alice"),),)}
+    ident = identity_from_peercert(peer, b"der-bytes")
+    assert ident is not None
+    assert ident.extra == {
+        "authentication.kubernetes.io/credential-id": [f"X509SHA256={hashlib.sha256(b'der-bytes').hexdigest()}"]
+    }
+    signer = TokenSigner()
+    claims = signer.verify(signer.mint("default", "builder"))
+    assert claims is not None and claims.jti
+    assert identity_from_claims(claims).extra == {"authentication.kubernetes.io/credential-id": [f"JTI={claims.jti}"]}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -192,3 +194,25 @@ async def test_kubelet_flow_through_the_official_client(server: SandboxAPIServer
     issued = await asyncio.wait_for(asyncio.to_thread(as_kubelet), timeout=30)
     cert = x509.load_pem_x509_certificate(base64.b64decode(issued))
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "system:node:n1"
+    # The requester's credential is recorded as the real server does: the SHA-256 of its client certificate.
+    user = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]
+    client_pem = base64.b64decode(user["client-certificate-data"])
+    der = x509.load_pem_x509_certificate(client_pem).public_bytes(serialization.Encoding.DER)
+    stored = store.get(CSR_KEY, None, "kubelet-serving-n1")
+    assert stored is not None
+    assert stored["spec"]["extra"] == {
+        "authentication.kubernetes.io/credential-id": [f"X509SHA256={hashlib.sha256(der).hexdigest()}"]
+    }
+
+
+async def test_approval_conditions_get_their_timestamps(server: SandboxAPIServer) -> None:
+    """As the real CSR strategy: an approval condition written without times gets lastUpdateTime and
+    lastTransitionTime (the way `kubectl certificate approve` writes it, with lastUpdateTime only, is kept)."""
+    store = server.store
+    store.create_now(CSR_KEY, csr_object("plain", csr_pem(cn="alice"), username="alice", groups=["devs"]))
+    csr = store.get(CSR_KEY, None, "plain")
+    assert csr is not None
+    csr["status"] = {"conditions": [{"type": "Approved", "status": "True", "reason": "Test", "message": "ok"}]}
+    approved = store.update_now(CSR_KEY, csr, subresource="approval")
+    cond = approved["status"]["conditions"][0]
+    assert cond["lastUpdateTime"] and cond["lastTransitionTime"] == cond["lastUpdateTime"]

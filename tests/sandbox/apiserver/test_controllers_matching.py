@@ -135,18 +135,15 @@ def test_prefer_no_schedule_never_blocks() -> None:
 
 
 def test_unfit_reasons_follow_the_real_filter_order() -> None:
-    """Cordoned, not-Ready, tainted and mismatched nodes each give the real scheduler's wording."""
+    """Cordoned, tainted and mismatched nodes each give the real scheduler's wording; a node that is not Ready is
+    refused through its taint only (as the real scheduler: the node lifecycle controller puts it there)."""
     p = pod(nodeSelector={"type": "virtual-kubelet"})
     assert m.unfit_reason(node("n", unschedulable=True), p) == "node(s) were unschedulable"
-    assert (
-        m.unfit_reason(node("n", ready="False"), p) == "node(s) had untolerated taint {node.kubernetes.io/not-ready: }"
-    )
-    assert (
-        m.unfit_reason(node("n", ready="Unknown"), p)
-        == "node(s) had untolerated taint {node.kubernetes.io/unreachable: }"
-    )
+    not_ready = [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
+    assert m.unfit_reason(node("n", ready="False", taints=not_ready), p) == "node(s) had untolerated taint(s)"
+    assert m.unfit_reason(node("n", {"type": "virtual-kubelet"}, ready="False"), p) is None
     tainted = node("n", {"type": "virtual-kubelet"}, taints=[{"key": "vk", "value": "eci", "effect": "NoSchedule"}])
-    assert m.unfit_reason(tainted, p) == "node(s) had untolerated taint {vk: eci}"
+    assert m.unfit_reason(tainted, p) == "node(s) had untolerated taint(s)"
     assert m.unfit_reason(node("n"), p) == "node(s) didn't match Pod's node affinity/selector"
     tolerating = pod(nodeSelector={"type": "virtual-kubelet"}, tolerations=[{"key": "vk", "operator": "Exists"}])
     assert m.unfit_reason(tainted, tolerating) is None
@@ -156,10 +153,3 @@ def test_cordon_can_be_tolerated() -> None:
     """A pod tolerating node.kubernetes.io/unschedulable may land on a cordoned node, as in a real cluster."""
     p = pod(tolerations=[{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}])
     assert m.unfit_reason(node("n", unschedulable=True), p) is None
-
-
-def test_node_without_ready_condition_is_unreachable() -> None:
-    """A node that never reported a Ready condition counts as Unknown."""
-    n = node("n")
-    n["status"] = {}
-    assert m.node_ready_status(n) == "Unknown"

@@ -141,3 +141,89 @@ async def test_check_nodes_respects_the_grace(tmp_path: Path) -> None:
         srv.store.create_now("nodes", ready_node("fresh"))
         assert check_nodes(srv) == []  # type: ignore[arg-type]
         assert check_nodes(srv, now=time.time() + 31) == ["fresh"]  # type: ignore[arg-type]
+
+
+def taints_of(server: SandboxAPIServer, name: str) -> list[dict[str, Any]]:
+    node = server.store.get("nodes", None, name)
+    assert node is not None
+    return list((node.get("spec") or {}).get("taints") or [])
+
+
+def keys(taints: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(t["key"], t["effect"]) for t in taints]
+
+
+def set_conditions(*conditions: tuple[str, str]) -> Any:
+    def fn(node: dict[str, Any]) -> dict[str, Any]:
+        node["status"]["conditions"] = [{"type": t, "status": s, "lastHeartbeatTime": stamp()} for t, s in conditions]
+        return node
+
+    return fn
+
+
+async def test_new_node_is_tainted_not_ready_until_ready(server: SandboxAPIServer) -> None:
+    """As TaintNodesByCondition and the node lifecycle controller: a new Node starts with not-ready:NoSchedule, which
+    goes when it is Ready and comes back (with timeAdded) when it is not; pressure and cordon have their own taints;
+    other taints are left alone."""
+    store = server.store
+    node = ready_node("n1")
+    node["spec"] = {"taints": [{"key": "vk", "value": "eci", "effect": "NoSchedule"}]}
+    created = store.create_now("nodes", node)
+    assert keys(created["spec"]["taints"]) == [("vk", "NoSchedule"), ("node.kubernetes.io/not-ready", "NoSchedule")]
+    await eventually(lambda: keys(taints_of(server, "n1")) == [("vk", "NoSchedule")], timeout=5, what="untainted")
+
+    store.mutate_now("nodes", None, "n1", set_conditions(("Ready", "False")), subresource="status")
+    await eventually(lambda: len(taints_of(server, "n1")) == 2, timeout=5, what="not-ready taint")
+    added = taints_of(server, "n1")[1]
+    assert added["key"] == "node.kubernetes.io/not-ready" and added["effect"] == "NoSchedule"
+    assert added["timeAdded"]
+
+    store.mutate_now(
+        "nodes", None, "n1", set_conditions(("Ready", "True"), ("MemoryPressure", "True")), subresource="status"
+    )
+    await eventually(
+        lambda: (
+            keys(taints_of(server, "n1"))
+            == [("vk", "NoSchedule"), ("node.kubernetes.io/memory-pressure", "NoSchedule")]
+        ),
+        timeout=5,
+        what="memory-pressure taint",
+    )
+    store.mutate_now("nodes", None, "n1", lambda n: {**n, "spec": {**n["spec"], "unschedulable": True}})
+    await eventually(
+        lambda: ("node.kubernetes.io/unschedulable", "NoSchedule") in keys(taints_of(server, "n1")),
+        timeout=5,
+        what="unschedulable taint",
+    )
+
+
+async def test_node_without_conditions_loses_the_not_ready_taint(server: SandboxAPIServer) -> None:
+    """No Ready condition calls for no taint (as the real controller), until the node goes Unknown: unreachable."""
+    server.store.create_now("nodes", {"metadata": {"name": "bare"}})
+    await eventually(lambda: taints_of(server, "bare") == [], timeout=5, what="no taint")
+    await eventually(
+        lambda: keys(taints_of(server, "bare")) == [("node.kubernetes.io/unreachable", "NoSchedule")],
+        timeout=10,
+        what="unreachable taint after the grace period",
+    )
+
+
+async def test_nodes_get_the_ttl_annotation(server: SandboxAPIServer) -> None:
+    """The TTL controller annotates every node with node.alpha.kubernetes.io/ttl, 0 in a small cluster."""
+    server.store.create_now("nodes", ready_node("n1"))
+
+    def ttl() -> str | None:
+        node = server.store.get("nodes", None, "n1") or {}
+        return (node["metadata"].get("annotations") or {}).get("node.alpha.kubernetes.io/ttl")
+
+    assert await eventually(ttl, timeout=5, what="ttl annotation") == "0"
+
+
+def test_ttl_steps_with_overlap() -> None:
+    from vk_sandbox.apiserver.controllers.ttl import next_step
+
+    assert next_step(0, 100) == 0
+    assert next_step(0, 101) == 1
+    assert next_step(1, 95) == 1  # inside the overlap: stays
+    assert next_step(1, 89) == 0
+    assert next_step(0, 5000) == 4

@@ -59,8 +59,8 @@ def test_requests_fill_nodes_then_the_real_message() -> None:
         c.set_pod(pod(f"p{i}", "500m", node_name="w1"))
     assert c.place(pod("p4", "500m")) == (
         None,
-        "0/1 nodes are available: 1 Insufficient cpu. "
-        "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod..",
+        "0/1 nodes are available: 1 Insufficient cpu. no new claims to deallocate, "
+        "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.",
     )
     # A finished pod frees its share; True says "retry the unschedulable ones".
     done = pod("p0", "500m", node_name="w1")
@@ -74,16 +74,15 @@ def test_message_mixes_unresolvable_and_resource_reasons() -> None:
     """Taints and selectors are not helped by preemption; counts are per reason, sorted as strings."""
     c = cluster(
         node("a", taints=[{"key": "vk", "value": "eci", "effect": "NoSchedule"}]),
-        node("b", ready="False"),
+        node("b", ready="False", taints=[{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]),
         node("c", cpu="100m"),
         node("d", pods=0),
     )
     assert c.place(pod("p", "500m")) == (
         None,
-        "0/4 nodes are available: 1 Insufficient cpu, 1 Too many pods, "
-        "1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) had untolerated taint {vk: eci}. "
-        "preemption: 0/4 nodes are available: 2 No preemption victims found for incoming pod, "
-        "2 Preemption is not helpful for scheduling..",
+        "0/4 nodes are available: 1 Insufficient cpu, 1 Too many pods, 2 node(s) had untolerated taint(s). "
+        "no new claims to deallocate, preemption: 0/4 nodes are available: "
+        "2 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling.",
     )
     assert c.place(pod("p", "500m", tolerations=[{"key": "vk", "operator": "Exists"}]))[0] == "a"
     assert Cluster().place(pod("p")) == (None, "no nodes available to schedule pods")
@@ -139,7 +138,8 @@ def test_required_pod_anti_affinity_on_hostname() -> None:
     assert c.place(pod("w3", labels={"app": "web"}, affinity=anti)) == (
         None,
         "0/2 nodes are available: 2 node(s) didn't satisfy existing pods anti-affinity rules. "
-        "preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod..",
+        "no new claims to deallocate, preemption: 0/2 nodes are available: 2 No preemption victims found for incoming "
+        "pod.",
     )
     # A pod without the rule is still kept off by the existing pods' rule only if it matches their selector.
     assert c.place(pod("other", labels={"app": "db"}))[0] in ("a", "b")

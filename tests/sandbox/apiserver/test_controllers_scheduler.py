@@ -75,10 +75,10 @@ async def test_unschedulable_pod_gets_the_real_message_and_waits_for_a_node(serv
     cond = await until(lambda: scheduled_condition(pod_of(server, "p")))
     assert cond["status"] == "False"
     assert cond["reason"] == "Unschedulable"
+    assert cond["observedGeneration"] == 1  # as the v1.36 scheduler
     assert cond["message"] == (
-        "0/2 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, "
-        "1 node(s) had untolerated taint {vk: eci}. "
-        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
+        "0/2 nodes are available: 2 node(s) had untolerated taint(s). "
+        "no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     )
     events, _ = store.list("events", "default", field_selector="involvedObject.name=p,reason=FailedScheduling")
     assert len(events) == 1 and events[0]["type"] == "Warning"
@@ -91,9 +91,10 @@ async def test_unschedulable_pod_gets_the_real_message_and_waits_for_a_node(serv
         lambda n: {**n, "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": now()}]}},
         subresource="status",
     )
-    pod = await until(lambda: (p := pod_of(server, "p"))["spec"].get("nodeName") and p)
+    pod = await until(lambda: (p := pod_of(server, "p"))["spec"].get("nodeName") and scheduled_condition(p) and p)
     assert pod["spec"]["nodeName"] == "down"
     assert scheduled_condition(pod)["status"] == "True"  # type: ignore[index]
+    assert "observedGeneration" not in scheduled_condition(pod)  # type: ignore[operator]
 
 
 async def test_a_new_node_retries_unschedulable_pods(server: SandboxAPIServer) -> None:
@@ -157,3 +158,18 @@ async def test_adding_a_toleration_retries_an_unschedulable_pod(server: SandboxA
 
     await store.mutate("pods", "default", "p", tolerate)
     await until(lambda: pod_of(server, "p")["spec"].get("nodeName") == "vk")
+
+
+async def test_not_ready_node_takes_only_pods_tolerating_its_taint(server: SandboxAPIServer) -> None:
+    """The not-ready taint keeps ordinary pods off a node that is not Ready; a pod tolerating it may land there,
+    as on a real cluster."""
+    store = server.store
+    store.create_now("nodes", make_node("down", ready="False"))
+    store.create_now("pods", make_pod("plain"))
+    store.create_now(
+        "pods", make_pod("tolerant", tolerations=[{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}])
+    )
+    await until(lambda: pod_of(server, "tolerant")["spec"].get("nodeName") == "down")
+    cond = await until(lambda: scheduled_condition(pod_of(server, "plain")))
+    assert cond["message"].startswith("0/1 nodes are available: 1 node(s) had untolerated taint(s). ")
+    assert not pod_of(server, "plain")["spec"].get("nodeName")

@@ -192,7 +192,10 @@ async def test_kubectl_top_pod_and_node(
     items = {i["metadata"]["name"]: i for i in listed["items"]}
     assert set(items) == {"burn", "idle"}
     for name, item in items.items():
-        assert item["metadata"]["namespace"] == "default" and item["metadata"]["labels"] == {"app": name}
+        # The pod's labels, as metrics-server copies them: its own and its node's topology labels (PodTopologyLabels).
+        pod = await stack.kube.get(f"/api/v1/namespaces/default/pods/{name}")
+        assert pod["metadata"]["labels"]["app"] == name
+        assert item["metadata"]["namespace"] == "default" and item["metadata"]["labels"] == pod["metadata"]["labels"]
         assert item["window"] == "15s"
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", item["timestamp"])
         assert [c["name"] for c in item["containers"]] == ["main"]

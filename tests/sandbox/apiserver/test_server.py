@@ -211,6 +211,31 @@ async def test_async_client_watch_selectors_bookmarks_and_410(apiserver: Sandbox
         assert exc.value.status == 410
 
 
+async def test_a_bindings_annotations_are_merged_into_the_pod(apiserver: SandboxAPIServer) -> None:
+    """As in the real registry: a Binding's metadata.annotations land on the pod with its nodeName, over the pod's
+    own values of the same keys, the others kept; annotations that are not strings are a 400 and bind nothing."""
+    async with await _async_api(apiserver) as api:
+        v1 = kubernetes_asyncio.client.CoreV1Api(api)
+        pod = {**POD, "metadata": {**POD["metadata"], "annotations": {"keep": "1", "cost": "0"}}}
+        await v1.create_namespaced_pod("default", pod)
+        status, out = await _raw(
+            apiserver,
+            "POST",
+            "/api/v1/namespaces/default/pods/p1/binding",
+            body=b'{"metadata":{"name":"p1","annotations":{"cost":1}},"target":{"kind":"Node","name":"n1"}}',
+        )
+        assert status == 400, out
+        assert not (await v1.read_namespaced_pod("p1", "default")).spec.node_name
+        await v1.create_namespaced_binding(
+            "default",
+            {"metadata": {"name": "p1", "annotations": {"cost": "-1000", "rule": "r"}}, "target": {"name": "n1"}},
+            _preload_content=False,
+        )
+        bound = await v1.read_namespaced_pod("p1", "default")
+        assert bound.spec.node_name == "n1"
+        assert bound.metadata.annotations == {"keep": "1", "cost": "-1000", "rule": "r"}
+
+
 async def test_async_client_graceful_deletion_flow(apiserver: SandboxAPIServer) -> None:
     """A bound pod deleted with grace stays with deletionTimestamp; a longer grace cannot extend it; a kubelet's
     grace-0 delete with the wrong UID is 409 and with the right UID removes it. An unbound pod goes at once."""
@@ -265,6 +290,9 @@ async def test_list_limit_and_continue(apiserver: SandboxAPIServer) -> None:
         status, body = await _raw(apiserver, "GET", path)
         assert status == 200
         names += [i["metadata"]["name"] for i in body["items"]]
+        # As the real server: the list says what its items are, the items do not.
+        assert (body["kind"], body["apiVersion"]) == ("ConfigMapList", "v1")
+        assert not any("kind" in i or "apiVersion" in i for i in body["items"])
         token = body["metadata"].get("continue", "")
         if not token:
             break

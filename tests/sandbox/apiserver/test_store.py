@@ -243,3 +243,68 @@ async def test_list_pages_and_bad_continue() -> None:
     with pytest.raises(ApiError) as exc:
         s.list_page("configmaps", continue_token="!!!")
     assert exc.value.code == 400
+
+
+def test_pod_gets_its_nodes_topology_labels_on_create_and_binding() -> None:
+    """PodTopologyLabels (v1.36): region and zone only, copied when the pod is created with a nodeName or bound, never
+    replacing the pod's own label."""
+    s = _store()
+    node_labels = {
+        "topology.kubernetes.io/region": "r1",
+        "topology.kubernetes.io/zone": "z1",
+        "topology.kubernetes.io/other": "x",
+        "failure-domain.beta.kubernetes.io/zone": "old",
+    }
+    s.create_now("nodes", {"metadata": {"name": "n1", "labels": node_labels}})
+    direct = _pod("direct", app="a")
+    direct["spec"]["nodeName"] = "n1"
+    assert s.create_now("pods", direct)["metadata"]["labels"] == {
+        "app": "a",
+        "topology.kubernetes.io/region": "r1",
+        "topology.kubernetes.io/zone": "z1",
+    }
+    s.create_now("pods", _pod("later", **{"topology.kubernetes.io/zone": "mine"}))
+    assert s.get("pods", "default", "later")["metadata"]["labels"] == {"topology.kubernetes.io/zone": "mine"}  # type: ignore[index]
+
+    def bind(p: dict[str, Any]) -> dict[str, Any]:
+        p["spec"]["nodeName"] = "n1"
+        return p
+
+    bound = s.mutate_now("pods", "default", "later", bind, subresource="binding")
+    assert bound["metadata"]["labels"] == {"topology.kubernetes.io/region": "r1", "topology.kubernetes.io/zone": "mine"}
+    # A pod bound to a node the store does not know gets nothing (as the plugin ignores NotFound).
+    ghost = _pod("ghost")
+    ghost["spec"]["nodeName"] = "nowhere"
+    assert s.create_now("pods", ghost)["metadata"]["labels"] == {}
+
+
+def test_precondition_failures_in_the_real_wording() -> None:
+    """As kube-apiserver v1.36.3: a delete names the kind (and group), an update reports the storage error."""
+    s = _store()
+    s.create_now("pods", _pod("p"))
+    uid = s.get("pods", "default", "p")["metadata"]["uid"]  # type: ignore[index]
+    with pytest.raises(ApiError) as exc:
+        s.delete_now("pods", "default", "p", uid_precondition="u-1")
+    assert exc.value.code == 409
+    assert exc.value.message == (
+        f'Operation cannot be fulfilled on Pod "p": the UID in the precondition (u-1) does not match the UID in '
+        f"record ({uid}). The object might have been deleted and then recreated"
+    )
+    assert exc.value.details == {"name": "p", "kind": "Pod"}
+    s.create_now("jobs.batch", {"metadata": {"name": "j", "namespace": "default"}, "spec": {"template": {"spec": {}}}})
+    rv = s.get("jobs.batch", "default", "j")["metadata"]["resourceVersion"]  # type: ignore[index]
+    with pytest.raises(ApiError) as exc:
+        s.delete_now("jobs.batch", "default", "j", resource_version_precondition="1")
+    assert exc.value.message == (
+        f'Operation cannot be fulfilled on Job.batch "j": the ResourceVersion in the precondition (1) does not match '
+        f"the ResourceVersion in record ({rv}). The object might have been modified"
+    )
+    assert exc.value.details == {"name": "j", "kind": "Job", "group": "batch"}
+    with pytest.raises(ApiError) as exc:
+        s.update_now("pods", {**_pod("p"), "metadata": {"name": "p", "namespace": "default", "uid": "u-1"}})
+    assert exc.value.message == (
+        'Operation cannot be fulfilled on pods "p": StorageError: invalid object, Code: 4, Key: '
+        "/registry/pods/default/p, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: "
+        f"u-1, UID in object meta: {uid}"
+    )
+    assert exc.value.details == {"name": "p", "kind": "pods"}

@@ -19,8 +19,8 @@ from vk_sandbox.apiserver.server import SandboxAPIServer
 from vk_sandbox.apiserver.workers import WorkerSpec, exit_plan
 
 UNSCHEDULABLE = (
-    "0/2 nodes are available: 2 Insufficient cpu. "
-    "preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.."
+    "0/2 nodes are available: 2 Insufficient cpu. no new claims to deallocate, "
+    "preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
 )
 
 
@@ -162,8 +162,8 @@ async def test_a_toleration_added_to_a_pending_pod_reschedules_it(cluster: Sandb
     }
     await kc.ok("apply", "-f", "-", stdin=json.dumps(pod).encode())
     message = (
-        "0/2 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable. "
-        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
+        "0/2 nodes are available: 1 node(s) had untolerated taint(s), 1 node(s) were unschedulable. "
+        "no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     )
 
     def condition() -> dict[str, Any] | None:

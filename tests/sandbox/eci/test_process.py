@@ -507,3 +507,31 @@ async def test_delete_waits_for_the_grace_period(sim: ECISimulator) -> None:
     assert any(e["Reason"] == "Killing" for e in group["Events"])
     await eventually(lambda: gid not in sim.engine.groups, timeout=6, interval=0.02, what="the group to be gone")
     assert time.monotonic() - started >= 0.9
+
+
+async def test_close_reaps_exec_sessions_still_in_flight(sim: ECISimulator, tmp_path: Path) -> None:
+    """Closing the runtime kills and waits for every child it started, an exec session in flight included:
+    none outlives the simulator or is collected unwaited (asyncio's "subprocess is still running")."""
+    gid = await _create(sim, [_sh("sleep 3600")])
+    await wait_for(sim, gid, status_is("Running"))
+    runtime, group = sim.engine.runtime, sim.engine.groups[gid]
+    pidfile = tmp_path / "pid"
+    never: asyncio.Future[tuple[int, bytes] | None] = asyncio.get_running_loop().create_future()
+
+    async def recv() -> tuple[int, bytes] | None:
+        return await asyncio.shield(never)
+
+    async def send(channel: int, data: bytes) -> None:
+        pass
+
+    session = asyncio.create_task(
+        runtime.exec_stream(
+            group, "main", ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 3600"], False, True, recv, send
+        )
+    )
+    await eventually(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=4, what="the pid file")
+    pid = int(pidfile.read_text())
+    await runtime.close()
+    assert not Path(f"/proc/{pid}").exists(), "the exec'd command outlived the runtime"
+    assert await asyncio.wait_for(session, 5) == 137  # 128 + SIGKILL
+    never.cancel()

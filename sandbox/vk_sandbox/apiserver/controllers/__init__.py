@@ -1,4 +1,4 @@
-"""Control loops of the sandbox API server (scheduler, node lifecycle, workloads, GC, CSR signer).
+"""Control loops of the sandbox API server (scheduler, node lifecycle and TTL, workloads, GC, CSR signer).
 
 Each controller is a coroutine function taking the server's ``ControllerContext`` (anything with ``store``,
 ``ca`` and ``node_lease_grace_seconds``); the server starts every entry of ``CONTROLLERS`` as a task and cancels
@@ -20,6 +20,7 @@ from .nodelifecycle import node_lifecycle
 from .replicaset import replicaset_controller
 from .scheduler import scheduler
 from .serviceaccounts import service_accounts
+from .ttl import ttl_controller
 
 # Each restarts after a crash (logged), so one bad object or bug never switches a control loop off for good.
 CONTROLLERS: list[Callable[[Any], Coroutine[Any, Any, None]]] = [
@@ -28,6 +29,7 @@ CONTROLLERS: list[Callable[[Any], Coroutine[Any, Any, None]]] = [
         service_accounts,
         scheduler,
         node_lifecycle,
+        ttl_controller,
         replicaset_controller,
         deployment_controller,
         disruption_controller,
@@ -49,4 +51,5 @@ __all__ = [
     "replicaset_controller",
     "scheduler",
     "service_accounts",
+    "ttl_controller",
 ]

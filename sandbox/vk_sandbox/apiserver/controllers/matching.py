@@ -1,8 +1,9 @@
 """Pure predicates of the sandbox scheduler: does this node fit this pod, and if not, why.
 
 The reasons and the final message copy the wording of the real kube-scheduler, because users (and tests
-written against real clusters) grep for it: "0/3 nodes are available: 1 node(s) had untolerated taint
-{k: v}, 2 node(s) didn't match Pod's node affinity/selector."
+written against real clusters) grep for it: "0/3 nodes are available: 1 node(s) had untolerated taint(s),
+2 node(s) didn't match Pod's node affinity/selector." A node that is not Ready is refused only through the taint the
+node lifecycle controller gives it (``node.kubernetes.io/not-ready`` or ``unreachable``), as the real scheduler.
 """
 
 from __future__ import annotations
@@ -124,24 +125,14 @@ def first_untolerated_taint(taints: Iterable[Mapping[str, Any]], tolerations: li
     return None
 
 
-def node_ready_status(node: JSON) -> str:
-    """The status of the node's Ready condition: "True", "False" or "Unknown" (also when absent)."""
-    for cond in (node.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return str(cond.get("status") or "Unknown")
-    return "Unknown"
-
-
-def taint_reason(taint: Mapping[str, Any]) -> str:
-    """The scheduler's wording for a taint that blocked a pod."""
-    return f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value') or ''}}}"
+REASON_TAINT = "node(s) had untolerated taint(s)"
 
 
 def unfit_reason(node: JSON, pod: JSON) -> str | None:
     """Why ``pod`` cannot go to ``node`` (the real filter order), or None when it fits.
 
-    Order as the default scheduler profile: NodeUnschedulable, then TaintToleration (where the real cluster's
-    not-ready/unreachable taints would show), then NodeAffinity (nodeSelector and required affinity).
+    Order as the default scheduler profile: NodeUnschedulable, then TaintToleration, then NodeAffinity
+    (nodeSelector and required affinity).
     """
     spec = pod.get("spec") or {}
     tolerations: list[JSON] = list(spec.get("tolerations") or [])
@@ -149,13 +140,8 @@ def unfit_reason(node: JSON, pod: JSON) -> str | None:
         cordon = {"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}
         if not any(toleration_tolerates(t, cordon) for t in tolerations):
             return REASON_UNSCHEDULABLE
-    ready = node_ready_status(node)
-    if ready != "True":
-        # Unlike the real cluster, a tolerating pod still never lands on a node that is not Ready.
-        return taint_reason({"key": TAINT_NOT_READY if ready == "False" else TAINT_UNREACHABLE})
-    taint = first_untolerated_taint((node.get("spec") or {}).get("taints") or [], tolerations)
-    if taint is not None:
-        return taint_reason(taint)
+    if first_untolerated_taint((node.get("spec") or {}).get("taints") or [], tolerations) is not None:
+        return REASON_TAINT
     if not node_selector_and_affinity_match(node, pod):
         return REASON_AFFINITY
     return None

@@ -1,10 +1,19 @@
-"""Node lifecycle: a node whose kubelet stopped heartbeating gets its conditions set to Unknown.
+"""Node lifecycle: a node whose kubelet stopped heartbeating gets its conditions set to Unknown; every node carries
+the NoSchedule taints its conditions call for.
 
 A heartbeat is a renewal of the node's Lease in kube-node-lease (``spec.renewTime``) or a status write (the
 Ready condition's ``lastHeartbeatTime``). When the newest one is older than ``node_lease_grace_seconds``, every
 condition becomes Unknown with reason NodeStatusUnknown, message "Kubelet stopped posting node status." (as the
 real controller; a node that never posted status gets NodeStatusNeverUpdated). The node recovers when its kubelet
-writes status again. Unlike the real controller, the sandbox adds no NoExecute taints and evicts nothing.
+writes status again.
+
+The tainting pass runs on every node event, as the real controller's: Ready False is
+``node.kubernetes.io/not-ready:NoSchedule``, Ready Unknown ``unreachable``, MemoryPressure, DiskPressure,
+PIDPressure or NetworkUnavailable True ``memory-pressure`` ... ``network-unavailable``, ``spec.unschedulable``
+``unschedulable``; each added with ``timeAdded``, and taken off when the condition goes. A node without a Ready
+condition gets none (so the not-ready taint a new node is created with goes too). Unlike the real controller the
+sandbox adds no NoExecute taints and evicts nothing (the real one does neither either while every node of a zone is
+down, which is the case of a one-node cluster).
 """
 
 from __future__ import annotations
@@ -13,10 +22,61 @@ import asyncio
 import time
 
 from ..errors import ApiError
-from ._common import JSON, Context, guarded, log, meta, now_rfc3339, parse_time
+from ._common import JSON, Context, guarded, log, meta, now_rfc3339, parse_time, run_supervised, watch_forever
 
 LEASE_NAMESPACE = "kube-node-lease"
 NODE_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
+# (condition, status) -> the NoSchedule taint it calls for.
+CONDITION_TAINTS = {
+    ("Ready", "False"): "node.kubernetes.io/not-ready",
+    ("Ready", "Unknown"): "node.kubernetes.io/unreachable",
+    ("MemoryPressure", "True"): "node.kubernetes.io/memory-pressure",
+    ("DiskPressure", "True"): "node.kubernetes.io/disk-pressure",
+    ("PIDPressure", "True"): "node.kubernetes.io/pid-pressure",
+    ("NetworkUnavailable", "True"): "node.kubernetes.io/network-unavailable",
+}
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+_MANAGED = {*CONDITION_TAINTS.values(), UNSCHEDULABLE_TAINT}
+
+
+def wanted_taint_keys(node: JSON) -> set[str]:
+    """The keys of the NoSchedule taints the node's conditions and ``spec.unschedulable`` call for."""
+    pairs = [
+        (str(c.get("type")), str(c.get("status")))
+        for c in (node.get("status") or {}).get("conditions") or []
+        if isinstance(c, dict)
+    ]
+    keys = {CONDITION_TAINTS[p] for p in pairs if p in CONDITION_TAINTS}
+    if (node.get("spec") or {}).get("unschedulable"):
+        keys.add(UNSCHEDULABLE_TAINT)
+    return keys
+
+
+def _managed(taint: JSON) -> bool:
+    return taint.get("effect") == "NoSchedule" and taint.get("key") in _MANAGED
+
+
+def _taint_keys(node: JSON) -> set[str]:
+    return {
+        str(t.get("key")) for t in (node.get("spec") or {}).get("taints") or [] if isinstance(t, dict) and _managed(t)
+    }
+
+
+def retaint(node: JSON) -> JSON | None:
+    """``node`` with its managed NoSchedule taints matching its conditions, or None when they already do."""
+    have, wanted = _taint_keys(node), wanted_taint_keys(node)
+    if have == wanted:
+        return None
+    spec = node.setdefault("spec", {})
+    taints = [t for t in spec.get("taints") or [] if isinstance(t, dict)]
+    now = now_rfc3339()
+    kept = [t for t in taints if not _managed(t) or t.get("key") in wanted]
+    kept += [{"key": k, "effect": "NoSchedule", "timeAdded": now} for k in sorted(wanted - have)]
+    if kept:
+        spec["taints"] = kept
+    else:
+        spec.pop("taints", None)
+    return node
 
 
 def last_heartbeat(node: JSON, lease: JSON | None) -> float:
@@ -94,9 +154,30 @@ def check_nodes(ctx: Context, now: float | None = None) -> list[str]:
     return marked
 
 
+def _taint(ctx: Context, etype: str, node: JSON) -> None:
+    if etype == "DELETED" or _taint_keys(node) == wanted_taint_keys(node):
+        return
+    name = str(meta(node).get("name"))
+    try:
+        ctx.store.mutate_now("nodes", None, name, retaint)
+    except ApiError as exc:
+        log.debug("node taint write skipped", node=name, error=exc.message)
+
+
 async def node_lifecycle(ctx: Context) -> None:
-    """Check every node a few times per grace period (at least once a second for short test graces)."""
+    """Taint nodes as their conditions change; check every node for heartbeats a few times per grace period (at
+    least once a second for short test graces)."""
     period = max(0.1, min(5.0, ctx.node_lease_grace_seconds / 4))
-    while True:
-        guarded("node-lifecycle", "nodes", lambda: check_nodes(ctx))
-        await asyncio.sleep(period)
+
+    async def heartbeats() -> None:
+        while True:
+            guarded("node-lifecycle", "nodes", lambda: check_nodes(ctx))
+            await asyncio.sleep(period)
+
+    def on_node(etype: str, node: JSON) -> None:
+        guarded("node-taints", meta(node).get("name"), lambda: _taint(ctx, etype, node))
+
+    def taints() -> object:
+        return watch_forever(ctx.store, "nodes", on_node)
+
+    await run_supervised("node-lifecycle", heartbeats, taints)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .capacity import CPU, MEMORY, PODS, Amounts, allocatable, insufficient, nonzero_requests, pod_requests
-from .matching import node_ready_status, requirement_matches, term_matches, toleration_tolerates, unfit_reason
+from .matching import requirement_matches, term_matches, toleration_tolerates, unfit_reason
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -101,10 +101,8 @@ class NodeInfo:
         self.allocatable = allocatable(node)
         spec = node.get("spec") or {}
         taints = spec.get("taints") or []
-        self.plain = (
-            not spec.get("unschedulable")
-            and node_ready_status(node) == "True"
-            and not any(t.get("effect") in ("NoSchedule", "NoExecute") for t in taints)
+        self.plain = not spec.get("unschedulable") and not any(
+            t.get("effect") in ("NoSchedule", "NoExecute") for t in taints
         )
         self.soft_taints = any(t.get("effect") == "PreferNoSchedule" for t in taints)
 
@@ -330,7 +328,9 @@ def _intolerable_soft_taints(node: JSON, tolerations: list[JSON]) -> int:
 
 
 def fit_error(total_nodes: int, per_node: Iterable[list[str]]) -> str:
-    """The real FitError text: "0/N nodes are available: <counts>. preemption: 0/N nodes are available: <counts>.."
+    """The real FitError text (v1.36): "0/N nodes are available: <counts>. no new claims to deallocate, preemption:
+    0/N nodes are available: <counts>." (the second part is the PostFilter plugins': DynamicResources', then
+    DefaultPreemption's).
 
     Each part counts nodes per reason, sorted as strings; a node that failed only filters preemption cannot fix
     counts as "Preemption is not helpful for scheduling", any other as "No preemption victims found".
@@ -343,4 +343,7 @@ def fit_error(total_nodes: int, per_node: Iterable[list[str]]) -> str:
         preemption[NOT_HELPFUL if unresolvable else NO_VICTIMS] += 1
     head = ", ".join(sorted(f"{n} {r}" for r, n in reasons.items()))
     tail = ", ".join(sorted(f"{n} {r}" for r, n in preemption.items()))
-    return f"0/{total_nodes} nodes are available: {head}. preemption: 0/{total_nodes} nodes are available: {tail}.."
+    return (
+        f"0/{total_nodes} nodes are available: {head}. no new claims to deallocate, "
+        f"preemption: 0/{total_nodes} nodes are available: {tail}."
+    )

@@ -84,6 +84,9 @@ def bind_pod(ctx: Context, namespace: str, name: str, node_name: str) -> JSON:
     def scheduled(pod: JSON) -> JSON | None:
         status = pod.setdefault("status", {})
         conditions = status.setdefault("conditions", [])
+        for cond in conditions:
+            if cond.get("type") == "PodScheduled":
+                cond.pop("observedGeneration", None)  # the binding's condition has none (an Unschedulable one has)
         if not set_condition(conditions, "PodScheduled", "True", "", "", lastProbeTime=None):
             return None
         return pod
@@ -99,7 +102,11 @@ def mark_unschedulable(ctx: Context, pod: JSON, message: str) -> bool:
         if not needs_scheduling(p):
             return None
         conditions = p.setdefault("status", {}).setdefault("conditions", [])
-        if not set_condition(conditions, "PodScheduled", "False", "Unschedulable", message, lastProbeTime=None):
+        # As the v1.36 scheduler (PodObservedGenerationTracking): the generation of the spec it judged.
+        generation = {"observedGeneration": meta(p)["generation"]} if meta(p).get("generation") else {}
+        if not set_condition(
+            conditions, "PodScheduled", "False", "Unschedulable", message, lastProbeTime=None, **generation
+        ):
             return None
         return p
 

@@ -30,7 +30,8 @@ class RequestAccess:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             return ident
         peer = request.transport.get_extra_info("peercert") if request.transport else None
-        ident = identity_from_peercert(peer)
+        tls = request.transport.get_extra_info("ssl_object") if request.transport else None
+        ident = identity_from_peercert(peer, tls.getpeercert(binary_form=True) if peer and tls else None)
         return ident or ANONYMOUS_IDENTITY
 
     def impersonate(self, request: web.Request, ident: Identity) -> Identity:

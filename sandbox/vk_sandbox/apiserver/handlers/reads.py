@@ -75,7 +75,9 @@ class Reads:
                     "items": [tables.partial(i) for i in items],
                 }
             )
-        return json_response({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version, "metadata": meta, "items": items})
+        # As the real server, the items of a list carry no apiVersion/kind of their own (the list's say it).
+        bare = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
+        return json_response({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version, "metadata": meta, "items": bare})
 
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query

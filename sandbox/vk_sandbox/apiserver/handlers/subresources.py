@@ -49,12 +49,17 @@ class Subresources:
         return success()
 
     async def binding(self, request: web.Request, t: Target) -> web.Response:
-        """Assign the pod to the Binding's target node (POST pods/NAME/binding or the bindings collection)."""
+        """Assign the pod to the Binding's target node (POST pods/NAME/binding or the bindings collection), with the
+        Binding's annotations merged into the pod's."""
         body, body_meta, name = await self._pod_request(request, t)
         target = body.get("target")
         if not isinstance(target, dict) or not target.get("name"):
             raise field_invalid("Binding", name, "target.name", "Required value", reason="FieldValueRequired")
         node = str(target["name"])
+        # As the real registry's setPodHostAndAnnotations: the Binding's annotations are merged into the pod's.
+        notes = body_meta.get("annotations") or {}
+        if not isinstance(notes, dict) or not all(isinstance(v, str) for v in notes.values()):
+            raise bad_request("metadata.annotations must map strings to strings")
 
         def bind(pod: dict[str, Any]) -> dict[str, Any]:
             if pod["metadata"].get("deletionTimestamp"):
@@ -66,6 +71,8 @@ class Subresources:
             if want_uid and want_uid != pod["metadata"]["uid"]:
                 raise conflict("pods", "", name, "Precondition failed: UID in precondition does not match")
             pod.setdefault("spec", {})["nodeName"] = node
+            if notes:
+                pod["metadata"]["annotations"] = {**(pod["metadata"].get("annotations") or {}), **notes}
             status = pod.setdefault("status", {})
             conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append(
