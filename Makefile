@@ -53,14 +53,20 @@ docs: install-dev
 	$(BIN)/vk-provider config-docs > docs/configuration.md
 
 ## make controlplane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (the real tier's worker
-## nodes, with its own default stages beside it) from tools/controlplane's pinned Go modules into $(CONTROLPLANE_BIN)
-## (ignored). Go's build cache makes a second run a no-op.
+## nodes, with its own default stages beside it) from tools/controlplane's pinned Go modules, and metrics-server
+## from tools/metrics-server's, into $(CONTROLPLANE_BIN) (ignored). Go's build cache makes a second run a no-op.
 CONTROLPLANE_BIN ?= .cache/controlplane/bin
 KUBE_VERSION := $(shell awk '$$1=="k8s.io/kubernetes" {print $$2; exit}' tools/controlplane/go.mod)
 KUBE_MINOR   := $(word 2,$(subst ., ,$(KUBE_VERSION)))
 VERSION_PKGS := k8s.io/component-base/version k8s.io/client-go/pkg/version
 CONTROLPLANE_LDFLAGS := -s -w $(foreach p,$(VERSION_PKGS),-X $(p).gitVersion=$(KUBE_VERSION) \
 	-X $(p).gitMajor=1 -X $(p).gitMinor=$(KUBE_MINOR) -X $(p).gitTreeState=clean -X $(p).buildDate=1970-01-01T00:00:00Z)
+
+# metrics-server has a module of its own (tools/metrics-server: v0.8.0 does not run on the control plane's k8s.io
+# libraries, docs/testing.md) and carries its own version, where upstream's build sets it.
+METRICS_SERVER_VERSION := $(shell awk '$$1=="sigs.k8s.io/metrics-server" {print $$2; exit}' tools/metrics-server/go.mod)
+METRICS_SERVER_LDFLAGS := -s -w -X k8s.io/client-go/pkg/version.gitVersion=$(METRICS_SERVER_VERSION) \
+	-X k8s.io/client-go/pkg/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.buildDate=1970-01-01T00:00:00Z
 
 # kwok is a `tool` of tools/controlplane's go.mod; its stages are the ones kwokctl gives it by default (a Node made
 # Ready and kept so with a Lease, pods made Running, finished and deleted).
@@ -73,6 +79,9 @@ controlplane:
 		go build -trimpath -ldflags '$(CONTROLPLANE_LDFLAGS)' -o $(abspath $(CONTROLPLANE_BIN))/ ./cmd/... $(KWOK_CMD)
 	stages=$$(cd tools/controlplane && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage \
 		&& for f in $(KWOK_STAGES); do cat $$stages/$$f; echo ---; done > $(CONTROLPLANE_BIN)/kwok-stages.yaml
+	cd tools/metrics-server && GOTOOLCHAIN=local GOFLAGS=-mod=readonly nice -n 19 \
+		go build -trimpath -ldflags '$(METRICS_SERVER_LDFLAGS)' -o $(abspath $(CONTROLPLANE_BIN))/ \
+		sigs.k8s.io/metrics-server/cmd/metrics-server
 
 bench: install-dev
 	$(BIN)/python -m bench

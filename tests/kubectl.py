@@ -3,7 +3,7 @@
 Each test gets a fresh HOME and cache dir from the ``kubectl_env`` fixture (tests/conftest.py); ``Kubectl`` adds the
 kubeconfig of the server under test. ``run``/``ok`` decode the output, ``run_bytes`` keeps it as bytes, ``start``
 launches a long-running command (``logs -f``, ``get -w``, ``port-forward``); ``run_sync`` and ``popen`` serve
-synchronous tests.
+synchronous tests. ``top_rows``, ``millicores`` and ``mebibytes`` read ``kubectl top`` output.
 """
 
 from __future__ import annotations
@@ -69,3 +69,20 @@ class Kubectl:
         return subprocess.run(
             [KUBECTL, *args], input=stdin, env={**self.env, **(env or {})}, capture_output=True, timeout=timeout
         )
+
+
+def top_rows(out: str) -> dict[str, list[str]]:
+    """``kubectl top`` output by its first column, without the header."""
+    lines = [line.split() for line in out.strip().splitlines()]
+    return {cols[0]: cols[1:] for cols in lines[1:]}
+
+
+def millicores(value: str) -> int:
+    """A ``kubectl top`` CPU column ("250m", "2") in millicores."""
+    return int(value[:-1]) if value.endswith("m") else int(value) * 1000
+
+
+def mebibytes(value: str) -> int:
+    """A ``kubectl top`` memory column ("12Mi") in MiB."""
+    assert value.endswith("Mi"), value
+    return int(value[:-2])

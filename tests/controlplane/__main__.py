@@ -26,8 +26,9 @@ def banner(cluster: ControlPlane, node: str, metrics_url: str) -> str:
     return "\n".join(
         [
             "",
-            "vk-eci on a real control plane is ready: etcd, kube-apiserver, kube-controller-manager and",
-            "kube-scheduler (upstream's, built by `make controlplane`), the ECI simulator and the daemon.",
+            "vk-eci on a real control plane is ready: etcd, kube-apiserver, kube-controller-manager,",
+            "kube-scheduler and metrics-server (upstream's, built by `make controlplane`), the ECI simulator and",
+            "the daemon.",
             f"  API server:   {cluster.url}",
             f"  kubeconfig:   {cluster.kubeconfig_path}",
             f"  virtual node: {node}",
@@ -39,6 +40,7 @@ def banner(cluster: ControlPlane, node: str, metrics_url: str) -> str:
             "  kubectl apply -f manifests/examples/deployment.yaml",
             "  kubectl logs deploy/hello-eci",
             "  kubectl exec deploy/hello-eci -- sh -c 'echo hello from $HOSTNAME'",
+            "  kubectl top pod",
             "",
             "Ctrl-C stops everything.",
             "",

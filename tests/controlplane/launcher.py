@@ -5,7 +5,8 @@ a cluster does: the API server has its own CA and serving certificate, a service
 ``--authorization-mode=Node,RBAC``, the default admission plugins plus NodeRestriction, and verifies a kubelet's
 serving certificate against the cluster CA (``--kubelet-certificate-authority``), the CA that the
 controller-manager's CSR signers (kubelet-serving included) sign with. The controller-manager and scheduler each
-have their own identity; controllers use per-controller service-account credentials.
+have their own identity; controllers use per-controller service-account credentials. The aggregation layer is set up
+as kubeadm does, and upstream's metrics-server serves metrics.k8s.io behind it (``metrics_server.py``).
 
 ``ControlPlane`` offers what the e2e tests ask of the sandbox API server: ``url``, ``kubeconfig_path`` (admin),
 ``user_kubeconfig`` (a client certificate or a bearer token) and ``mint_token`` (a TokenRequest).
@@ -29,14 +30,14 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.controlplane import workers
+from tests.controlplane import metrics_server, workers
 from vk_sandbox.apiserver.certs import CertificateAuthority
 from vk_sandbox.apiserver.kubeconfig import cert_user, write_kubeconfig
 from vk_sandbox.apiserver.workers import WorkerSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("VK_CONTROLPLANE_BIN", ROOT / ".cache" / "controlplane" / "bin"))
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", metrics_server.BINARY)
 HOST = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -313,10 +314,12 @@ class ControlPlane:
             f"--kubelet-client-key={kubelet_client[1]}",
             "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",  # kubeadm's order
             "--allow-privileged=true",
+            *metrics_server.aggregation_flags(self),
             "--profiling=false",
             "--v=1",
         )
         self._wait("kube-apiserver /readyz", lambda: self._get_text("/readyz") == "ok", deadline - time.monotonic())
+        metrics_server.start(self, free_port())
 
         cm = self._component_kubeconfig("controller-manager", "system:kube-controller-manager", [])
         self._spawn(
@@ -333,6 +336,7 @@ class ControlPlane:
             f"--cluster-signing-cert-file={self.ca_path}",
             f"--cluster-signing-key-file={ca_key}",
             f"--client-ca-file={self.ca_path}",
+            f"--requestheader-client-ca-file={self.pki / metrics_server.FRONT_PROXY_CA}",  # as kubeadm sets it
             "--controllers=*",
             "--v=1",
         )
@@ -354,6 +358,11 @@ class ControlPlane:
                 self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
                 and self.request("GET", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
             ),
+            deadline - time.monotonic(),
+        )
+        self._wait(
+            f"APIService {metrics_server.APISERVICE} Available",
+            lambda: metrics_server.available(self),
             deadline - time.monotonic(),
         )
 

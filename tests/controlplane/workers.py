@@ -35,7 +35,7 @@ def kwok_args(cluster: ControlPlane, kubeconfig: Path) -> list[str]:
         f"--kubeconfig={kubeconfig}",
         f"--config={cluster.bin_dir / STAGES}",
         f"--manage-nodes-with-label-selector={WORKER_LABEL}",
-        "--node-ip=127.0.0.1",  # the InternalIP it reports: nothing dials it, and if something did it stays on loopback
+        "--node-ip=127.0.0.1",  # the InternalIP: metrics-server dials it (and fails, no kubelet there): loopback only
         "--node-lease-duration-seconds=40",  # kubelet's default; kwok renews each worker's Lease in kube-node-lease
         "--v=INFO",
     ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -65,12 +66,12 @@ def test_summary_of_one_full_pod() -> None:
             "nodeName": "vk",
             "startTime": "2026-02-01T00:00:00Z",
             "cpu": {
-                "time": "2026-03-01T12:00:30Z",
+                "time": "2026-03-01T12:00:25Z",  # the pod's sample, not the scrape (see the node test below)
                 "usageNanoCores": 300_000_000,
                 "usageCoreNanoSeconds": 6_000_000_000,
             },
             "memory": {
-                "time": "2026-03-01T12:00:30Z",
+                "time": "2026-03-01T12:00:25Z",
                 "usageBytes": 180,
                 "workingSetBytes": 120,
                 "rssBytes": 90,
@@ -205,10 +206,10 @@ def test_resource_metrics_exact_text() -> None:
         [
             "# HELP node_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the node in core-seconds",
             "# TYPE node_cpu_usage_seconds_total counter",
-            f"node_cpu_usage_seconds_total 1.5 {ms(NOW)}",
+            f"node_cpu_usage_seconds_total 1.5 {ms(T2)}",
             "# HELP node_memory_working_set_bytes [STABLE] Current working set of the node in bytes",
             "# TYPE node_memory_working_set_bytes gauge",
-            f"node_memory_working_set_bytes 1024 {ms(NOW)}",
+            f"node_memory_working_set_bytes 1024 {ms(T2)}",
             "# HELP container_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the container in "
             "core-seconds",
             "# TYPE container_cpu_usage_seconds_total counter",
@@ -258,8 +259,8 @@ def test_resource_metrics_parse_and_sum_over_pods_and_containers() -> None:
     fams = families(text)
     assert fams["node_cpu_usage_seconds"].type == "counter"  # the parser strips _total from a counter's name
     assert fams["node_memory_working_set_bytes"].type == "gauge"
-    assert samples(text, "node_cpu_usage_seconds_total") == [({}, 7.0, NOW.timestamp())]
-    assert samples(text, "node_memory_working_set_bytes") == [({}, 700.0, NOW.timestamp())]
+    assert samples(text, "node_cpu_usage_seconds_total") == [({}, 7.0, T2.timestamp())]
+    assert samples(text, "node_memory_working_set_bytes") == [({}, 700.0, T2.timestamp())]
     assert samples(text, "pod_memory_working_set_bytes") == [
         ({"pod": "a", "namespace": "default"}, 300.0, T2.timestamp()),
         ({"pod": "b", "namespace": "team"}, 400.0, T2.timestamp()),
@@ -270,6 +271,17 @@ def test_resource_metrics_parse_and_sum_over_pods_and_containers() -> None:
         {"container": "x", "pod": "b", "namespace": "team"},
     ]
     assert samples(text, "resource_scrape_error") == [({}, 0.0, None)]
+
+
+def test_node_totals_carry_the_time_of_the_newest_pod_sample_not_the_scrape() -> None:
+    """The backend's usage is cached (kubelet.stats_cache_seconds): two scrapes within one sample must give the node
+    the same (time, value), or metrics-server's node CPU rate reads 0 and then too much (found on the real tier)."""
+    old, new = replace(pod("a", usage("x", cpu_total=10**9, ws=1)), timestamp=T1), pod("b", usage("y", cpu_total=1))
+    text = render_resource_metrics([old, new], NOW)
+    assert samples(text, "node_cpu_usage_seconds_total") == [({}, 1.000000001, T2.timestamp())]
+    assert render_resource_metrics([old, new], NOW + timedelta(seconds=10)) == text
+    node = build_summary("vk", NODE_START, [old, new], NOW)["node"]
+    assert node["cpu"]["time"] == node["memory"]["time"] == "2026-03-01T12:00:25Z"
 
 
 def test_resource_metrics_label_order_is_container_pod_namespace() -> None:

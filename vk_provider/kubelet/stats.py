@@ -53,6 +53,13 @@ def _sum(values: list[int | None]) -> int | None:
     return sum(known) if known else None
 
 
+def _sampled_at(pods: list[PodUsage], now: datetime) -> datetime:
+    """When the node totals were measured: the newest of the pod samples they add up (the backend's usage is cached
+    for up to ``kubelet.stats_cache_seconds``), else ``now``. Stamped ``now``, an old cumulative CPU would get a new
+    time, and metrics-server's node rate over two scrapes would read 0, then too much."""
+    return max((p.timestamp for p in pods), default=now)
+
+
 def build_summary(node_name: str, node_start: datetime, pods: list[PodUsage], now: datetime) -> dict[str, Any]:
     """The v1alpha1 Summary: node totals are the sums over the node's pods (a virtual node has no host)."""
     pod_items: list[dict[str, Any]] = []
@@ -96,10 +103,11 @@ def build_summary(node_name: str, node_start: datetime, pods: list[PodUsage], no
                 "memory": pod_mem,
             }
         )
+    sampled = _sampled_at(pods, now)
     node_mem = ContainerUsage(
         name="",
         start_time=None,
-        timestamp=now,
+        timestamp=sampled,
         cpu_usage_nano_cores=None,
         cpu_usage_core_nano_seconds=None,
         memory_working_set_bytes=_sum([c.memory_working_set_bytes for c in all_containers]) or 0,
@@ -111,11 +119,11 @@ def build_summary(node_name: str, node_start: datetime, pods: list[PodUsage], no
             "nodeName": node_name,
             "startTime": _ts(node_start),
             "cpu": _cpu(
-                now,
+                sampled,
                 _sum([c.cpu_usage_nano_cores for c in all_containers]) or 0,
                 _sum([c.cpu_usage_core_nano_seconds for c in all_containers]) or 0,
             ),
-            "memory": _memory(now, node_mem),
+            "memory": _memory(sampled, node_mem),
             "systemContainers": [],
         },
         "pods": pod_items,
@@ -183,8 +191,9 @@ def render_resource_metrics(pods: list[PodUsage] | None, now: datetime) -> str:
             add("pod_memory_working_set_bytes", pod_labels, pod_mem, pod.timestamp)
             node_mem += pod_mem
     if pods is not None:
-        add("node_cpu_usage_seconds_total", [], max(1, node_cpu_ns) / 1e9, now)
-        add("node_memory_working_set_bytes", [], max(1, node_mem), now)
+        sampled = _sampled_at(pods, now)
+        add("node_cpu_usage_seconds_total", [], max(1, node_cpu_ns) / 1e9, sampled)
+        add("node_memory_working_set_bytes", [], max(1, node_mem), sampled)
     add("resource_scrape_error", [], 0 if pods is not None else 1, None)
     lines: list[str] = []
     for name, (kind, text) in _HELP.items():

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import NODE, Stack, StackFactory, make_stack, running_ready  # noqa: F401 (make_stack is a fixture)
-from tests.kubectl import Kubectl
+from tests.kubectl import Kubectl, mebibytes, millicores, top_rows
 from tests.waiting import eventually
 from vk_provider.kube.client import KubeError
 from vk_provider.kubelet.stats import build_summary, render_resource_metrics
@@ -139,20 +139,6 @@ async def test_rbac_applies_to_metrics(apiserver: SandboxAPIServer, kubectl: Kub
     assert rc != 0 and 'pod "nope" not found' in err
 
 
-def _top(out: str) -> dict[str, list[str]]:
-    lines = [line.split() for line in out.strip().splitlines()]
-    return {cols[0]: cols[1:] for cols in lines[1:]}
-
-
-def _millicores(value: str) -> int:
-    return int(value[:-1]) if value.endswith("m") else int(value) * 1000
-
-
-def _mebibytes(value: str) -> int:
-    assert value.endswith("Mi"), value
-    return int(value[:-2])
-
-
 def _nanocores(quantity: str) -> int:
     for suffix, scale in (("n", 1), ("u", 1_000), ("m", 1_000_000)):
         if quantity.endswith(suffix):
@@ -196,10 +182,10 @@ async def test_kubectl_top_pod_and_node(
     cache = ["--cache-dir", str(tmp_path / "kubectl-cache")]
 
     out = await kubectl.ok("top", "pod", *cache)
-    top = _top(out)
+    top = top_rows(out)
     assert set(top) == {"burn", "idle"}, out
-    assert _millicores(top["burn"][0]) > max(0, _millicores(top["idle"][0])) and _mebibytes(top["burn"][1]) > 0, out
-    assert _mebibytes(top["idle"][1]) >= 0, out
+    assert millicores(top["burn"][0]) > max(0, millicores(top["idle"][0])) and mebibytes(top["burn"][1]) > 0, out
+    assert mebibytes(top["idle"][1]) >= 0, out
 
     listed = await stack.kube.get(PODS)
     assert listed["kind"] == "PodMetricsList" and listed["apiVersion"] == "metrics.k8s.io/v1beta1"
@@ -217,7 +203,7 @@ async def test_kubectl_top_pod_and_node(
         assert _bytes(item["containers"][0]["usage"]["memory"]) > 0
     assert _nanocores(items["burn"]["containers"][0]["usage"]["cpu"]) > 0
 
-    only = _top(await kubectl.ok("top", "pod", "-l", "app=burn", "--all-namespaces", *cache))
+    only = top_rows(await kubectl.ok("top", "pod", "-l", "app=burn", "--all-namespaces", *cache))
     assert set(only) == {"default"} and only["default"][0] == "burn"
     selected = await stack.kube.get(PODS, query={"labelSelector": "app=idle"})
     assert [i["metadata"]["name"] for i in selected["items"]] == ["idle"]
@@ -227,8 +213,8 @@ async def test_kubectl_top_pod_and_node(
     assert printed.split()[:4] == ["NAME", "CPU", "MEMORY", "WINDOW"] and "burn" in printed, printed
 
     out = await kubectl.ok("top", "node", *cache)
-    row = _top(out)[NODE]
-    assert _millicores(row[0]) > 0 and row[1].endswith("%") and _mebibytes(row[2]) > 0, out
+    row = top_rows(out)[NODE]
+    assert millicores(row[0]) > 0 and row[1].endswith("%") and mebibytes(row[2]) > 0, out
     node = await stack.kube.get(f"/apis/metrics.k8s.io/v1beta1/nodes/{NODE}")
     assert node["kind"] == "NodeMetrics" and node["metadata"]["name"] == NODE and node["window"] == "15s"
     assert _bytes(node["usage"]["memory"]) > 0
