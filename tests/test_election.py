@@ -102,7 +102,7 @@ async def test_release_hands_over_within_a_poll(kube: KubeAPI) -> None:
     await a.release()
     assert not a.fence.allowed()
     lease = await kube.get(LEASE)
-    assert lease["spec"]["holderIdentity"] == ""
+    assert lease["spec"]["holderIdentity"] in ("", "b")  # released; the standby may have taken it already
     await asyncio.wait_for(b.leading.wait(), 5)
     try:
         assert time.monotonic() - released < HA.retry_period_seconds  # a standby reads every retry/2
