@@ -1,8 +1,11 @@
 """`make real-cluster`: upstream's control plane on loopback, the ECI simulator and the daemon beside it.
 
-Like `make run` (vk_sandbox.up), but the API server, scheduler and controllers are the real ones. The daemon runs
-as a cluster-admin user; this launcher plays the operator who approves its kubelet-serving CSR, and the real
-controller-manager signs it. Ctrl-C or SIGTERM stops the daemon, the simulator, then the control plane.
+Like `make run` (vk_sandbox.up), but the API server, scheduler and controllers are the real ones, and the worker
+nodes are kwok's (`--workers`, 2 of 2 CPU by default, as `make run`'s). The daemon's admission webhook is registered
+with the shipped configuration, so the default elastic profile works: a namespace labelled `vk-eci.io/mode=burst`
+bursts what the workers cannot hold. The daemon runs as a cluster-admin user; this launcher plays the operator who
+approves its kubelet-serving CSR, and the real controller-manager signs it. Ctrl-C or SIGTERM stops the daemon, the
+simulator, then the control plane.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from pathlib import Path
 
 from tests.controlplane.approver import approve_serving_csrs
 from tests.controlplane.launcher import ControlPlane, ControlPlaneError
+from vk_sandbox.apiserver.cli import add_worker_arguments, worker_spec
+from vk_sandbox.apiserver.workers import WorkerSpec
 
 NODE_NAME = "virtual-kubelet-eci"
 DAEMON_USER = "vk-eci-daemon"
+MUTATING_WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 
-def banner(cluster: ControlPlane, node: str, metrics_url: str) -> str:
+def banner(cluster: ControlPlane, node: str, metrics_url: str, workers: list[str]) -> str:
     return "\n".join(
         [
             "",
@@ -32,6 +38,7 @@ def banner(cluster: ControlPlane, node: str, metrics_url: str) -> str:
             f"  API server:   {cluster.url}",
             f"  kubeconfig:   {cluster.kubeconfig_path}",
             f"  virtual node: {node}",
+            f"  workers:      {', '.join(workers) if workers else 'none'} (kwok)",
             f"  metrics:      {metrics_url}",
             f"  logs:         {cluster.directory / 'logs'}",
             "",
@@ -48,12 +55,19 @@ def banner(cluster: ControlPlane, node: str, metrics_url: str) -> str:
     )
 
 
-async def run(directory: Path, node: str, runtime: str, stop: asyncio.Event, ready_file: Path | None = None) -> None:
+async def run(
+    directory: Path,
+    node: str,
+    runtime: str,
+    stop: asyncio.Event,
+    ready_file: Path | None = None,
+    workers: WorkerSpec | None = None,
+) -> None:
     from tests.e2e.conftest import admin_api
     from vk_provider.app import Daemon
     from vk_provider.settings import load_settings
     from vk_sandbox.eci.server import ECISimulator
-    from vk_sandbox.up import _progress, _write_ready, daemon_flags
+    from vk_sandbox.up import _free_port, _progress, _write_ready, daemon_flags, elastic_webhook_configuration
 
     started = time.monotonic()
     directory = directory.resolve()
@@ -63,6 +77,10 @@ async def run(directory: Path, node: str, runtime: str, stop: asyncio.Event, rea
         stack.callback(cluster.stop)
         await asyncio.to_thread(cluster.start)
         _progress(f"API server on {cluster.url}", started)
+        names: list[str] = []
+        if workers is not None and workers.count:
+            names = await asyncio.to_thread(cluster.add_workers, workers)
+            _progress(f"worker nodes {', '.join(names)} Ready (kwok)", started)
         sim = await stack.enter_async_context(ECISimulator(directory=directory / "eci", runtime=runtime))
         _progress(f"ECI simulator on {sim.endpoint} ({runtime} runtime)", started)
         kube = await admin_api(cluster)
@@ -75,6 +93,9 @@ async def run(directory: Path, node: str, runtime: str, stop: asyncio.Event, rea
         )
         flags = daemon_flags(sim, kubeconfig=node_kubeconfig, node_name=node, directory=directory, name="real")
         flags["kubelet.csr_poll_seconds"] = 0.5
+        # Registered before the daemon starts, so the daemon finds it and writes its caBundle (as `make run`).
+        flags["elastic.webhook_port"] = webhook_port = _free_port()
+        await kube.request("POST", MUTATING_WEBHOOKS, body=elastic_webhook_configuration(webhook_port))
         _progress("starting the daemon", started)
         daemon = Daemon(load_settings(flags))
         await daemon.start()
@@ -91,7 +112,7 @@ async def run(directory: Path, node: str, runtime: str, stop: asyncio.Event, rea
                 "metrics_url": daemon.metrics_url,
             }
             await asyncio.to_thread(_write_ready, ready_file, ready)
-        print(banner(cluster, node, daemon.metrics_url), flush=True)
+        print(banner(cluster, node, daemon.metrics_url, names), flush=True)
         await stop.wait()
         _progress("stopping", started)
 
@@ -102,7 +123,13 @@ def main() -> int:
     parser.add_argument("--ready-file", type=Path, help="write JSON with the endpoints here when ready")
     parser.add_argument("--node-name", default=NODE_NAME, help="name of the virtual node")
     parser.add_argument("--runtime", choices=("process", "virtual"), default="process", help="simulator runtime")
+    add_worker_arguments(parser)
     args = parser.parse_args()
+    try:
+        workers = worker_spec(args)
+    except ValueError as exc:
+        print(f"real-cluster: {exc}", file=sys.stderr)
+        return 2
     from vk_provider.log import configure_logging
 
     configure_logging("warning", "console" if sys.stderr.isatty() else "json")
@@ -112,7 +139,7 @@ def main() -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run(args.dir, args.node_name, args.runtime, stop, args.ready_file)
+        await run(args.dir, args.node_name, args.runtime, stop, args.ready_file, workers)
 
     try:
         asyncio.run(_main())

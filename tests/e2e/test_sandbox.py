@@ -30,6 +30,7 @@ from tests.conftest import KUBECTL
 from tests.e2e.conftest import REAL
 from tests.kubectl import Kubectl
 from tests.waiting import eventually_sync
+from vk_sandbox.up import WEBHOOK_CONFIGURATION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.simulator]
 
@@ -128,6 +129,21 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
     assert "True" in sandbox.kubectl(
         "get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
     )
+    # Two worker nodes beside it (hollow kubelets, or kwok's on the real tier), and the daemon's webhook registered
+    # with its CA written in, so a burst namespace works out of the box.
+    assert "workers:      sandbox-worker-1, sandbox-worker-2" in banner
+    for worker in ("sandbox-worker-1", "sandbox-worker-2"):
+        assert "True" in sandbox.kubectl(
+            "get", "node", worker, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+        )
+    eventually_sync(
+        lambda: sandbox.kubectl(
+            "get", "mutatingwebhookconfiguration", WEBHOOK_CONFIGURATION, "-o",
+            "jsonpath={.webhooks[0].clientConfig.caBundle}",
+        ).strip(),
+        timeout=30,
+        what="the daemon's CA in its webhook configuration",
+    )  # fmt: skip
 
     # Every shipped example lands on the virtual node and runs to Ready or Complete.
     sandbox.kubectl("apply", "-f", str(ROOT / "manifests" / "examples"))
