@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
-import os
 import ssl
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from vk_provider.kube.client import KubeAPI, KubeError
+from vk_provider.pki import key_pem, load_pem_chain, san_entries
 from vk_provider.settings import ElasticSettings
 
 log = structlog.get_logger("vk_provider.elastic.certs")
@@ -55,12 +53,6 @@ def service_names(settings: ElasticSettings) -> list[str]:
     registers the webhook by URL)."""
     svc, ns = settings.service_name, settings.namespace
     return [f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local", f"{svc}.{ns}", "localhost", "127.0.0.1"]
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def _now() -> dt.datetime:
@@ -97,7 +89,7 @@ def new_ca(common_name: str = "vk-eci-webhook-ca") -> tuple[bytes, bytes]:
         )
         .sign(key, hashes.SHA256())
     )
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
 
 
 def issue_serving(ca_pem: bytes, ca_key_pem: bytes, names: list[str]) -> tuple[bytes, bytes]:
@@ -106,12 +98,6 @@ def issue_serving(ca_pem: bytes, ca_key_pem: bytes, names: list[str]) -> tuple[b
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            sans.append(x509.DNSName(n))
     now = _now()
     cert = (
         x509.CertificateBuilder()
@@ -123,10 +109,10 @@ def issue_serving(ca_pem: bytes, ca_key_pem: bytes, names: list[str]) -> tuple[b
         .not_valid_after(min(now + dt.timedelta(days=SERVING_DAYS), ca.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectAlternativeName(san_entries(names)), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
 
 
 def _valid_for(cert_pem: bytes, now: dt.datetime) -> dt.timedelta:
@@ -149,13 +135,7 @@ def still_good(material: Material, names: list[str], now: dt.datetime | None = N
 
 def ssl_context(material: Material) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    fd, path = tempfile.mkstemp(prefix="vk-webhook-", suffix=".pem")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(material.cert_pem + b"\n" + material.key_pem)
-        ctx.load_cert_chain(path)
-    finally:
-        os.unlink(path)
+    load_pem_chain(ctx, material.cert_pem, material.key_pem)
     return ctx
 
 

@@ -16,12 +16,10 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
-import ipaddress
 import json
 import os
 import secrets
 import ssl
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes_asyncio import client as k8s
 
 from vk_provider.aio import Backoff, create_guarded_task
+from vk_provider.pki import key_pem, load_pem_chain, san_entries
 from vk_provider.settings import KubeletSettings
 
 log = structlog.get_logger("vk_provider.kubelet.tls")
@@ -45,26 +44,6 @@ SIGNER = "kubernetes.io/kubelet-serving"
 USAGES = ["digital signature", "key encipherment", "server auth"]
 CURRENT = "kubelet-server-current.pem"
 RENEW_FRACTION = 0.8
-
-
-def san_entries(addresses: list[str]) -> list[x509.GeneralName]:
-    out: list[x509.GeneralName] = []
-    seen: set[str] = set()
-    for addr in addresses:
-        if not addr or addr in seen:
-            continue
-        seen.add(addr)
-        try:
-            out.append(x509.IPAddress(ipaddress.ip_address(addr)))
-        except ValueError:
-            out.append(x509.DNSName(addr))
-    return out
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def self_signed(node_name: str, addresses: list[str], *, days: int = 365) -> tuple[bytes, bytes]:
@@ -87,7 +66,7 @@ def self_signed(node_name: str, addresses: list[str], *, days: int = 365) -> tup
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(key, hashes.SHA256())
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
 
 
 def make_csr(node_name: str, addresses: list[str]) -> tuple[bytes, bytes]:
@@ -105,7 +84,7 @@ def make_csr(node_name: str, addresses: list[str]) -> tuple[bytes, bytes]:
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     csr = builder.sign(key, hashes.SHA256())
-    return csr.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return csr.public_bytes(serialization.Encoding.PEM), key_pem(key)
 
 
 @dataclass(frozen=True)
@@ -200,13 +179,7 @@ class ServingTLS:
 
     def _load(self, cert_pem: bytes, key_pem: bytes) -> None:
         """Load into the live context: connections made from now on get the new certificate."""
-        fd, path = tempfile.mkstemp(prefix="vk-serving-", suffix=".pem")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(cert_pem + key_pem)
-            self.context.load_cert_chain(path)
-        finally:
-            os.unlink(path)
+        load_pem_chain(self.context, cert_pem, key_pem)
         self.current = cert_info(cert_pem)
 
     async def start(self) -> None:
