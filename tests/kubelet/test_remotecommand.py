@@ -197,8 +197,16 @@ async def test_attach_not_supported_is_501_on_both_protocols(kubelet: Kubelet) -
 
 
 async def spdy_exec(
-    kubelet: Kubelet, query: str, protocol: str, *, stdin: bytes | None = None, tty: bool = False
+    kubelet: Kubelet,
+    query: str,
+    protocol: str,
+    *,
+    stdin: bytes | None = None,
+    stdin_stream: bool = False,
+    tty: bool = False,
 ) -> tuple[SpdyClient, dict[str, int]]:
+    """An exec over SPDY with its streams opened and replied to; ``stdin`` is sent (then FIN) at once, while
+    ``stdin_stream`` only opens the stream for the test to write to."""
     c = await SpdyClient.connect(
         kubelet.server.port,
         f"/exec/default/web/app?{query}",
@@ -208,7 +216,7 @@ async def spdy_exec(
     assert c.status == 101, c.response_headers
     assert f"X-Stream-Protocol-Version: {protocol}" in c.response_headers
     ids = {"error": c.open({"streamtype": "error"})}
-    if stdin is not None:
+    if stdin is not None or stdin_stream:
         ids["stdin"] = c.open({"streamtype": "stdin"})
     ids["stdout"] = c.open({"streamtype": "stdout"})
     if tty:
@@ -238,14 +246,9 @@ async def test_spdy_v4_exec_exit_code_stdin_and_teardown_order(kubelet: Kubelet)
 
 async def test_spdy_v5_success_and_tty_resize(kubelet: Kubelet) -> None:
     """With tty (v3+) the resize stream feeds ExecSession.resize; v5 success carries a Success Status."""
-    c = await SpdyClient.connect(
-        kubelet.server.port,
-        f"/exec/default/web/app?{q('read x; echo got $x')}&stdin=1&stdout=1&tty=1",
-        protocols=["v5.channel.k8s.io"],
-        token="admin-token",
+    c, ids = await spdy_exec(
+        kubelet, q("read x; echo got $x") + "&stdin=1&stdout=1&tty=1", "v5.channel.k8s.io", stdin_stream=True, tty=True
     )
-    ids = {k: c.open({"streamtype": k}) for k in ("error", "stdin", "stdout", "resize")}
-    await c.pump(lambda cl: set(ids.values()) <= cl.replied)
     c.send(ids["resize"], b'{"Width":90,"Height":33}')
     await eventually(lambda: kubelet.streams.sessions[-1].resizes, timeout=2, interval=0.01, what="the resize")
     c.send(ids["stdin"], b"go\n", fin=True)
@@ -259,14 +262,9 @@ async def test_spdy_v5_success_and_tty_resize(kubelet: Kubelet) -> None:
 async def test_spdy_tty_input_waits_for_the_first_window_size(kubelet: Kubelet) -> None:
     """SPDY's streams are independent: with a terminal, input that arrives before the first window size is held
     until it (so `read x; stty size` sees the size kubectl sent before any input)."""
-    c = await SpdyClient.connect(
-        kubelet.server.port,
-        f"/exec/default/web/app?{q('read x; echo got $x')}&stdin=1&stdout=1&tty=1",
-        protocols=["v5.channel.k8s.io"],
-        token="admin-token",
+    c, ids = await spdy_exec(
+        kubelet, q("read x; echo got $x") + "&stdin=1&stdout=1&tty=1", "v5.channel.k8s.io", stdin_stream=True, tty=True
     )
-    ids = {k: c.open({"streamtype": k}) for k in ("error", "stdin", "stdout", "resize")}
-    await c.pump(lambda cl: set(ids.values()) <= cl.replied)
     c.send(ids["stdin"], b"go\n", fin=True)
     await asyncio.sleep(0.2)  # a deliberate window in which the input must NOT reach the session yet
     c.send(ids["resize"], b'{"Width":90,"Height":33}')
