@@ -224,7 +224,7 @@ class _WatchEchoAPI:
     async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         self.calls.append((method, path))
         if path.endswith("/binding") and self.controller is not None:
-            self.controller._on_pod("MODIFIED", _pod(), _pod())
+            self.controller._on_pod("MODIFIED", _pod())
         return {}
 
 
@@ -234,15 +234,15 @@ async def test_a_pod_is_burst_once_although_the_watch_shows_it_unbound_after_the
     api = _WatchEchoAPI()
     c = _controller(api=api)
     api.controller = c
-    c._on_pod("ADDED", _pod(), None)
+    c._on_pod("ADDED", _pod())
     out = c.evaluate(_pod(), lambda: Usage({}, {}), 200.0)
     assert isinstance(out, Burst)
     del c._due["d/p"]  # the decision loop takes it
     await c._burst(_pod(), out)
     assert api.calls == [("POST", "/api/v1/namespaces/d/pods/p/binding")]
     assert "d/p" not in c._due
-    c._on_pod("MODIFIED", _pod(), _pod())  # the scheduler's last word, delivered late
+    c._on_pod("MODIFIED", _pod())  # the scheduler's last word, delivered late
     assert "d/p" not in c._due
-    c._on_pod("DELETED", _pod(), None)
-    c._on_pod("ADDED", _pod(), None)  # a new pod of the same name
+    c._on_pod("DELETED", _pod())
+    c._on_pod("ADDED", _pod())  # a new pod of the same name
     assert "d/p" in c._due

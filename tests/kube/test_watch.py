@@ -100,7 +100,7 @@ async def test_list_watch_bookmark_and_relist_on_410(server: tuple[FakeServer, K
     ]
     seen: list[tuple[str, str]] = []
 
-    def handler(kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    def handler(kind: str, obj: dict[str, Any]) -> None:
         seen.append((kind, obj["metadata"]["name"]))
 
     informer = Informer(api, "/api/v1/pods", handler=handler, field_selector="spec.nodeName=vk", page_size=2)
@@ -180,7 +180,7 @@ async def test_cache_holds_no_managed_fields(server: tuple[FakeServer, KubeAPI])
     fake.items = [listed]
     fake.watches = [[{"type": "ADDED", "object": watched}]]
     handled: list[dict[str, Any]] = []
-    informer = Informer(api, "/api/v1/pods", handler=lambda kind, obj, old: handled.append(obj))
+    informer = Informer(api, "/api/v1/pods", handler=lambda kind, obj: handled.append(obj))
     task = asyncio.create_task(informer.run())
     try:
         async with asyncio.timeout(5):

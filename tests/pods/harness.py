@@ -40,9 +40,9 @@ class Env:
     def add(self, pod: dict[str, Any]) -> str:
         stored = self.kube.put(self.path(pod), pod)
         key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-        old = self.ctl.informer.cache.get(key)
+        known = key in self.ctl.informer.cache
         self.ctl.informer.cache[key] = stored
-        self.ctl._on_pod_event("MODIFIED" if old else "ADDED", stored, old)
+        self.ctl._on_pod_event("MODIFIED" if known else "ADDED", stored)
         return key
 
     def refresh(self, key: str) -> dict[str, Any]:
@@ -54,7 +54,7 @@ class Env:
 
     def remove(self, key: str) -> None:
         obj = self.ctl.informer.cache.pop(key)
-        self.ctl._on_pod_event("DELETED", obj, obj)
+        self.ctl._on_pod_event("DELETED", obj)
 
     async def ready(self) -> None:
         self.ctl.informer.synced.set()

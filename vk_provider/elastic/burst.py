@@ -174,7 +174,7 @@ class BurstController:
         self._after: asyncio.Queue[FollowUp] = asyncio.Queue()
 
     # ---- the watch ------------------------------------------------------------------------------------
-    def _on_pod(self, kind: str, pod: JSON, old: JSON | None) -> None:
+    def _on_pod(self, kind: str, pod: JSON) -> None:
         key = object_key(pod)
         if kind == "DELETED" or unschedulable(pod) is None:
             self._forget(key)

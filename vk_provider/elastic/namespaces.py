@@ -14,7 +14,7 @@ from vk_provider.kube.client import JSON, KubeAPI
 from vk_provider.kube.watch import Informer
 
 
-def _ignore(kind: str, obj: JSON, old: JSON | None) -> None:
+def _ignore(kind: str, obj: JSON) -> None:
     return None
 
 

@@ -20,7 +20,7 @@ from vk_provider.kube.client import JSON, KubeAPI, KubeError
 
 log = structlog.get_logger("vk_provider.kube.watch")
 
-Handler = Callable[[str, JSON, JSON | None], None]
+Handler = Callable[[str, JSON], None]  # (ADDED | MODIFIED | DELETED, the object; a deleted one as last known)
 
 
 def for_cache(obj: JSON) -> JSON:
@@ -124,16 +124,16 @@ class Informer:
         for key, obj in items.items():
             old = old_cache.get(key)
             if old is None:
-                self._emit("ADDED", obj, None)
+                self._emit("ADDED", obj)
             elif _rv(old) != _rv(obj):
-                self._emit("MODIFIED", obj, old)
+                self._emit("MODIFIED", obj)
         for key, old in old_cache.items():
             if key not in items:
-                self._emit("DELETED", old, old)
+                self._emit("DELETED", old)
 
-    def _emit(self, kind: str, obj: JSON, old: JSON | None) -> None:
+    def _emit(self, kind: str, obj: JSON) -> None:
         try:
-            self.handler(kind, obj, old)
+            self.handler(kind, obj)
         except Exception as exc:  # one bad handler call must not stop the watch
             log.error("watch handler failed", path=self.path, error=repr(exc), exc_info=exc)
 
@@ -152,13 +152,14 @@ class Informer:
         if etype == "BOOKMARK":
             return True
         key = object_key(obj)
-        old = self.cache.get(key)
+        known = key in self.cache  # not read: a read decodes the cached JSON
         if etype == "DELETED":
-            self.cache.pop(key, None)
-            self._emit("DELETED", obj, old)
+            if known:
+                del self.cache[key]
+            self._emit("DELETED", obj)
         elif etype in ("ADDED", "MODIFIED"):
             self.cache[key] = obj
-            self._emit("ADDED" if old is None else "MODIFIED", obj, old)
+            self._emit("MODIFIED" if known else "ADDED", obj)
         return True
 
     async def watch_once(self) -> bool:

@@ -119,7 +119,7 @@ class PodController:
         return self.informer.synced.is_set()
 
     # ---- watch -----------------------------------------------------------------------------------
-    def _on_pod_event(self, kind: str, obj: Pod, old: Pod | None) -> None:
+    def _on_pod_event(self, kind: str, obj: Pod) -> None:
         key = object_key(obj)
         if kind == "DELETED":
             self.state.deleted[key] = obj
