@@ -35,10 +35,10 @@ class Kubectl:
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
+        finally:
+            if proc.returncode is None:  # timed out or cancelled: never leave a kubectl running, or unwaited
+                proc.kill()
+                await asyncio.shield(proc.wait())
         assert proc.returncode is not None
         return proc.returncode, out, err
 
