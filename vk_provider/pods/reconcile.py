@@ -119,8 +119,9 @@ class Reconciler:
         await self._maybe_update(key, pod, group)
         # The status first: it is what users and controllers wait for; the group's events (up to four
         # Event writes for a new pod) follow in the same pass.
-        await self.sync.sync_status(pod, group)
-        await write_back(self.api, self.state, pod, group)
+        # The write-backs go with the status write when there is one; otherwise on their own.
+        if not await self.sync.sync_status(pod, group):
+            await write_back(self.api, self.state, pod, group)
         await self.sync.mirror_events(pod)
 
     async def _reconcile_before_adoption(self, key: str) -> None:
