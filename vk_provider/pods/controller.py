@@ -22,6 +22,7 @@ status from the provider (sync), deletes from Kubernetes (reconcile).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -125,7 +126,10 @@ class PodController:
             self.state.deleted[key] = obj
             self._set_phase(key, None)
         else:
-            self._set_phase(key, phase(obj))
+            current = phase(obj)
+            self._set_phase(key, current)
+            if kind == "ADDED" and current == "Pending":
+                self.state.seen[key] = time.monotonic()
         # Deletes go ahead of a backlog of creates, as status changes do (queue.py's first lane).
         self.queue.add(key, first=kind == "DELETED" or bool((obj.get("metadata") or {}).get("deletionTimestamp")))
 

@@ -67,6 +67,9 @@ class PodState:
     delete_requested: set[str] = field(default_factory=set)  # uids whose group we asked the backend to delete
     spec_images: dict[str, dict[str, str]] = field(default_factory=dict)  # uid -> images the group runs
     vanished: dict[str, str] = field(default_factory=dict)  # uid -> id of a group that vanished (GC found it)
+    # key -> monotonic time the watch brought a new Pending pod, until its first reconcile: reads sent later
+    # may serve its create (pods/shared_reads.py)
+    seen: dict[str, float] = field(default_factory=dict)
 
     def remember(self, bp: BackendPod) -> None:
         """Hold ``bp`` as the group of its pod UID, keeping ``first_seen`` and the group id if known."""
