@@ -95,3 +95,18 @@ async def test_the_watch_echo_of_our_own_write_is_not_reconciled_again() -> None
     env.ctl.informer.cache[key] = changed
     env.ctl._on_pod_event("MODIFIED", changed)
     assert len(env.ctl.queue) == 1
+
+
+async def test_when_a_pod_was_seen_is_kept_only_while_it_may_need_a_create() -> None:
+    """``PodState.seen`` (for shared reads) holds a new Pending pod until it is reconciled, started or gone, so a
+    standby, whose workers never reconcile, does not collect one per pod."""
+    env = Env()
+    key = env.add(make_pod("web"))
+    assert set(env.ctl.state.seen) == {key}
+    running = make_pod("web")
+    running["status"]["phase"] = "Running"
+    env.ctl._on_pod_event("MODIFIED", running)
+    assert env.ctl.state.seen == {}
+    other = env.add(make_pod("other"))
+    env.remove(other)
+    assert env.ctl.state.seen == {}

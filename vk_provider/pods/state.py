@@ -67,8 +67,8 @@ class PodState:
     delete_requested: set[str] = field(default_factory=set)  # uids whose group we asked the backend to delete
     spec_images: dict[str, dict[str, str]] = field(default_factory=dict)  # uid -> images the group runs
     vanished: dict[str, str] = field(default_factory=dict)  # uid -> id of a group that vanished (GC found it)
-    # key -> monotonic time the watch brought a new Pending pod, until its first reconcile: reads sent later
-    # may serve its create (pods/shared_reads.py)
+    # key -> monotonic time the watch brought a new Pending pod, until its first reconcile, or until it is gone or no
+    # longer Pending: reads sent later may serve its create (pods/shared_reads.py)
     seen: dict[str, float] = field(default_factory=dict)
     # key -> resourceVersion of the pod as our last write of it left it, until the watch brings that version
     own_writes: dict[str, str] = field(default_factory=dict)
