@@ -11,7 +11,8 @@ subprocess). Creates --pods pods bound to the node, watches them, and takes from
 - group Running on ECI → pod Running in the API server (as this process's watch sees it),
 - bind → pod Running,
 
-as p50/p99/max, then the daemon's CPU from the first bind to the last pod Running (per pod), the ECI
+as p50/p99/max, then the daemon's CPU from the first bind to the last pod Running (per pod), its API server
+requests per pod in that span (writes among them; each pod write also costs a watch event), the ECI
 calls per pod and, over --idle-seconds with nothing changing, the ECI calls per minute (--spot: of spot pods,
 which the spot notice checks look after). With --delete it
 deletes every pod and measures delete → group gone. With --published-limits the simulator throttles as
@@ -110,6 +111,9 @@ async def run(args: argparse.Namespace) -> int:
                 )  # fmt: skip
                 await asyncio.sleep(1.0)
             calls0, cpu0, bed0 = b.eci_calls(), b.cpu_seconds(), time.process_time()
+            daemon_user = f"system:node:{NODE}"
+            requests0 = b.apiserver.requests.get(daemon_user, 0)
+            writes0 = b.apiserver.write_requests.get(daemon_user, 0)
             t0 = time.time()
             if args.rate > 0:  # a steady trickle of pods instead of a burst
                 bound = {}
@@ -123,6 +127,8 @@ async def run(args: argparse.Namespace) -> int:
             cpu = b.cpu_seconds() - cpu0
             bed = time.process_time() - bed0
             calls = b.eci_calls() - calls0
+            requests = b.apiserver.requests.get(daemon_user, 0) - requests0
+            writes = b.apiserver.write_requests.get(daemon_user, 0) - writes0
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 await spy.wait()
@@ -143,6 +149,10 @@ async def run(args: argparse.Namespace) -> int:
                 ("daemon CPU per pod (ms)", f"{1000 * cpu / args.pods:.2f}"),
                 ("test bed CPU (API server, simulator, this watch; one process) (s)", f"{bed:.2f}"),
                 ("ECI calls per pod", f"{n_calls / args.pods:.2f}"),
+                (
+                    "daemon's API server requests per pod (of them writes)",
+                    f"{requests / args.pods:.2f} ({writes / args.pods:.2f})",
+                ),
                 ("Throttling answers", str(throttled)),
             ]
             if args.idle_seconds > 0:

@@ -48,6 +48,13 @@ QUEUE_DEPTH = Gauge("vk_queue_depth", "Pods waiting in the reconcile queue.", re
 RECONCILES = Counter("vk_reconciles_total", "Reconcile runs by result.", ["result"], registry=REGISTRY)
 RECONCILE_RETRIES = Counter("vk_reconcile_retries_total", "Pods requeued after a failure.", registry=REGISTRY)
 STATUS_WRITES = Counter("vk_pod_status_writes_total", "Pod status writes to the API server.", registry=REGISTRY)
+REFERENCE_READS = Counter(
+    "vk_pod_reference_reads_total",
+    "Reads of what pods being created reference (ConfigMaps, Secrets, services): sent to the API server, or "
+    "shared with a read sent after the pod was seen (pods/shared_reads.py).",
+    ["read"],
+    registry=REGISTRY,
+)
 SPOT_EVICTIONS = Counter(
     "vk_spot_evictions_total",
     "Evictions at a spot interruption notice by result (evicted, blocked, gone, too_late).",

@@ -74,3 +74,39 @@ def test_cached_pods_decodes_one_at_a_time_and_survives_changes() -> None:
     assert first["metadata"]["name"] == "a" and rest == ["c"]
     first["metadata"]["name"] = "changed"
     assert env.ctl.cached_pod("default", "a")["metadata"]["name"] == "a"
+
+
+async def test_the_watch_echo_of_our_own_write_is_not_reconciled_again() -> None:
+    """The pod as our status PATCH left it (same resourceVersion) comes back through the watch: no requeue, as that
+    write's reconcile dealt with it. A change by anyone else after it is queued as before."""
+    env = Env()
+    env.provider.add_group("default", "web", "uid-web", status="Running")
+    key = env.add(make_pod("web", uid="uid-web"))
+    await env.ready()
+    assert await env.ctl.queue.get() == key
+    await env.reconcile(key)
+    env.ctl.queue.done(key)
+    assert len(env.kube.writes("PATCH", "/status")) == 1
+    written = env.refresh(key)
+    env.ctl._on_pod_event("MODIFIED", written)
+    assert len(env.ctl.queue) == 0
+    written["metadata"]["labels"] = {"changed": "by-someone"}
+    changed = env.kube.put(env.path(written), written)  # a new resourceVersion
+    env.ctl.informer.cache[key] = changed
+    env.ctl._on_pod_event("MODIFIED", changed)
+    assert len(env.ctl.queue) == 1
+
+
+async def test_when_a_pod_was_seen_is_kept_only_while_it_may_need_a_create() -> None:
+    """``PodState.seen`` (for shared reads) holds a new Pending pod until it is reconciled, started or gone, so a
+    standby, whose workers never reconcile, does not collect one per pod."""
+    env = Env()
+    key = env.add(make_pod("web"))
+    assert set(env.ctl.state.seen) == {key}
+    running = make_pod("web")
+    running["status"]["phase"] = "Running"
+    env.ctl._on_pod_event("MODIFIED", running)
+    assert env.ctl.state.seen == {}
+    other = env.add(make_pod("other"))
+    env.remove(other)
+    assert env.ctl.state.seen == {}

@@ -41,6 +41,25 @@ async def test_mandatory_missing_config_map_blocks_create() -> None:
     assert env.provider.created_resources["uid-web"].config_maps == {"cfg": {"a": "1"}}
 
 
+async def test_a_burst_shares_reads_and_a_pod_seen_after_a_change_gets_the_new_value() -> None:
+    """Pods the watch brought before a ConfigMap read share it (one GET for five creates); a pod seen after the
+    ConfigMap changed gets the new value, though the earlier read is still kept."""
+    env = Env()
+    await env.ready()
+    path = "/api/v1/namespaces/default/configmaps/cfg"
+    env.kube.put(path, {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
+    vols = [{"name": "c", "configMap": {"name": "cfg"}}]
+    keys = [env.add(make_pod(f"p{i}", volumes=vols)) for i in range(5)]
+    for key in keys:
+        await env.reconcile(key)
+    assert len(env.kube.writes("GET", "/configmaps/cfg")) == 1
+    assert [env.provider.created_resources[f"uid-p{i}"].config_maps for i in range(5)] == [{"cfg": {"a": "1"}}] * 5
+    env.kube.objects[path]["data"] = {"a": "2"}
+    await env.reconcile(env.add(make_pod("late", volumes=vols)))
+    assert env.provider.created_resources["uid-late"].config_maps == {"cfg": {"a": "2"}}
+    assert len(env.kube.writes("GET", "/configmaps/cfg")) == 2
+
+
 async def test_optional_missing_secret_still_starts() -> None:
     """An optional missing Secret gives OptionalSecretNotFound and the group is created."""
     env = Env()

@@ -23,3 +23,25 @@ async def test_written_once_when_placed() -> None:
     assert body["metadata"]["uid"] == "uid-web"
     annotations = env.kube.objects[env.path(make_pod("web"))]["metadata"]["annotations"]
     assert annotations == {INSTANCE_ID: "eci-uid-web", INSTANCE_SPEC: "2-4Gi", INSTANCE_ZONE: "cn-hangzhou-k"}
+
+
+async def test_written_with_the_status_when_the_status_changes() -> None:
+    """A group placed and Running in one change: its status PATCH carries the write-backs, and no metadata PATCH
+    (a write and a watch event fewer per pod); a later reconcile writes neither again."""
+    env = Env()
+    bp = env.provider.add_group("default", "web", "uid-web", status="Running")
+    bp.zone, bp.size = "cn-hangzhou-k", "2-4Gi"
+    key = env.add(make_pod("web"))
+    await env.ready()
+    await env.reconcile(key)
+    env.refresh(key)
+    await env.reconcile(key)
+    assert env.kube.writes("PATCH", "/pods/web") == []
+    [(_, _, body)] = env.kube.writes("PATCH", "/pods/web/status")
+    assert body["metadata"] == {
+        "uid": "uid-web",
+        "annotations": {INSTANCE_ID: "eci-uid-web", INSTANCE_SPEC: "2-4Gi", INSTANCE_ZONE: "cn-hangzhou-k"},
+    }
+    assert body["status"]["phase"] == "Running"
+    stored = env.kube.objects[env.path(make_pod("web"))]
+    assert stored["metadata"]["annotations"][INSTANCE_ID] == "eci-uid-web"

@@ -22,6 +22,7 @@ status from the provider (sync), deletes from Kubernetes (reconcile).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -123,9 +124,18 @@ class PodController:
         key = object_key(obj)
         if kind == "DELETED":
             self.state.deleted[key] = obj
+            self.state.own_writes.pop(key, None)
+            self.state.seen.pop(key, None)
             self._set_phase(key, None)
         else:
-            self._set_phase(key, phase(obj))
+            current = phase(obj)
+            self._set_phase(key, current)
+            if kind == "ADDED" and current == "Pending":
+                self.state.seen[key] = time.monotonic()
+            elif current != "Pending":  # started (a standby's workers never reconcile it): nothing to create
+                self.state.seen.pop(key, None)
+            if kind == "MODIFIED" and self.state.own_echo(key, obj):
+                return  # our own status or write-back PATCH coming back: nothing new to reconcile
         # Deletes go ahead of a backlog of creates, as status changes do (queue.py's first lane).
         self.queue.add(key, first=kind == "DELETED" or bool((obj.get("metadata") or {}).get("deletionTimestamp")))
 

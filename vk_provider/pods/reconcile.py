@@ -89,6 +89,7 @@ class Reconciler:
             await self._reconcile_before_adoption(key)
             return
         pod = state.informer.cache.get(key)
+        seen = state.seen.pop(key, None)
         gone = state.deleted.pop(key, None)
         if gone is not None and (pod is None or uid(pod) != uid(gone)):
             await self._reconcile_removed(gone)
@@ -111,7 +112,7 @@ class Reconciler:
         known = state.groups.get(pod_uid)
         if known is None:
             if pod_uid not in self._failed:
-                await self._create(pod)
+                await self._create(pod, seen)
             return
         group = known.group
         if group.interruption is not None:
@@ -119,8 +120,9 @@ class Reconciler:
         await self._maybe_update(key, pod, group)
         # The status first: it is what users and controllers wait for; the group's events (up to four
         # Event writes for a new pod) follow in the same pass.
-        await self.sync.sync_status(pod, group)
-        await write_back(self.api, self.state, pod, group)
+        # The write-backs go with the status write when there is one; otherwise on their own.
+        if not await self.sync.sync_status(pod, group):
+            await write_back(self.api, self.state, pod, group)
         await self.sync.mirror_events(pod)
 
     async def _reconcile_before_adoption(self, key: str) -> None:
@@ -153,10 +155,11 @@ class Reconciler:
             else:
                 await self.recorder.record(pod, "Warning", reason, msg + "; the pod will start once it exists")
 
-    async def _create(self, pod: Pod) -> None:
+    async def _create(self, pod: Pod, seen: float | None) -> None:
+        """``seen``: when the watch brought the pod, on its first reconcile (reads sent since may serve it)."""
         pod_uid = uid(pod)
         try:
-            resolution = await self.resolver.resolve(pod)
+            resolution = await self.resolver.resolve(pod, not_before=seen)
         except MissingReferences as exc:
             await self._missing_events(pod, exc.missing)
             raise Requeue(str(exc)) from None

@@ -1,7 +1,8 @@
 """Resolve what a pod references outside itself into ``PodResources``, the way the kubelet does.
 
 - ConfigMaps and Secrets named by env (``valueFrom``, ``envFrom``), volumes (configMap, secret,
-  projected) and imagePullSecrets are read once each.
+  projected) and imagePullSecrets are read once each, by a read sent after the daemon saw the pod and
+  shared with the other pods it is as fresh for (shared_reads.py).
 - A missing one that is required yields a ``MandatoryConfigMapNotFound`` / ``MandatorySecretNotFound``
   Warning and ``MissingReferences`` is raised: no group is created and the pod is retried. A missing
   optional one yields ``OptionalConfigMapNotFound`` / ``OptionalSecretNotFound`` and the pod starts.
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vk_provider.kube.client import JSON, KubeAPI, parse_time
+from vk_provider.pods.shared_reads import SharedReads
 from vk_provider.provider import Pod, PodResources
 
 DEFAULT_TOKEN_SECONDS = 3600  # the API server's default for a projected source without expirationSeconds
@@ -177,44 +179,49 @@ def service_env(services: list[JSON]) -> dict[str, str]:
 
 
 class ResourceResolver:
-    """Reads referenced objects through the API: ConfigMaps and Secrets uncached (a pod is resolved once per create),
-    a namespace's services cached for ``services_ttl`` seconds."""
+    """Reads referenced objects through the API, sharing reads between pods (``SharedReads``): ConfigMaps and
+    Secrets read after the pod was seen (``not_before``), a namespace's services no older than ``services_ttl``
+    seconds."""
 
     def __init__(self, api: KubeAPI, *, services_ttl: float = 5.0) -> None:
         self.api = api
         self.services_ttl = services_ttl
-        self._services: dict[str, tuple[float, list[JSON]]] = {}
+        self.reads = SharedReads(api)
 
     async def _services_of(self, namespace: str) -> list[JSON]:
         # A burst of pods in one namespace shares one list of services for a few seconds.
-        hit = self._services.get(namespace)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self.services_ttl:
-            return hit[1]
-        items = list((await self.api.get(f"/api/v1/namespaces/{namespace}/services")).get("items") or [])
-        self._services[namespace] = (now, items)
-        return items
+        not_before = self.reads.clock() - self.services_ttl
+        found = await self.reads.get(f"/api/v1/namespaces/{namespace}/services", not_before=not_before)
+        return list((found or {}).get("items") or [])
 
-    async def resolve(self, pod: Pod) -> Resolution:
+    async def resolve(self, pod: Pod, *, not_before: float | None = None) -> Resolution:
+        """``not_before`` (monotonic seconds): the ConfigMaps and Secrets are read after it, by default now; pass
+        when the pod was seen to share reads sent since (shared_reads.py)."""
         meta = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
         ns = str(meta.get("namespace") or "default")
+        if not_before is None:
+            not_before = self.reads.clock()
         refs = collect_references(pod)
         res = PodResources()
         missing: list[Missing] = []
+
+        async def get(path: str) -> JSON | None:
+            return await self.reads.get(path, not_before=not_before)
+
         for name, optional in sorted(refs.config_maps.items()):
-            obj = await self.api.get_or_none(f"/api/v1/namespaces/{ns}/configmaps/{name}")
+            obj = await get(f"/api/v1/namespaces/{ns}/configmaps/{name}")
             res.config_maps[name] = None if obj is None else _config_map_data(obj)
             if obj is None:
                 missing.append(Missing("ConfigMap", name, optional))
         for name, optional in sorted(refs.secrets.items()):
-            obj = await self.api.get_or_none(f"/api/v1/namespaces/{ns}/secrets/{name}")
+            obj = await get(f"/api/v1/namespaces/{ns}/secrets/{name}")
             res.secrets[name] = None if obj is None else _secret_data(obj)
             if obj is None:
                 missing.append(Missing("Secret", name, optional))
         for name in sorted(refs.pull_secrets - set(res.secrets)):
             # The kubelet only warns about a missing pull secret; the pull may still work.
-            obj = await self.api.get_or_none(f"/api/v1/namespaces/{ns}/secrets/{name}")
+            obj = await get(f"/api/v1/namespaces/{ns}/secrets/{name}")
             res.secrets[name] = None if obj is None else _secret_data(obj)
             if obj is None:
                 missing.append(Missing("Secret", name, True))

@@ -67,6 +67,11 @@ class PodState:
     delete_requested: set[str] = field(default_factory=set)  # uids whose group we asked the backend to delete
     spec_images: dict[str, dict[str, str]] = field(default_factory=dict)  # uid -> images the group runs
     vanished: dict[str, str] = field(default_factory=dict)  # uid -> id of a group that vanished (GC found it)
+    # key -> monotonic time the watch brought a new Pending pod, until its first reconcile, or until it is gone or no
+    # longer Pending: reads sent later may serve its create (pods/shared_reads.py)
+    seen: dict[str, float] = field(default_factory=dict)
+    # key -> resourceVersion of the pod as our last write of it left it, until the watch brings that version
+    own_writes: dict[str, str] = field(default_factory=dict)
 
     def remember(self, bp: BackendPod) -> None:
         """Hold ``bp`` as the group of its pod UID, keeping ``first_seen`` and the group id if known."""
@@ -89,6 +94,15 @@ class PodState:
         same_rv = cached is not None and meta(cached).get("resourceVersion") == meta(based_on).get("resourceVersion")
         if cached is not None and same_rv and uid(cached) == uid(written):
             cache[key] = written
+        rv = meta(written).get("resourceVersion")
+        if rv:
+            self.own_writes[key] = str(rv)
+
+    def own_echo(self, key: str, obj: Pod) -> bool:
+        """Whether the watch brings ``obj`` exactly as our own last write of it left it (its resourceVersion),
+        which the write's reconcile has dealt with already. Forgets the write either way."""
+        rv = self.own_writes.pop(key, None)
+        return rv is not None and rv == meta(obj).get("resourceVersion")
 
 
 def hold(bp: BackendPod) -> Held:

@@ -31,6 +31,7 @@ from vk_provider.pods.status import (
     merge_status,
     with_ephemeral_statuses,
 )
+from vk_provider.pods.writeback import write_backs
 from vk_provider.provider import BackendEvent, BackendPod, Pod, PodLifecycle
 
 log = structlog.get_logger("vk_provider.pods")
@@ -115,11 +116,12 @@ class StatusSync:
         await self.recorder.record(pod, type_, reason, message)
 
     # ---- status ----------------------------------------------------------------------------------
-    async def sync_status(self, pod: Pod, group: Held) -> None:
-        """Write the group's status (and the refused ephemeral containers') to the pod if it differs."""
+    async def sync_status(self, pod: Pod, group: Held) -> bool:
+        """Write the group's status (and the refused ephemeral containers') to the pod if it differs, with the
+        write-back annotations when they are due (writeback.py); True when they went with it."""
         ephemeral = (pod.get("spec") or {}).get("ephemeralContainers") or []
         if not group.status_json and not ephemeral:
-            return
+            return False
         for c in ephemeral:
             # kubectl debug adds them through the ephemeralcontainers subresource (a pod update event).
             name = str(c.get("name"))
@@ -134,34 +136,49 @@ class StatusSync:
             status = merge_status(current, reported) if reported else current
             return with_ephemeral_statuses(p, status)
 
-        await self.write_status(pod, desired)
+        return await self.write_status(pod, desired, annotations=lambda p: write_backs(p, group))
 
-    async def write_status(self, pod: Pod, desired: Callable[[Pod], dict[str, Any]]) -> None:
-        """Write ``desired(pod)`` to pods/<name>/status if it differs; on a conflict re-read and retry."""
+    async def write_status(
+        self,
+        pod: Pod,
+        desired: Callable[[Pod], dict[str, Any]],
+        *,
+        annotations: Callable[[Pod], dict[str, str] | None] | None = None,
+    ) -> bool:
+        """Write ``desired(pod)`` to pods/<name>/status if it differs; on a conflict re-read and retry.
+
+        ``annotations(pod)``, if any, go in the same PATCH: kube-apiserver keeps the metadata of a pods/status
+        write (but spec, ownerReferences and deletionTimestamp), which saves a write and the watch event it
+        causes. True when annotations were written; none are written when the status has not changed.
+        """
         pod_uid = uid(pod)
         m = meta(pod)
         path = f"/api/v1/namespaces/{m.get('namespace')}/pods/{m.get('name')}/status"
         current = pod
         for _attempt in range(4):
             if phase(current) in TERMINAL_PHASES and current is not pod:
-                return  # someone else finished it meanwhile; terminal pods never change again
+                return False  # someone else finished it meanwhile; terminal pods never change again
             old_status = current.get("status") or {}
             status = desired(current)
             if status == old_status:
                 self._seen_at.pop(pod_uid, None)
-                return
+                return False
+            metadata: dict[str, Any] = {"uid": pod_uid}
+            extra = annotations(current) if annotations is not None else None
+            if extra:
+                metadata["annotations"] = extra
             try:
                 written = await self.api.request(
-                    "PATCH", path, body={"metadata": {"uid": pod_uid}, "status": status}, content_type=MERGE_PATCH
+                    "PATCH", path, body={"metadata": metadata, "status": status}, content_type=MERGE_PATCH
                 )
             except KubeError as exc:
                 if exc.not_found:
-                    return
+                    return False
                 if not exc.conflict:
                     raise
                 fresh = await self.api.get_or_none(path[: -len("/status")])
                 if fresh is None or uid(fresh) != pod_uid:
-                    return
+                    return False
                 current = fresh
                 continue
             STATUS_WRITES.inc()
@@ -173,7 +190,7 @@ class StatusSync:
                 if created is not None:
                     POD_CREATED_TO_RUNNING.observe(max(0.0, time.time() - created.timestamp()))
             self.state.cache_written(current, written)
-            return
+            return bool(extra)
         raise TransientError(f"status of {m.get('namespace')}/{m.get('name')} kept conflicting")
 
 

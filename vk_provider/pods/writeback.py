@@ -1,9 +1,12 @@
 """Write-backs: the pod names its container group, the size it is billed as and its zone.
 
-Once the backend has placed the group (a zone, or Running), the pod gets, in one metadata PATCH:
+Once the backend has placed the group (a zone, or Running), the pod gets, in one PATCH:
 ``k8s.aliyun.com/eci-instance-id`` (the group id), ``k8s.aliyun.com/eci-instance-spec`` (``2-4Gi``
 or the ECS instance type) and ``k8s.aliyun.com/eci-instance-zone``, so users, tools and ``doctor``
-can find a pod's group. Written again only if the group id changes (never in steady state).
+can find a pod's group. Written again only if the group id changes (never in steady state). When the
+pod's status changes in the same pass (mostly it does: the group turned Running) they ride on the status
+PATCH (``StatusSync.write_status``; kube-apiserver keeps the metadata of a pods/status write), otherwise
+``write_back`` sends a metadata PATCH of their own.
 
 The zone is an annotation, not the ``topology.kubernetes.io/zone`` label: that label is a Node's
 (schedulers and spread constraints read it there), and a pod label could collide with a selector.

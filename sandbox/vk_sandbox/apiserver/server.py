@@ -67,6 +67,7 @@ class SandboxAPIServer:
         self.store = Store()
         # Authenticated requests with a writing verb (POST, PUT, PATCH, DELETE), by user, allowed or not.
         self.write_requests: dict[str, int] = {}
+        self.requests: dict[str, int] = {}  # every authenticated request, by user (benchmarks count them)
         self.ca = CertificateAuthority()
         self.signer = TokenSigner()
         self.authenticator = Authenticator(self.store, self.signer)
@@ -171,6 +172,7 @@ class SandboxAPIServer:
             kubelets=KubeletContext(self.store, self.kubelet_client_ssl),
             address=lambda: self.host_port,  # the port is known only once the site listens
             write_requests=self.write_requests,
+            requests=self.requests,
         )
 
     def _start_controllers(self) -> None:

@@ -664,8 +664,20 @@ def _written_part(
     rt: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None
 ) -> dict[str, Any]:
     """``new`` limited to what a write of ``subresource`` may change: a status write only status (an approval only
-    the conditions); a main-resource write keeps status and the server-owned metadata."""
+    the conditions), except a pod's, which keeps its metadata too but the spec, ownerReferences and
+    deletionTimestamp (kube-apiserver's podStatusStrategy); a main-resource write keeps status and the server-owned
+    metadata."""
     old_meta = old["metadata"]
+    if rt.key == "pods" and subresource == "status":
+        status = new.get("status")
+        new = _written_part(rt, old, new, None)  # the metadata as a main-resource write keeps it
+        new["status"] = status if status is not None else {}
+        new["spec"] = deep_copy(old.get("spec") or {})
+        if "ownerReferences" in old_meta:
+            new["metadata"]["ownerReferences"] = deep_copy(old_meta["ownerReferences"])
+        else:
+            new["metadata"].pop("ownerReferences", None)
+        return new
     if subresource in ("status", "approval"):
         status = new.get("status")
         new = deep_copy(old)

@@ -211,6 +211,16 @@ async def test_async_client_watch_selectors_bookmarks_and_410(apiserver: Sandbox
         assert exc.value.status == 410
 
 
+async def test_requests_are_counted_by_user(apiserver: SandboxAPIServer) -> None:
+    """``requests`` counts every authenticated request by user (benchmarks count the daemon's), ``write_requests``
+    only the writing verbs."""
+    assert (await _raw(apiserver, "GET", "/api/v1/namespaces/default/pods"))[0] == 200
+    assert (await _raw(apiserver, "POST", "/api/v1/namespaces/default/pods", body=json.dumps(POD).encode()))[0] == 201
+    assert (await _raw(apiserver, "GET", "/api/v1/namespaces/default/pods/p1"))[0] == 200
+    assert apiserver.requests["test-admin"] == 3
+    assert apiserver.write_requests["test-admin"] == 1
+
+
 async def test_a_bindings_annotations_are_merged_into_the_pod(apiserver: SandboxAPIServer) -> None:
     """As in the real registry: a Binding's metadata.annotations land on the pod with its nodeName, over the pod's
     own values of the same keys, the others kept; annotations that are not strings are a 400 and bind nothing."""

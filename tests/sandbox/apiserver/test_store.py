@@ -60,6 +60,19 @@ async def test_update_conflict_and_status_subresource() -> None:
     assert p3["status"]["phase"] == "Running" and p3["spec"]["containers"][0]["image"] == "img:1"
 
 
+async def test_a_pod_status_write_keeps_metadata_but_not_owner_references() -> None:
+    """As kube-apiserver's podStatusStrategy (tests/e2e/test_pod_status_writes.py holds on both tiers): a pod's
+    status write keeps the labels and annotations sent, not ownerReferences."""
+    s = _store()
+    p = await s.create("pods", _pod("a"))
+    p["metadata"]["annotations"] = {"k8s.aliyun.com/eci-instance-id": "eci-1"}
+    p["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u"}]
+    p["status"] = {"phase": "Running"}
+    written = await s.update("pods", p, subresource="status")
+    assert written["metadata"]["annotations"] == {"k8s.aliyun.com/eci-instance-id": "eci-1"}
+    assert "ownerReferences" not in written["metadata"] and written["status"]["phase"] == "Running"
+
+
 async def test_create_validation_and_defaults() -> None:
     """Bad names are 422 with causes; missing namespaces 404; pods get defaults and a computed qosClass."""
     s = _store()

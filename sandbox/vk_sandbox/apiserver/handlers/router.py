@@ -69,10 +69,13 @@ class Router:
         kubelets: KubeletContext,
         address: Callable[[], str],
         write_requests: dict[str, int] | None = None,
+        requests: dict[str, int] | None = None,
     ) -> None:
         self.address = address
-        # Authenticated requests with a writing verb, by user, allowed or not (the server's write_requests).
+        # Authenticated requests with a writing verb, by user, allowed or not (the server's write_requests), and
+        # all authenticated requests by user (its requests).
         self.write_requests = write_requests if write_requests is not None else {}
+        self.requests = requests if requests is not None else {}
         self.access = RequestAccess(access)
         self.reads = Reads(reads)
         self.writes = Writes(reads.store)
@@ -85,6 +88,7 @@ class Router:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         try:
             ident = self.access.identify(request)
+            self.requests[ident.user] = self.requests.get(ident.user, 0) + 1
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 self.write_requests[ident.user] = self.write_requests.get(ident.user, 0) + 1
             return await self._route(request, ident)
