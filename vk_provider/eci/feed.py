@@ -10,7 +10,7 @@ from vk_provider.eci.index import Entry, Index
 from vk_provider.eci.models import ContainerGroup
 from vk_provider.eci.placement import report_placement
 from vk_provider.eci.status import container_group_to_pod_status, group_events, spot_notice
-from vk_provider.provider import BackendPod, Pod, PodLookup
+from vk_provider.provider import BackendGroup, BackendPod, Pod, PodLookup
 
 # A group in these states has no zone or size of its own yet (Pending is placed once ECI reports a zone).
 _UNPLACED = frozenset({"", "Scheduling", "ScheduleFailed"})
@@ -66,6 +66,13 @@ class Feed:
     def backend_pods(self) -> list[BackendPod]:
         """Every group of the index."""
         return [self.backend_pod(e) for e in self._index.entries()]
+
+    def backend_groups(self) -> list[BackendGroup]:
+        """Every group of the index, identity and age only: no status mapping, no pod read."""
+        return [
+            BackendGroup(e.namespace, e.name, e.uid, e.group_id, e.group.CreationTime if e.group else None)
+            for e in self._index.entries()
+        ]
 
     def publish(self, entry: Entry) -> None:
         if entry.group is None:

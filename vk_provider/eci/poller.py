@@ -67,7 +67,6 @@ from vk_provider.eci.notices import SpotNotices
 from vk_provider.eci.placement import Placement
 from vk_provider.eci.status import failure_reason, is_no_stock
 from vk_provider.errors import ProviderError
-from vk_provider.provider import BackendPod
 from vk_provider.settings import ECISettings
 
 log = structlog.get_logger("vk_provider.eci.poller")
@@ -221,18 +220,18 @@ class Poller:
             await self._sweep_page(sweep)
         await self._finish_sweep(sweep, verify=False)
 
-    async def resync(self) -> list[BackendPod]:
+    async def resync(self) -> None:
         """Full resync by tag at full speed: refresh the index, publish what changed, forget vanished
-        groups. Used at start (adoption waits for it), by backend_pods when the index is stale, and after
-        the poller was down for an hour; the periodic resync is a paced sweep instead (``_sweep_step``).
-        A caller that waited for a burst already under way takes its result."""
+        groups. Used at start (adoption waits for it), by backend_pods/backend_groups when the index is
+        stale, and after the poller was down for an hour; the periodic resync is a paced sweep instead
+        (``_sweep_step``). A caller that waited for a burst already under way takes its result (the index
+        it left)."""
         asked = time.monotonic()
         async with self._resync_lock:
             if self.synced and self._last_burst >= asked:
-                return self._feed.backend_pods()
+                return
             await self._burst(RESYNC)
             self._last_burst = time.monotonic()
-            return self._feed.backend_pods()
 
     async def presence_check(self) -> None:
         """Which groups still exist, at full speed: DescribeContainerGroupStatus by tag without SinceSecond,

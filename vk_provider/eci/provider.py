@@ -39,6 +39,7 @@ from vk_provider.eci.translate import translate_pod
 from vk_provider.errors import NotFound
 from vk_provider.provider import (
     BackendEvent,
+    BackendGroup,
     BackendPod,
     ExecSession,
     LogOptions,
@@ -219,10 +220,16 @@ class ECIProvider:
 
     async def backend_pods(self) -> list[BackendPod]:
         """Every group of this node: from the index when the poller keeps it current
-        (``Poller.index_current``), otherwise a resync at full speed."""
+        (``Poller.index_current``), otherwise after a resync at full speed."""
         if not self.poller.index_current():
-            return await self.poller.resync()
+            await self.poller.resync()
         return self.feed.backend_pods()
+
+    async def backend_groups(self) -> list[BackendGroup]:
+        """Every group of this node, identity and age only (the GC's sweep), from the index as ``backend_pods``."""
+        if not self.poller.index_current():
+            await self.poller.resync()
+        return self.feed.backend_groups()
 
     def status_changes(self) -> AsyncIterator[BackendPod]:
         return self.feed.changes()
