@@ -190,11 +190,11 @@ def test_scheduled_event_waits_for_placement_and_is_sent_once() -> None:
     provider = ECIProvider(make_settings("http://127.0.0.1:9"), node_name="vk")
     entry = _entry_for(provider)
     for unplaced in (_placed(Status="Scheduling", ZoneId=""), _placed(ZoneId="")):
-        entry.group = unplaced
+        entry.hold(unplaced)
         assert not [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
-    entry.group = _placed()
+    entry.hold(_placed())
     first = [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
-    entry.group = _placed(Status="Running")
+    entry.hold(_placed(Status="Running"))
     again = [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
     assert len(first) == 1 and again == first
     assert first[0].message == "container group eci-1 runs as 2 vCPU, 4 GiB in zone cn-hangzhou-k, vSwitch vsw-a"
@@ -204,7 +204,7 @@ def test_scheduled_event_names_instance_type_and_spot() -> None:
     """An instance type and a spot strategy are named, as ECI reports them."""
     provider = ECIProvider(make_settings("http://127.0.0.1:9"), node_name="vk")
     entry = _entry_for(provider, {"k8s.aliyun.com/eci-use-specs": "ecs.c6.large"})
-    entry.group = _placed(Status="Running", InstanceType="ecs.c6.large", SpotStrategy="SpotAsPriceGo", Memory=4.0)
+    entry.hold(_placed(Status="Running", InstanceType="ecs.c6.large", SpotStrategy="SpotAsPriceGo", Memory=4.0))
     events = [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
     assert [e.message for e in events] == [
         "container group eci-1 runs as instance type ecs.c6.large (2 vCPU, 4 GiB), spot (SpotAsPriceGo) "
@@ -215,7 +215,8 @@ def test_scheduled_event_names_instance_type_and_spot() -> None:
 def test_adopted_group_is_not_announced_again() -> None:
     """A group found after a restart (no create request in memory) was announced by the daemon that made it."""
     provider = ECIProvider(make_settings("http://127.0.0.1:9"), node_name="vk")
-    entry = Entry(uid="u-1", namespace="d", name="p", group_id="eci-1", group=_placed(Status="Running"))
+    entry = Entry(uid="u-1", namespace="d", name="p", group_id="eci-1")
+    entry.hold(_placed(Status="Running"))
     assert not [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
 
 

@@ -429,16 +429,16 @@ async def test_fast_ticks_only_while_groups_are_in_transition(fake_eci: FakeECI)
     entry = Entry(uid="u1", namespace="default", name="p", group_id="eci-1")
     index.put(entry)
     assert poller._tick_interval() == 0.5  # created, not described yet
-    entry.group = ContainerGroup(ContainerGroupId="eci-1", Status="Pending")
+    entry.hold(ContainerGroup(ContainerGroupId="eci-1", Status="Pending"))
     assert poller._tick_interval() == 0.5
     entry.created_at -= 61
     assert poller._tick_interval() == 6  # stuck Pending past the window
-    entry.group = ContainerGroup(ContainerGroupId="eci-1", Status="Running")
+    entry.hold(ContainerGroup(ContainerGroupId="eci-1", Status="Running"))
     assert poller._tick_interval() == 6
     entry.deleting = True
     assert poller._tick_interval() == 0.5
     entry.deleting = False
-    entry.group = ContainerGroup(ContainerGroupId="eci-1", Status="Terminating")  # someone else deletes it
+    entry.hold(ContainerGroup(ContainerGroupId="eci-1", Status="Terminating"))  # someone else deletes it
     assert poller._tick_interval() == 0.5
 
     nap = asyncio.ensure_future(poller._nap(6))

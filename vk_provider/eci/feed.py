@@ -44,9 +44,10 @@ class Feed:
             return pod
         return None
 
-    def backend_pod(self, entry: Entry, pod: Pod | None = None) -> BackendPod:
+    def backend_pod(self, entry: Entry, pod: Pod | None = None, group: ContainerGroup | None = None) -> BackendPod:
+        """The entry as a BackendPod; ``group`` is the entry's group when the caller has already read it."""
         # A group created moments ago and not described yet is reported as Pending.
-        group = entry.group or ContainerGroup(ContainerGroupId=entry.group_id, Status="Pending")
+        group = group or entry.group or ContainerGroup(ContainerGroupId=entry.group_id, Status="Pending")
         status = container_group_to_pod_status(group, pod or self._current_pod(entry))
         report_placement(entry, group, status)
         return BackendPod(
@@ -69,16 +70,16 @@ class Feed:
 
     def backend_groups(self) -> list[BackendGroup]:
         """Every group of the index, identity and age only: no status mapping, no pod read."""
-        return [
-            BackendGroup(e.namespace, e.name, e.uid, e.group_id, e.group.CreationTime if e.group else None)
-            for e in self._index.entries()
-        ]
+        return [BackendGroup(e.namespace, e.name, e.uid, e.group_id, e.created) for e in self._index.entries()]
 
-    def publish(self, entry: Entry) -> None:
-        if entry.group is None:
+    def publish(self, entry: Entry, group: ContainerGroup | None = None) -> None:
+        """Hand the entry's group to ``changes()``; ``group`` is that group when the caller has it (as just
+        described, or read from the entry)."""
+        group = group or entry.group
+        if group is None:
             return
-        self._pending[entry.uid] = self.backend_pod(entry)
-        self._index.mark_published(entry)
+        self._pending[entry.uid] = self.backend_pod(entry, group=group)
+        self._index.mark_published(entry, group)
         self._wakeup.set()
 
     async def changes(self) -> AsyncIterator[BackendPod]:

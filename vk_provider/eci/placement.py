@@ -88,16 +88,15 @@ def report_placement(entry: Entry, group: ContainerGroup, status: dict[str, Any]
         status["message"] = (
             f"{status.get('message') or 'no stock'}; tried {_tried(entry.plan, entry.tried)}, no attempt left"
         )
-    _announce_scheduled(entry)
+    _announce_scheduled(entry, group)
     if entry.request is not None and entry.scheduled_announced and group.Status in _PLACED:
         entry.request = None
 
 
-def _announce_scheduled(entry: Entry) -> None:
+def _announce_scheduled(entry: Entry, group: ContainerGroup) -> None:
     """Once per group we created: a Normal event with the size and zone ECI placed it in (what is billed).
     Groups adopted after a restart were announced by the daemon that created them."""
-    group = entry.group
-    if entry.scheduled_announced or group is None or entry.request is None:
+    if entry.scheduled_announced or entry.request is None:
         return
     if group.Status in ("", "Scheduling", "ScheduleFailed") or (group.Status == "Pending" and not group.ZoneId):
         return  # not placed yet (the zone is known once ECI has picked a vSwitch)

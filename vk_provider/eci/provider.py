@@ -165,13 +165,14 @@ class ECIProvider:
     async def update_pod(self, pod: Pod, resources: PodResources) -> None:
         """An image changed on a running pod becomes UpdateContainerGroup (the only in-place change)."""
         entry = await self._lookup(pod)
-        if entry is None or entry.group is None or entry.deleting:
+        group = entry.group if entry is not None else None
+        if entry is None or group is None or entry.deleting:
             return
-        if entry.group.Status in TERMINAL_GROUP_STATUSES:
+        if group.Status in TERMINAL_GROUP_STATUSES:
             return
         spec = pod.get("spec") or {}
         want = {str(c.get("name")): str(c.get("image")) for c in spec.get("containers") or []}
-        have = {c.Name: c.Image for c in entry.group.Containers}
+        have = {c.Name: c.Image for c in group.Containers}
         if all(have.get(n) == img for n, img in want.items()):
             return
         req = translate_pod(pod, resources, self.settings, self.node_name).request
@@ -207,7 +208,7 @@ class ECIProvider:
         entry = await self._lookup(pod)
         if entry is None:
             return None
-        if entry.group is None or entry.deleting:
+        if not entry.described or entry.deleting:
             found = [
                 g for g in await describe_ids(self._call, [entry.group_id]) if g.ContainerGroupId == entry.group_id
             ]
