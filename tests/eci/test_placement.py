@@ -14,7 +14,7 @@ from vk_provider.eci.placement import plan_for
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.eci.translate import translate_pod
 from vk_provider.errors import PermanentError
-from vk_provider.provider import PodResources
+from vk_provider.provider import BackendPod, PodResources
 from vk_sandbox.eci.server import ECISimulator
 
 
@@ -66,21 +66,31 @@ async def test_no_stock_on_every_spec_and_vswitch_lists_them_all(sim: ECISimulat
 
 async def test_created_group_gets_an_event_with_its_size_and_zone(provider: ECIProvider, sim: ECISimulator) -> None:
     """Once ECI has placed a group, the pod gets one Normal ContainerGroupScheduled event naming the size
-    billed (vCPU, GiB) and the zone and vSwitch."""
+    billed (vCPU, GiB) and the zone and vSwitch. Once the status stream has handed it over (the controller
+    mirrors it once) the index holds it no more, nor the plan and request that only a NoStock retry needs."""
     pod = make_pod("sized", ["sh", "-c", "sleep 30"])
     pod["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "1", "memory": "3Gi"}}
     await provider.create_pod(pod, PodResources())
-    bp = await until(provider, "uid-sized", lambda b: b.status["phase"] == "Running")
+    entry = provider.index.get("uid-sized")
+    assert entry is not None and entry.plan and entry.request is not None
+    published: list[BackendPod] = []
+
+    def running(b: BackendPod) -> bool:
+        published.append(b)
+        return bool(b.status["phase"] == "Running")
+
+    bp = await until(provider, "uid-sized", running)
     zone = sim.engine.groups[bp.group_id].zone
     assert zone
-    scheduled = [e for e in bp.events if e.reason == "ContainerGroupScheduled"]
+    scheduled = [e for b in published for e in b.events if e.reason == "ContainerGroupScheduled"]
     assert len(scheduled) == 1
     assert scheduled[0].type == "Normal"
     assert scheduled[0].message == f"container group {bp.group_id} runs as 1 vCPU, 4 GiB in zone {zone}, vSwitch vsw-a"
-    # Later status changes carry the same event (the controller mirrors it once), never a second one.
+    entry = provider.index.get("uid-sized")
+    assert entry is not None and entry.events == [] and entry.plan == () and entry.request is None
     again = await provider.backend_pod(pod)
     assert again is not None
-    assert [e.reason for e in again.events].count("ContainerGroupScheduled") == 1
+    assert "ContainerGroupScheduled" not in [e.reason for e in again.events]
 
 
 async def test_synchronous_no_stock_tries_next_spec_with_a_new_token(fake_eci: FakeECI) -> None:

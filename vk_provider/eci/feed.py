@@ -88,7 +88,16 @@ class Feed:
             self._wakeup.clear()
             batch, self._pending = self._pending, {}
             for bp in batch.values():
+                self._handed_over(bp)
                 yield bp
+
+    def _handed_over(self, bp: BackendPod) -> None:
+        """``bp`` goes to the consumer, which mirrors each of its events once: its entry need not hold the
+        events we report with the group's (translation warnings, NoStock, ContainerGroupScheduled) any more.
+        Not at ``publish``: a later publish of the pod before the consumer came replaces the pending one."""
+        entry = self._index.get(bp.uid)
+        if entry is not None and entry.events:
+            entry.events = [e for e in entry.events if not any(e is sent for sent in bp.events)]
 
     def close(self) -> None:
         self._closed = True

@@ -6,8 +6,9 @@ word, the creation time, whether it is spot), and fingerprints as 16-byte digest
 decodes a fresh model on each read. ``Index`` is the one place that changes the two maps: ``put`` (a
 group we just created), ``remember`` (a group described by ECI) and ``forget``. Identity comes only
 from the group's tags (names.py). The fields of an entry past ``created_at`` are the pod's own state,
-carried from group to group: its NoStock plan (placement.py) and the events we report with the group's
-(translation warnings, NoStock, ContainerGroupScheduled).
+carried from group to group: its NoStock plan (placement.py; dropped once placed, with the request) and
+the events we report with the group's (translation warnings, NoStock, ContainerGroupScheduled) until the
+status stream hands them over (feed.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from collections.abc import ValuesView
+from collections.abc import Sequence, ValuesView
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -26,7 +27,7 @@ from vk_provider.eci.specs import SizeChoice
 from vk_provider.eci.status import TERMINAL_GROUP_STATUSES
 from vk_provider.provider import BackendEvent
 
-Plan = list[tuple[SizeChoice, list[str]]]
+Plan = Sequence[tuple[SizeChoice, list[str]]]
 """The attempts of a create, in order: (size, vSwitches)."""
 
 
@@ -45,7 +46,7 @@ class Entry:
     deleting: bool = False
     created_at: float = field(default_factory=time.monotonic)
     request: CreateRequest | None = None  # groups we created, until placed (only a NoStock retry needs it)
-    plan: Plan = field(default_factory=list)
+    plan: Plan = ()  # until placed, as the request
     attempt: int = 0
     tried: int = 0  # attempts of the plan made so far (the NoStock failure message lists them)
     events: list[BackendEvent] = field(default_factory=list)
