@@ -97,3 +97,18 @@ def test_a_held_group_maps_like_the_described_one() -> None:
     assert entry.group is not None and entry.group.Events == held.Events
     entry.hold(ContainerGroup.model_validate({**wire, "SpotStrategy": "SpotAsPriceGo"}))
     assert entry.spot
+
+
+def test_entries_share_their_namespace_and_group_id_strings() -> None:
+    """Held for every pod: the entries of one namespace share its name, and the last status of a group is
+    keyed by the entry's own group id rather than by a copy from the status listing."""
+    index = Index(cluster="c1", node="vk")
+    for i in range(2):
+        index.put(Entry(uid=f"u-{i}", namespace="".join(["def", "ault"]), name=f"p-{i}", group_id=f"eci-{i}"))
+    first, second = index.get("u-0"), index.get("u-1")
+    assert first is not None and second is not None and first.namespace is second.namespace
+    listed = "".join(["eci-", "0"])
+    assert listed is not first.group_id
+    index.set_last_statuses({listed: b"fp", "eci-unknown": b"fp2"})
+    assert index.last_status("eci-0") == b"fp" and index.last_status("eci-unknown") == b"fp2"
+    assert next(k for k in index._status_fp if k == "eci-0") is first.group_id

@@ -118,6 +118,7 @@ class Index:
 
     def put(self, entry: Entry) -> None:
         """Make ``entry`` its pod's entry, replacing the pod's previous group."""
+        entry.namespace = sys.intern(entry.namespace)  # one string for the many pods of a namespace
         old = self._by_uid.get(entry.uid)
         if old is not None:
             self._by_group.pop(old.group_id, None)
@@ -176,4 +177,6 @@ class Index:
         return self._status_fp.get(group_id)
 
     def set_last_statuses(self, fingerprints: dict[str, bytes]) -> None:
-        self._status_fp.update(fingerprints)
+        for group_id, fp in fingerprints.items():
+            entry = self.by_group(group_id)  # keyed by the entry's own id string, not a second copy of it
+            self._status_fp[entry.group_id if entry is not None else group_id] = fp

@@ -326,7 +326,7 @@ class Poller:
         # Groups we just created or are deleting are described too: their first status may predate
         # the window, and a deleted group simply stops being returned.
         # A group someone else is deleting (Terminating without our asking) is followed the same way,
-        # so that it leaves the index — and backend_pods, which the GC reads — as soon as it is gone.
+        # so that it leaves the index — and backend_groups, which the GC reads — as soon as it is gone.
         for entry in index.entries():
             following = not entry.described or entry.deleting or entry.group_status == "Terminating"
             if following and entry.group_id not in ids:
