@@ -6,8 +6,9 @@ Creates --pods pods in the sandbox API server the way bench/daemon_steady.py doe
 service-account volume, tolerations ...), gives each a described Running group shaped like the simulator's
 answer, puts them through the daemon's own code (the ECI index, the status mapping, the pod controller's
 ``hold``, the watch cache) and prints the deep size per pod (``sys.getsizeof`` over dicts, lists, models and
-slots; an object shared by several pods counted once) and what that makes at 10,000 pods, and the CPU a
-read costs now that both are decoded on every read. "As dicts" is the
+slots; an object shared by several pods counted once) and what that makes at 10,000 pods, the CPU a
+read costs now that all three are decoded on every read, and what the GC's listing of every group takes at
+its peak. "As dicts" is the
 form held before: the pod decoded with its short strings interned, the status as an interned dict in a
 ``BackendPod``.
 """
@@ -20,6 +21,8 @@ import json
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections.abc import Callable, Iterator
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -131,13 +134,15 @@ async def run(count: int) -> None:
         as_dicts.append(interned(for_cache(json.loads(json.dumps(pod)))))
         bps.append(bp)
         held.append(hold(bp))
-        index.mark_published(entry)
+        group = entry.group
+        assert group is not None
+        index.mark_published(entry, group)
     for bp in bps:  # the old hold(): status interned, events dropped
         bp.status, bp.events = interned(bp.status), []
     rows = [
         ("pod watch cache", deep(cache, set()), deep(as_dicts, set())),
         ("pod controller: last group of each pod", deep(held, set()), deep(bps, set())),
-        ("ECI index: entries (group held as a model)", deep(list(index.entries()), set()), None),
+        ("ECI index: entries (group held as compact JSON)", deep(list(index.entries()), set()), None),
     ]
     print(f"## Per-pod structures ({count} pods, deep sizes)\n")
     print("| structure | now, bytes/pod | at 10,000 pods | as dicts, bytes/pod | at 10,000 pods |")
@@ -153,7 +158,47 @@ async def run(count: int) -> None:
     for h in held:
         _ = h.status
     per_status = (time.process_time() - started) / count
-    print(f"\nCPU: a read of the pod cache {per_read * 1e6:.0f} us, of a held status {per_status * 1e6:.0f} us")
+    started = time.process_time()
+    for entry in index.entries():
+        _ = entry.group
+    per_group = (time.process_time() - started) / count
+    print(
+        f"\nCPU: a read of the pod cache {per_read * 1e6:.0f} us, of a held status {per_status * 1e6:.0f} us, "
+        f"of an index entry's group {per_group * 1e6:.0f} us"
+    )
+    feed.pods = _Lookup(cache)
+    print("\n## The GC's listing of every group, one call (tracemalloc peak; CPU)\n")
+    print("| call | peak, bytes/pod | at 10,000 pods | CPU per pod |")
+    print("|---|---|---|---|")
+    for name, call in (("backend_pods()", feed.backend_pods), ("backend_groups()", feed.backend_groups)):
+        peak, cpu = _peak(call)
+        print(f"| {name} | {peak / count:,.0f} | {peak / count * 10000 / 2**20:,.0f} MB | {cpu / count * 1e6:.0f} us |")
+
+
+class _Lookup:
+    """The pod controller's watch cache as the feed reads it (PodLookup)."""
+
+    def __init__(self, cache: JSONCache) -> None:
+        self._cache = cache
+
+    def cached_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._cache.get(f"{namespace}/{name}")
+
+    def cached_pods(self) -> Iterator[dict[str, Any]]:
+        return iter(self._cache.values())
+
+
+def _peak(call: Callable[[], list[Any]]) -> tuple[int, float]:
+    """The memory a call's result and its transients took at their peak, and its CPU time."""
+    started = time.process_time()
+    call()
+    cpu = time.process_time() - started
+    tracemalloc.start()
+    result = call()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    del result
+    return peak, cpu
 
 
 def main() -> int:

@@ -140,6 +140,18 @@ class BackendPod:
     size: str = ""  # what is billed, e.g. "2-4Gi" or an instance type, once known
 
 
+@dataclass(frozen=True, slots=True)
+class BackendGroup:
+    """A group's identity and age without its status: what the GC sweep reads of every group, so that a
+    sweep over 10,000 groups maps none of them to a ``BackendPod``."""
+
+    namespace: str
+    name: str
+    uid: str
+    group_id: str
+    created: datetime | None = None
+
+
 class PodLifecycle(Protocol):
     """What the pod controller asks of a backend. Every call is idempotent."""
 
@@ -156,7 +168,11 @@ class PodLifecycle(Protocol):
         ...
 
     async def backend_pods(self) -> list[BackendPod]:
-        """Every group of this cluster and node (by tag), for adoption and garbage collection."""
+        """Every group of this cluster and node (by tag), with its status, for adoption."""
+        ...
+
+    async def backend_groups(self) -> list[BackendGroup]:
+        """Every group of this cluster and node (by tag), identity and age only, for garbage collection."""
         ...
 
     def status_changes(self) -> AsyncIterator[BackendPod]:

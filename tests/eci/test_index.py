@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
 from tests.eci.conftest import make_pod, until
-from vk_provider.eci.index import _NO_STATE, _held, _published
-from vk_provider.eci.models import ContainerGroup, ContainerState
+from vk_provider.eci.index import Entry, Index
+from vk_provider.eci.models import ContainerGroup
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.eci.status import container_group_to_pod_status, group_events, is_no_stock
 from vk_provider.provider import BackendPod, PodResources
@@ -36,10 +34,14 @@ async def test_index_keeps_a_placed_group_lean(provider: ECIProvider, sim: ECISi
     assert not reasons & {"Scheduling", "Scheduled"}  # ECI's, saying what ours say
     entry = provider.index.get("uid-lean")
     assert entry.request is None and entry.scheduled_announced
-    assert entry.group is not None and entry.group.Tags == []
-    assert all(e.Type == "Warning" for e in entry.group.Events)
-    assert isinstance(entry.group.model_fields_set, frozenset)
-    assert entry.group.Containers[0].PreviousState is _NO_STATE
+    group = entry.group
+    assert group is not None and group.Tags == [] and group.Status == entry.group_status == "Running"
+    assert all(e.Type == "Warning" for e in group.Events)
+    # Held as compact JSON, without the tags.
+    assert isinstance(entry.held, bytes) and b"Tags" not in entry.held and b"vk-eci" not in entry.held
+    assert entry.created is not None and entry.created == group.CreationTime and not entry.spot
+    group.Status = "Failed"
+    assert entry.group is not None and entry.group.Status == "Running"  # each read decodes a fresh model
     assert isinstance(entry.fingerprint, bytes) and len(entry.fingerprint) == 16
     assert all(isinstance(fp, bytes) and len(fp) == 16 for fp in provider.index._status_fp.values())
     again = await provider.backend_pod(pod)
@@ -54,8 +56,9 @@ async def test_index_keeps_a_placed_group_lean(provider: ECIProvider, sim: ECISi
 
 
 def test_a_held_group_maps_like_the_described_one() -> None:
-    """_held and _published keep every field the provider reads: the pod status maps the same, a NoStock
-    failure is still recognised from the Warning events, and only Normal events and tags are dropped."""
+    """A held group (Entry.hold, then mark_published) keeps every field the provider reads: the pod status
+    maps the same, a NoStock failure is still recognised from the Warning events, and only Normal events
+    (once published) and tags are dropped. The fields read on every tick sit beside it."""
     wire = {
         "ContainerGroupId": "eci-1",
         "Status": "ScheduleFailed",
@@ -77,14 +80,35 @@ def test_a_held_group_maps_like_the_described_one() -> None:
     }
     now = datetime(2026, 1, 1, tzinfo=UTC)
     described = ContainerGroup.model_validate(wire)
-    held = _published(_held(ContainerGroup.model_validate(wire), events=True))
+    entry = Entry(uid="u-1", namespace="default", name="p", group_id="eci-1")
+    entry.hold(ContainerGroup.model_validate(wire))
+    unpublished = entry.group
+    assert unpublished is not None and [e.Reason for e in unpublished.Events] == ["Scheduling", "NoStock"]
+    Index(cluster="c1", node="vk").mark_published(entry, unpublished)
+    held = entry.group
+    assert held is not None
     assert container_group_to_pod_status(held, None, now=now) == container_group_to_pod_status(described, None, now=now)
     assert is_no_stock(held)
     assert [e.reason for e in group_events(held)] == ["NoStock"]
-    assert held.Tags == [] and held.Containers[0].PreviousState is _NO_STATE
-    assert held.Containers[0].CurrentState == described.Containers[0].CurrentState
-    assert held.model_fields_set == described.model_fields_set
-    assert _held(ContainerGroup.model_validate(wire), events=False).Events == held.Events
-    assert ContainerState() == _NO_STATE
-    with pytest.raises(AttributeError):
-        held.Status = "Running"  # held groups are read-only
+    assert held.Tags == [] and held.Containers == described.Containers
+    assert held.model_dump(exclude={"Tags", "Events"}) == described.model_dump(exclude={"Tags", "Events"})
+    assert (entry.group_status, entry.created, entry.spot) == ("ScheduleFailed", now, False)
+    entry.hold(ContainerGroup.model_validate(wire), events=False)
+    assert entry.group is not None and entry.group.Events == held.Events
+    entry.hold(ContainerGroup.model_validate({**wire, "SpotStrategy": "SpotAsPriceGo"}))
+    assert entry.spot
+
+
+def test_entries_share_their_namespace_and_group_id_strings() -> None:
+    """Held for every pod: the entries of one namespace share its name, and the last status of a group is
+    keyed by the entry's own group id rather than by a copy from the status listing."""
+    index = Index(cluster="c1", node="vk")
+    for i in range(2):
+        index.put(Entry(uid=f"u-{i}", namespace="".join(["def", "ault"]), name=f"p-{i}", group_id=f"eci-{i}"))
+    first, second = index.get("u-0"), index.get("u-1")
+    assert first is not None and second is not None and first.namespace is second.namespace
+    listed = "".join(["eci-", "0"])
+    assert listed is not first.group_id
+    index.set_last_statuses({listed: b"fp", "eci-unknown": b"fp2"})
+    assert index.last_status("eci-0") == b"fp" and index.last_status("eci-unknown") == b"fp2"
+    assert next(k for k in index._status_fp if k == "eci-0") is first.group_id

@@ -14,7 +14,7 @@ from vk_provider.eci.placement import plan_for
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.eci.translate import translate_pod
 from vk_provider.errors import PermanentError
-from vk_provider.provider import PodResources
+from vk_provider.provider import BackendPod, PodResources
 from vk_sandbox.eci.server import ECISimulator
 
 
@@ -66,21 +66,31 @@ async def test_no_stock_on_every_spec_and_vswitch_lists_them_all(sim: ECISimulat
 
 async def test_created_group_gets_an_event_with_its_size_and_zone(provider: ECIProvider, sim: ECISimulator) -> None:
     """Once ECI has placed a group, the pod gets one Normal ContainerGroupScheduled event naming the size
-    billed (vCPU, GiB) and the zone and vSwitch."""
+    billed (vCPU, GiB) and the zone and vSwitch. Once the status stream has handed it over (the controller
+    mirrors it once) the index holds it no more, nor the plan and request that only a NoStock retry needs."""
     pod = make_pod("sized", ["sh", "-c", "sleep 30"])
     pod["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "1", "memory": "3Gi"}}
     await provider.create_pod(pod, PodResources())
-    bp = await until(provider, "uid-sized", lambda b: b.status["phase"] == "Running")
+    entry = provider.index.get("uid-sized")
+    assert entry is not None and entry.plan and entry.request is not None
+    published: list[BackendPod] = []
+
+    def running(b: BackendPod) -> bool:
+        published.append(b)
+        return bool(b.status["phase"] == "Running")
+
+    bp = await until(provider, "uid-sized", running)
     zone = sim.engine.groups[bp.group_id].zone
     assert zone
-    scheduled = [e for e in bp.events if e.reason == "ContainerGroupScheduled"]
+    scheduled = [e for b in published for e in b.events if e.reason == "ContainerGroupScheduled"]
     assert len(scheduled) == 1
     assert scheduled[0].type == "Normal"
     assert scheduled[0].message == f"container group {bp.group_id} runs as 1 vCPU, 4 GiB in zone {zone}, vSwitch vsw-a"
-    # Later status changes carry the same event (the controller mirrors it once), never a second one.
+    entry = provider.index.get("uid-sized")
+    assert entry is not None and entry.events == [] and entry.plan == () and entry.request is None
     again = await provider.backend_pod(pod)
     assert again is not None
-    assert [e.reason for e in again.events].count("ContainerGroupScheduled") == 1
+    assert "ContainerGroupScheduled" not in [e.reason for e in again.events]
 
 
 async def test_synchronous_no_stock_tries_next_spec_with_a_new_token(fake_eci: FakeECI) -> None:
@@ -190,11 +200,11 @@ def test_scheduled_event_waits_for_placement_and_is_sent_once() -> None:
     provider = ECIProvider(make_settings("http://127.0.0.1:9"), node_name="vk")
     entry = _entry_for(provider)
     for unplaced in (_placed(Status="Scheduling", ZoneId=""), _placed(ZoneId="")):
-        entry.group = unplaced
+        entry.hold(unplaced)
         assert not [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
-    entry.group = _placed()
+    entry.hold(_placed())
     first = [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
-    entry.group = _placed(Status="Running")
+    entry.hold(_placed(Status="Running"))
     again = [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
     assert len(first) == 1 and again == first
     assert first[0].message == "container group eci-1 runs as 2 vCPU, 4 GiB in zone cn-hangzhou-k, vSwitch vsw-a"
@@ -204,7 +214,7 @@ def test_scheduled_event_names_instance_type_and_spot() -> None:
     """An instance type and a spot strategy are named, as ECI reports them."""
     provider = ECIProvider(make_settings("http://127.0.0.1:9"), node_name="vk")
     entry = _entry_for(provider, {"k8s.aliyun.com/eci-use-specs": "ecs.c6.large"})
-    entry.group = _placed(Status="Running", InstanceType="ecs.c6.large", SpotStrategy="SpotAsPriceGo", Memory=4.0)
+    entry.hold(_placed(Status="Running", InstanceType="ecs.c6.large", SpotStrategy="SpotAsPriceGo", Memory=4.0))
     events = [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
     assert [e.message for e in events] == [
         "container group eci-1 runs as instance type ecs.c6.large (2 vCPU, 4 GiB), spot (SpotAsPriceGo) "
@@ -215,7 +225,8 @@ def test_scheduled_event_names_instance_type_and_spot() -> None:
 def test_adopted_group_is_not_announced_again() -> None:
     """A group found after a restart (no create request in memory) was announced by the daemon that made it."""
     provider = ECIProvider(make_settings("http://127.0.0.1:9"), node_name="vk")
-    entry = Entry(uid="u-1", namespace="d", name="p", group_id="eci-1", group=_placed(Status="Running"))
+    entry = Entry(uid="u-1", namespace="d", name="p", group_id="eci-1")
+    entry.hold(_placed(Status="Running"))
     assert not [e for e in provider.feed.backend_pod(entry).events if e.reason == "ContainerGroupScheduled"]
 
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vk_provider.provider import BackendPod, Pod, PodResources
+from vk_provider.provider import BackendGroup, BackendPod, Pod, PodResources
 
 
 def _ident(pod: Pod) -> tuple[str, str, str]:
@@ -69,6 +69,11 @@ class FakeProvider:
         self.calls.append(("list", ""))
         self._maybe_fail("list")
         return list(self.groups.values())
+
+    async def backend_groups(self) -> list[BackendGroup]:
+        self.calls.append(("groups", ""))
+        self._maybe_fail("groups")
+        return [BackendGroup(b.namespace, b.name, b.uid, b.group_id, b.created) for b in self.groups.values()]
 
     async def status_changes(self) -> AsyncIterator[BackendPod]:
         while True:

@@ -51,3 +51,20 @@ async def test_a_just_created_group_missing_from_a_listing_is_not_vanished() -> 
     await env.reconcile(key)
     assert env.kube.objects[env.path(make_pod("web"))]["status"]["phase"] == "Pending"
     assert "ContainerGroupVanished" not in env.kube.reasons()
+
+
+async def test_gc_lists_identities_not_statuses() -> None:
+    """A sweep reads every group's identity and age only (``backend_groups``), never every group's status
+    (``backend_pods``); the one live pod whose group the controller does not know yet is read by itself."""
+    env = Env()
+    env.provider.add_group("default", "live", "uid-live", age=7200)
+    env.provider.add_group("default", "old", "uid-old", age=7200)
+    env.add(make_pod("live"))
+    await env.ready()
+    env.ctl.state.groups.pop("uid-live")  # as if the status stream had not reported it yet
+    env.provider.calls.clear()
+    assert await env.ctl.gc.sweep() == 1
+    assert env.provider.actions("list") == []
+    assert env.provider.actions("groups") == [""]
+    assert env.provider.actions("get") == ["uid-live"]
+    assert env.ctl.state.groups["uid-live"].group.group_id == "eci-uid-live"

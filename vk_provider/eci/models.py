@@ -211,25 +211,3 @@ class ListUsageResponse(_Wire):
         if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 0:
             return {"cpu": str(int(limit))}
         return {}
-
-
-_FIELD_SETS: dict[frozenset[str], frozenset[str]] = {}
-
-
-def share_field_sets(model: BaseModel) -> None:
-    """Let ``model`` and the models inside it share their sets of explicitly given field names.
-
-    Pydantic keeps such a set in every instance; for a described group (the group, its containers, their
-    states, events) the sets take more memory than the values. A model held for every pod, and never
-    changed afterwards, gets one shared frozenset per distinct set instead: equal, so ``model_fields_set``
-    and dumps are unchanged, while assigning to a field of it raises rather than altering a shared set.
-    """
-    names = frozenset(model.__pydantic_fields_set__)
-    object.__setattr__(model, "__pydantic_fields_set__", _FIELD_SETS.setdefault(names, names))
-    for value in model.__dict__.values():
-        if isinstance(value, BaseModel):
-            share_field_sets(value)
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, BaseModel):
-                    share_field_sets(item)

@@ -28,7 +28,7 @@ import structlog
 from vk_provider.eci.feed import Feed
 from vk_provider.eci.index import Index
 from vk_provider.eci.listing import STATUS_PAGE, Call, Listing, describe_ids, tag_params
-from vk_provider.eci.models import ContainerGroup, DescribeContainerGroupEventsResponse
+from vk_provider.eci.models import DescribeContainerGroupEventsResponse
 from vk_provider.eci.status import SPOT_NOTICE_REASON, spot_notice
 from vk_provider.errors import ProviderError
 from vk_provider.settings import ECISettings
@@ -56,7 +56,7 @@ class SpotNotices:
         """The poller has a spare call: whether it goes to a notice check (see the module's docstring)."""
         if not self.every:
             return False
-        if not any(_is_spot(e.group) for e in self._index.entries()):
+        if not any(e.spot for e in self._index.entries()):
             self._spare, self._last_ok = 0, None  # nothing to look back for: a new spot group is checked first
             return False
         self._spare += 1
@@ -88,17 +88,14 @@ class SpotNotices:
                 if not any(e.Reason == SPOT_NOTICE_REASON for e in item.Events):
                     continue
                 entry = self._index.by_group(item.ContainerGroupId)
-                if entry is not None and (entry.group is None or spot_notice(entry.group) is None):
+                group = entry.group if entry is not None else None
+                if entry is not None and (group is None or spot_notice(group) is None):
                     ids.append(item.ContainerGroupId)
         published = 0
         for group in await describe_ids(self._call, ids) if ids else []:
             entry = self._index.remember(group)
             if entry is not None:
-                self._feed.publish(entry)
+                self._feed.publish(entry, group)
                 published += 1
         self._last_ok = now
         return published
-
-
-def _is_spot(group: ContainerGroup | None) -> bool:
-    return group is not None and group.SpotStrategy not in ("", "NoSpot")

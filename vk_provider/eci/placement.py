@@ -25,6 +25,7 @@ from vk_provider.eci.index import Entry, Index, Plan
 from vk_provider.eci.listing import Call
 from vk_provider.eci.models import ContainerGroup, CreateContainerGroupResponse
 from vk_provider.eci.request import CreateRequest
+from vk_provider.eci.specs import SizeChoice
 from vk_provider.eci.status import is_no_stock
 from vk_provider.errors import NotFound, PermanentError, ProviderError, TransientError
 from vk_provider.provider import BackendEvent
@@ -40,7 +41,7 @@ NO_STOCK_CODES = ("NoStock", "StockExhaust", "StockClose", "RecommendEmpty", "Ou
 def plan_for(req: CreateRequest) -> Plan:
     """The attempts in order; with ``eci-spot-fallback`` the spot attempts (at most half the budget) are
     followed by the same ones as pay-as-you-go."""
-    out: Plan = []
+    out: list[tuple[SizeChoice, list[str]]] = []
     for size in req.sizes:
         out.append((size, list(req.vswitch_ids)))
         if len(req.vswitch_ids) > 1:
@@ -82,22 +83,21 @@ def _no_stock_event(message: str, plan: Plan, attempt: int) -> BackendEvent:
 def report_placement(entry: Entry, group: ContainerGroup, status: dict[str, Any]) -> None:
     """What placement adds each time a pod is reported: a NoStock failure with no attempt left lists every
     attempt in the status message; a placed group gets its ContainerGroupScheduled event; and the create
-    request is dropped once the group is placed (it can no longer fail to schedule, so no NoStock retry
-    will need it)."""
+    request and the plan are dropped once the group is placed (it can no longer fail to schedule, so no
+    NoStock retry or failure message will need them)."""
     if entry.plan and entry.tried >= len(entry.plan) and is_no_stock(group):
         status["message"] = (
             f"{status.get('message') or 'no stock'}; tried {_tried(entry.plan, entry.tried)}, no attempt left"
         )
-    _announce_scheduled(entry)
+    _announce_scheduled(entry, group)
     if entry.request is not None and entry.scheduled_announced and group.Status in _PLACED:
-        entry.request = None
+        entry.request, entry.plan = None, ()
 
 
-def _announce_scheduled(entry: Entry) -> None:
+def _announce_scheduled(entry: Entry, group: ContainerGroup) -> None:
     """Once per group we created: a Normal event with the size and zone ECI placed it in (what is billed).
     Groups adopted after a restart were announced by the daemon that created them."""
-    group = entry.group
-    if entry.scheduled_announced or group is None or entry.request is None:
+    if entry.scheduled_announced or entry.request is None:
         return
     if group.Status in ("", "Scheduling", "ScheduleFailed") or (group.Status == "Pending" and not group.ZoneId):
         return  # not placed yet (the zone is known once ECI has picked a vSwitch)

@@ -67,7 +67,6 @@ from vk_provider.eci.notices import SpotNotices
 from vk_provider.eci.placement import Placement
 from vk_provider.eci.status import failure_reason, is_no_stock
 from vk_provider.errors import ProviderError
-from vk_provider.provider import BackendPod
 from vk_provider.settings import ECISettings
 
 log = structlog.get_logger("vk_provider.eci.poller")
@@ -177,14 +176,13 @@ class Poller:
     async def _apply(self, group: ContainerGroup) -> None:
         changed = self._index.remember(group)
         if changed is not None:
-            await self._after_change(changed)
+            await self._after_change(changed, group)
 
-    async def _after_change(self, entry: Entry) -> None:
-        group = entry.group
-        assert group is not None
+    async def _after_change(self, entry: Entry, group: ContainerGroup) -> None:
+        """``group``: the entry's group as just described (what the entry holds, with its tags)."""
         if is_no_stock(group) and await self._placement.next_attempt(entry, failure_reason(group)[1]):
             return
-        self._feed.publish(entry)
+        self._feed.publish(entry, group)
 
     async def _finish_sweep(self, sweep: _Sweep, *, verify: bool) -> None:
         """What a listing does once complete: forget the groups it did not see (unless created less than
@@ -221,18 +219,18 @@ class Poller:
             await self._sweep_page(sweep)
         await self._finish_sweep(sweep, verify=False)
 
-    async def resync(self) -> list[BackendPod]:
+    async def resync(self) -> None:
         """Full resync by tag at full speed: refresh the index, publish what changed, forget vanished
-        groups. Used at start (adoption waits for it), by backend_pods when the index is stale, and after
-        the poller was down for an hour; the periodic resync is a paced sweep instead (``_sweep_step``).
-        A caller that waited for a burst already under way takes its result."""
+        groups. Used at start (adoption waits for it), by backend_pods/backend_groups when the index is
+        stale, and after the poller was down for an hour; the periodic resync is a paced sweep instead
+        (``_sweep_step``). A caller that waited for a burst already under way takes its result (the index
+        it left)."""
         asked = time.monotonic()
         async with self._resync_lock:
             if self.synced and self._last_burst >= asked:
-                return self._feed.backend_pods()
+                return
             await self._burst(RESYNC)
             self._last_burst = time.monotonic()
-            return self._feed.backend_pods()
 
     async def presence_check(self) -> None:
         """Which groups still exist, at full speed: DescribeContainerGroupStatus by tag without SinceSecond,
@@ -320,7 +318,7 @@ class Poller:
                 # (phase, conditions, container states) differs from the last one we acted on.
                 fp = digest(json.dumps(raw, sort_keys=True, default=str).encode())
                 known = index.by_group(gid)
-                if known is not None and known.group is not None and index.last_status(gid) == fp:
+                if known is not None and known.described and index.last_status(gid) == fp:
                     continue
                 new_fps[gid] = fp
                 if gid not in ids:
@@ -328,9 +326,9 @@ class Poller:
         # Groups we just created or are deleting are described too: their first status may predate
         # the window, and a deleted group simply stops being returned.
         # A group someone else is deleting (Terminating without our asking) is followed the same way,
-        # so that it leaves the index — and backend_pods, which the GC reads — as soon as it is gone.
+        # so that it leaves the index — and backend_groups, which the GC reads — as soon as it is gone.
         for entry in index.entries():
-            following = entry.group is None or entry.deleting or entry.group.Status == "Terminating"
+            following = not entry.described or entry.deleting or entry.group_status == "Terminating"
             if following and entry.group_id not in ids:
                 ids.append(entry.group_id)
         if ids:
@@ -340,7 +338,7 @@ class Poller:
                 await self._apply(g)
             for gid in ids:
                 gone = index.by_group(gid)
-                if gid not in found_ids and gone is not None and (gone.deleting or gone.group is not None):
+                if gid not in found_ids and gone is not None and (gone.deleting or gone.described):
                     index.forget(gone.uid)
         # Only now, with the details in the index, may an unchanged status be skipped next time.
         index.set_last_statuses(new_fps)
@@ -357,10 +355,9 @@ class Poller:
         window = self.settings.status_poll_fast_window_seconds
         young = time.monotonic() - window
         for entry in self._index.entries():
-            group = entry.group
-            if entry.deleting or (group is not None and group.Status == "Terminating"):
+            if entry.deleting or entry.group_status == "Terminating":
                 return True
-            if entry.created_at > young and (group is None or group.Status in _TRANSIENT_STATUSES):
+            if entry.created_at > young and (not entry.described or entry.group_status in _TRANSIENT_STATUSES):
                 return True
         return False
 

@@ -39,6 +39,7 @@ from vk_provider.eci.translate import translate_pod
 from vk_provider.errors import NotFound
 from vk_provider.provider import (
     BackendEvent,
+    BackendGroup,
     BackendPod,
     ExecSession,
     LogOptions,
@@ -164,13 +165,14 @@ class ECIProvider:
     async def update_pod(self, pod: Pod, resources: PodResources) -> None:
         """An image changed on a running pod becomes UpdateContainerGroup (the only in-place change)."""
         entry = await self._lookup(pod)
-        if entry is None or entry.group is None or entry.deleting:
+        group = entry.group if entry is not None else None
+        if entry is None or group is None or entry.deleting:
             return
-        if entry.group.Status in TERMINAL_GROUP_STATUSES:
+        if group.Status in TERMINAL_GROUP_STATUSES:
             return
         spec = pod.get("spec") or {}
         want = {str(c.get("name")): str(c.get("image")) for c in spec.get("containers") or []}
-        have = {c.Name: c.Image for c in entry.group.Containers}
+        have = {c.Name: c.Image for c in group.Containers}
         if all(have.get(n) == img for n, img in want.items()):
             return
         req = translate_pod(pod, resources, self.settings, self.node_name).request
@@ -206,7 +208,7 @@ class ECIProvider:
         entry = await self._lookup(pod)
         if entry is None:
             return None
-        if entry.group is None or entry.deleting:
+        if not entry.described or entry.deleting:
             found = [
                 g for g in await describe_ids(self._call, [entry.group_id]) if g.ContainerGroupId == entry.group_id
             ]
@@ -219,10 +221,16 @@ class ECIProvider:
 
     async def backend_pods(self) -> list[BackendPod]:
         """Every group of this node: from the index when the poller keeps it current
-        (``Poller.index_current``), otherwise a resync at full speed."""
+        (``Poller.index_current``), otherwise after a resync at full speed."""
         if not self.poller.index_current():
-            return await self.poller.resync()
+            await self.poller.resync()
         return self.feed.backend_pods()
+
+    async def backend_groups(self) -> list[BackendGroup]:
+        """Every group of this node, identity and age only (the GC's sweep), from the index as ``backend_pods``."""
+        if not self.poller.index_current():
+            await self.poller.resync()
+        return self.feed.backend_groups()
 
     def status_changes(self) -> AsyncIterator[BackendPod]:
         return self.feed.changes()

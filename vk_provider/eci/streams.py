@@ -126,7 +126,8 @@ class Streams:
 
     async def port_forward(self, pod: Pod, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         entry = await self._running_entry(pod, None)
-        ip = entry.group.IntranetIp if entry.group else ""
+        group = entry.group
+        ip = group.IntranetIp if group else ""
         ip = ip or str((pod.get("status") or {}).get("podIP") or "")
         if not ip:
             raise NotFound("the pod has no IP yet")
@@ -144,7 +145,7 @@ class Streams:
                 return self._usage_cache[1]
             targets = []
             for e in self._index.entries():
-                if e.group is None or e.group.Status != "Running":
+                if e.group_status != "Running" or (group := e.group) is None:
                     continue
                 targets.append(
                     UsageTarget(
@@ -152,8 +153,8 @@ class Streams:
                         namespace=e.namespace,
                         name=e.name,
                         uid=e.uid,
-                        start_time=e.group.CreationTime,
-                        containers=tuple(c.Name for c in e.group.Containers),
+                        start_time=e.created,
+                        containers=tuple(c.Name for c in group.Containers),
                     )
                 )
             usage = await fetch_usage(self._call, targets) if targets else []

@@ -57,29 +57,33 @@ class GarbageCollector:
         known_before = {
             pod_uid: k for pod_uid, k in state.groups.items() if k.first_seen <= started - self.vanish_grace_seconds
         }
-        listed = await self.provider.backend_pods()
+        # Identity and age only: a sweep maps no group's status (10,000 BackendPods at once would take
+        # about 35 MB for a moment, which the allocator keeps).
+        listed = await self.provider.backend_groups()
         # uid -> key: the pods are decoded one at a time (the cache holds JSON), not all kept at once.
         alive = {uid(p): key for key, p in state.informer.cache.items()}
         listed_uids = set()
         deleted = 0
         now = time.time()
-        for bp in listed:
-            listed_uids.add(bp.uid)
-            known = state.groups.get(bp.uid)
-            if bp.uid in alive:
+        for group in listed:
+            listed_uids.add(group.uid)
+            known = state.groups.get(group.uid)
+            if group.uid in alive:
                 if known is None:
-                    state.remember(bp)
+                    await self._remember(alive[group.uid])
                 continue
-            if bp.uid in state.delete_requested:
+            if group.uid in state.delete_requested:
                 continue
-            age = (now - bp.created.timestamp()) if bp.created is not None else None
+            age = (now - group.created.timestamp()) if group.created is not None else None
             if age is None and known is not None:
                 age = started - known.first_seen
             if age is None or age < self.settings.gc_min_age_seconds:
                 continue
-            log.info("deleting orphan group", group=bp.group_id, pod=f"{bp.namespace}/{bp.name}", uid=bp.uid)
-            await self.provider.delete_group(bp.group_id)
-            state.groups.pop(bp.uid, None)
+            log.info(
+                "deleting orphan group", group=group.group_id, pod=f"{group.namespace}/{group.name}", uid=group.uid
+            )
+            await self.provider.delete_group(group.group_id)
+            state.groups.pop(group.uid, None)
             deleted += 1
         GC_DELETED.inc(deleted)
         for pod_uid, known in known_before.items():
@@ -100,3 +104,12 @@ class GarbageCollector:
             state.vanished[pod_uid] = known.group.group_id
             state.queue.add(object_key(pod))
         return deleted
+
+    async def _remember(self, key: str) -> None:
+        """A listed group of a live pod the controller does not know yet: hold its status as adoption would."""
+        pod = self.state.informer.cache.get(key)
+        if pod is None:
+            return
+        bp = await self.provider.backend_pod(pod)
+        if bp is not None:
+            self.state.remember(bp)
