@@ -20,10 +20,10 @@ log = structlog.get_logger("vk_provider.aio")
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """The event loop of the daemon, `vk-provider doctor`, the sandbox and the test suite: uvloop's.
 
-    Its transports, TLS and timers are in C: in a burst of pods the daemon's CPU per pod fell by about a
-    sixth against asyncio's own loop (docs/benchmarks.md). Everything the daemon does with its loop (signal
-    handlers, run_in_executor, TLS servers and clients, SPDY and WebSocket upgrades, subprocesses and
-    readers in the sandbox) works on it unchanged.
+    Its transports, TLS and timers are in C: in a burst of pods the daemon's CPU per pod fell by about 8 %
+    against asyncio's own loop, and one TLS API write by about a tenth (docs/benchmarks.md). What the daemon
+    asks of its loop (signal handlers, run_in_executor, TLS servers and clients, SPDY and WebSocket upgrades;
+    subprocesses and readers in the sandbox) works on it unchanged.
     """
     return uvloop.new_event_loop()
 
