@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from bench.daemon_burst import NODE, Bench, bench_stack, table
+from vk_provider import aio
 from vk_provider.kube.client import KubeAPI
 
 NS = "burst"
@@ -406,9 +407,9 @@ def main() -> int:
     ap.add_argument("--webhook-client", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.webhook_client:
-        print(json.dumps(asyncio.run(webhook_load(args.webhook_client, args.webhook_rate, args.webhook_seconds))))
+        print(json.dumps(aio.run(webhook_load(args.webhook_client, args.webhook_rate, args.webhook_seconds))))
         return 0
-    return asyncio.run(run(args))
+    return aio.run(run(args))
 
 
 if __name__ == "__main__":

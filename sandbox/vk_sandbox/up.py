@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import vk_provider.aio as aio
 from vk_sandbox.apiserver.cli import add_worker_arguments, worker_spec
 from vk_sandbox.apiserver.webhookconfig import MUTATING, default_configuration
 from vk_sandbox.apiserver.workers import WorkerSpec
@@ -226,5 +227,5 @@ def main(args: argparse.Namespace) -> int:
             workers=workers,
         )
 
-    asyncio.run(_main())
+    aio.run(_main())
     return 0

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tests.controlplane.approver import approve_serving_csrs
 from tests.controlplane.launcher import ControlPlane, ControlPlaneError
+from vk_provider import aio
 from vk_sandbox.apiserver.cli import add_worker_arguments, worker_spec
 from vk_sandbox.apiserver.workers import WorkerSpec
 
@@ -142,7 +143,7 @@ def main() -> int:
         await run(args.dir, args.node_name, args.runtime, stop, args.ready_file, workers)
 
     try:
-        asyncio.run(_main())
+        aio.run(_main())
     except ControlPlaneError as exc:
         print(f"real-cluster: {exc}", file=sys.stderr)
         return 1

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import logging
 import re
 import time
@@ -47,6 +46,7 @@ from aliyunsdkcore.auth.credentials import AccessKeyCredential, EcsRamRoleCreden
 from aliyunsdkcore.client import AcsClient
 from pydantic import BaseModel, ValidationError
 
+from vk_provider import jsoncodec
 from vk_provider.aio import Backoff
 from vk_provider.eci.ratelimit import ActionLimiter
 from vk_provider.errors import NotFound, PermanentError, ProviderError, TransientError
@@ -221,7 +221,7 @@ def encode_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | dict):
-        return json.dumps(value, separators=(",", ":"))
+        return jsoncodec.dumps_str(value)
     if isinstance(value, float) and value.is_integer():
         return str(value)
     return str(value)
@@ -337,7 +337,7 @@ class ECIClient:
             )
             if exc is not None:
                 raise exc
-            parsed = json.loads(body or b"")
+            parsed = jsoncodec.loads(body or b"")
             data = parsed if isinstance(parsed, dict) else None
             if data is None:
                 error = TransientError(f"ECI {action}: unexpected response shape", reason="ECIUnavailable")
@@ -371,7 +371,7 @@ class ECIClient:
         ECI_CALL_SECONDS.labels(action).observe(time.monotonic() - started)
         ECI_CALLS.labels(action, "ok").inc()
         try:
-            data = json.loads(body)
+            data = jsoncodec.loads(body)
         except ValueError:
             raise TransientError(f"ECI {action}: the response is not JSON", reason="ECIUnavailable") from None
         if not isinstance(data, dict):

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -58,6 +57,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from vk_provider import jsoncodec
 from vk_provider.aio import create_guarded_task
 from vk_provider.eci.feed import Feed
 from vk_provider.eci.index import Entry, Index, digest
@@ -316,7 +316,7 @@ class Poller:
                 gid = item.ContainerGroupId
                 # The window overlaps earlier polls: describe a group only when its reported status
                 # (phase, conditions, container states) differs from the last one we acted on.
-                fp = digest(json.dumps(raw, sort_keys=True, default=str).encode())
+                fp = digest(jsoncodec.dumps(raw, sort_keys=True, default=str))
                 known = index.by_group(gid)
                 if known is not None and known.described and index.last_status(gid) == fp:
                     continue

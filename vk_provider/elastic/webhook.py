@@ -11,7 +11,6 @@ never waits for it.
 from __future__ import annotations
 
 import base64
-import json
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from vk_provider import jsoncodec
 from vk_provider.elastic.patches import Ops, annotation_ops, pointer, toleration_ops
 from vk_provider.elastic.profiles import ANNOTATION_RULE, Decision
 from vk_provider.elastic.target import VirtualNode
@@ -82,7 +82,7 @@ def review_pod(
         return answer, "none"
     patch = pod_patch(pod, decision, node)
     response["patchType"] = "JSONPatch"
-    response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
+    response["patch"] = base64.b64encode(jsoncodec.dumps(patch)).decode()
     return answer, decision.mode
 
 
@@ -109,7 +109,7 @@ class WebhookServer:
     async def _mutate(self, request: web.Request) -> web.Response:
         start = time.perf_counter()
         try:
-            review = json.loads(await request.read())
+            review = jsoncodec.loads(await request.read())
         except ValueError:
             WEBHOOK_REQUESTS.labels(action="error").inc()
             return web.json_response({"message": "the body is not JSON (an AdmissionReview is expected)"}, status=400)
@@ -128,7 +128,7 @@ class WebhookServer:
             }
             action = "error"
         WEBHOOK_REQUESTS.labels(action=action).inc()
-        body = json.dumps(answer, separators=(",", ":"))
+        body = jsoncodec.dumps(answer)
         WEBHOOK_SECONDS.observe(time.perf_counter() - start)
         return web.Response(body=body, content_type="application/json")
 

@@ -11,7 +11,6 @@ the content type with a regex on every request (about 7 % of the daemon's CPU in
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,7 @@ import aiohttp
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
+from vk_provider import jsoncodec
 from vk_provider.log import redact_text
 from vk_provider.settings import KubeSettings
 
@@ -136,7 +136,7 @@ class KubeAPI:
         if client_timeout is None:
             client_timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
         rest = api.rest_client  # no proxy: create_api_client turns it off
-        data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        data = None if body is None else body if isinstance(body, bytes) else jsoncodec.dumps(body)
         session: aiohttp.ClientSession = rest.pool_manager
         return await session.request(
             method,
@@ -169,7 +169,7 @@ class KubeAPI:
             raise _error(resp.status, raw)
         if not raw:
             return {}
-        data = json.loads(raw)
+        data = jsoncodec.loads(raw)
         return data if isinstance(data, dict) else {"items": data}
 
     async def get_text(self, path: str, *, query: dict[str, Any] | None = None) -> str:
@@ -206,9 +206,9 @@ class KubeAPI:
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
                     if line.strip():
-                        yield json.loads(line)
+                        yield jsoncodec.loads(line)
             if buf.strip():
-                yield json.loads(buf)
+                yield jsoncodec.loads(buf)
         finally:
             resp.release()
 
@@ -219,7 +219,7 @@ class KubeAPI:
 def _error(status: int, raw: bytes) -> KubeError:
     reason, message = "", raw.decode("utf-8", "replace")[:500]
     try:
-        data = json.loads(raw)
+        data = jsoncodec.loads(raw)
         if isinstance(data, dict):
             reason = str(data.get("reason") or "")
             message = str(data.get("message") or message)

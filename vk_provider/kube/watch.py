@@ -9,12 +9,12 @@ deletes that happened while no watch was open: the controller stays level-trigge
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import structlog
 
+from vk_provider import jsoncodec
 from vk_provider.aio import Backoff
 from vk_provider.kube.client import JSON, KubeAPI, KubeError
 
@@ -40,19 +40,20 @@ class JSONCache(MutableMapping[str, JSON]):
     """An informer's cache: each object held as compact JSON (``for_cache``'s form), decoded on every read.
 
     At 10,000 pods the decoded dicts took about 8 KB a pod (2.7 KB as JSON): a cache of dicts was the
-    largest part of the daemon's memory. A read returns a fresh dict (about 30 us for a pod), so changing it
-    changes nothing held; to change the cache, assign the object again.
+    largest part of the daemon's memory. A read returns a fresh dict (about 5 us for a 2.2 KB pod through
+    jsoncodec; 11 us with ``json``), so changing it changes nothing held; to change the cache, assign the object
+    again.
     """
 
     def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
 
     def __getitem__(self, key: str) -> JSON:
-        decoded: JSON = json.loads(self._data[key])
+        decoded: JSON = jsoncodec.loads(self._data[key])
         return decoded
 
     def __setitem__(self, key: str, obj: JSON) -> None:
-        self._data[key] = json.dumps(for_cache(obj), separators=(",", ":")).encode()
+        self._data[key] = jsoncodec.dumps(for_cache(obj))
 
     def __delitem__(self, key: str) -> None:
         del self._data[key]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from vk_provider import jsoncodec
 from vk_provider.errors import InvalidInput, NotFound, NotSupported, ProviderError
 from vk_provider.kubelet import portforward, remotecommand
 from vk_provider.kubelet.auth import Authenticator, Authorizer, request_attributes
@@ -391,7 +391,7 @@ class KubeletServer:
         usage = await self.streams.pod_usage()
         now = dt.datetime.now(dt.UTC)
         body = build_summary(self.node_name, self.started_at, usage, now)
-        return web.Response(text=json.dumps(body), content_type="application/json")
+        return web.Response(body=jsoncodec.dumps(body), content_type="application/json")
 
     async def _metrics_resource(self, request: web.Request) -> web.StreamResponse:
         try:

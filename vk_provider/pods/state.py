@@ -8,12 +8,12 @@ them reads or writes is here, named. Everything runs on one event loop, so no lo
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from vk_provider import jsoncodec
 from vk_provider.errors import ProviderError
 from vk_provider.kube.watch import Informer, object_key
 from vk_provider.pods.queue import KeyedQueue
@@ -39,7 +39,7 @@ class Held:
 
     @property
     def status(self) -> dict[str, Any]:
-        return json.loads(self.status_json) if self.status_json else {}
+        return jsoncodec.loads(self.status_json) if self.status_json else {}
 
 
 @dataclass(slots=True)
@@ -113,7 +113,7 @@ def hold(bp: BackendPod) -> Held:
         uid=bp.uid,
         group_id=bp.group_id,
         group_status=bp.group_status,
-        status_json=json.dumps(bp.status, separators=(",", ":")).encode() if bp.status else b"",
+        status_json=jsoncodec.dumps(bp.status) if bp.status else b"",
         created=bp.created,
         interruption=bp.interruption,
         zone=bp.zone,

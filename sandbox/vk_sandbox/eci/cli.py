@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import vk_provider.aio as aio
+
 if TYPE_CHECKING:
     from vk_sandbox.eci.exec_ws import ExecOptions
 
@@ -68,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"vk-provider: --faults is not JSON: {exc}", file=sys.stderr)
             return 2
     try:
-        return asyncio.run(_serve(args, faults, exec_options))
+        return aio.run(_serve(args, faults, exec_options))
     except KeyboardInterrupt:
         return 130
 

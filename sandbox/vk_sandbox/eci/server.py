@@ -130,9 +130,9 @@ class ECISimulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
-        server = site._server
-        assert server is not None and isinstance(server, asyncio.base_events.Server)
-        self.port = server.sockets[0].getsockname()[1]
+        sockets = getattr(site._server, "sockets", None)  # asyncio's or uvloop's server: both list their sockets
+        assert sockets, "the simulator's site has no listening socket"
+        self.port = sockets[0].getsockname()[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         await self._engine.open()
         log.info("eci simulator listening", endpoint=self.endpoint, runtime=self.runtime_name)
