@@ -155,6 +155,9 @@ def daemon_flags(
         "eci.vswitch_ids": ["vsw-bench"],
         "eci.security_group_id": "sg-bench",
         "eci.cluster_name": "bench",
+        # As the shipped ConfigMap sets it (kube-dns's address, here the sandbox's Service range's tenth as
+        # kubeadm gives it): without it every ClusterFirst pod gets a NotSupported dnsPolicy Warning.
+        "eci.cluster_dns": ["10.96.0.10"],
         "eci.rate_limit_qps": qps,
         "eci.rate_limit_burst": int(qps),
         "kubelet.port": free_port(),

@@ -306,7 +306,7 @@ class Poller:
             self._last_poll_ok = now
             return
         index = self._index
-        ids: list[str] = []
+        ids: dict[str, None] = {}  # ordered, without repeats: a list's `in` made this quadratic in a burst
         new_fps: dict[str, bytes] = {}
         params = {**self._tags, "SinceSecond": since, "Limit": STATUS_PAGE}
         async for page, data in Listing(
@@ -321,18 +321,17 @@ class Poller:
                 if known is not None and known.described and index.last_status(gid) == fp:
                     continue
                 new_fps[gid] = fp
-                if gid not in ids:
-                    ids.append(gid)
+                ids[gid] = None
         # Groups we just created or are deleting are described too: their first status may predate
         # the window, and a deleted group simply stops being returned.
         # A group someone else is deleting (Terminating without our asking) is followed the same way,
         # so that it leaves the index — and backend_groups, which the GC reads — as soon as it is gone.
         for entry in index.entries():
             following = not entry.described or entry.deleting or entry.group_status == "Terminating"
-            if following and entry.group_id not in ids:
-                ids.append(entry.group_id)
+            if following:
+                ids.setdefault(entry.group_id)
         if ids:
-            found = await describe_ids(self._call, ids)
+            found = await describe_ids(self._call, list(ids))
             found_ids = {g.ContainerGroupId for g in found}
             for g in found:
                 await self._apply(g)
