@@ -23,8 +23,6 @@ from typing import Any
 import aiohttp
 import yaml
 
-from vk_provider import aio
-
 
 def _ssl_from_kubeconfig(path: Path, workdir: Path) -> ssl.SSLContext:
     import base64
@@ -146,7 +144,7 @@ def main() -> int:
     parser.add_argument("--watchers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    return aio.run(run(args.pods, args.watchers, args.concurrency))
+    return asyncio.run(run(args.pods, args.watchers, args.concurrency))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ from typing import Any
 import aiohttp
 
 from bench.daemon_burst import NODE, Bench, bench_stack, table
-from vk_provider import aio
 from vk_provider.kube.client import KubeAPI
 
 NS = "burst"
@@ -407,9 +406,9 @@ def main() -> int:
     ap.add_argument("--webhook-client", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.webhook_client:
-        print(json.dumps(aio.run(webhook_load(args.webhook_client, args.webhook_rate, args.webhook_seconds))))
+        print(json.dumps(asyncio.run(webhook_load(args.webhook_client, args.webhook_rate, args.webhook_seconds))))
         return 0
-    return aio.run(run(args))
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from typing import Any
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
-from vk_provider import aio
 from vk_provider.kube.client import KubeAPI
 from vk_provider.settings import FIELDS
 from vk_sandbox.apiserver.server import SandboxAPIServer
@@ -290,7 +289,7 @@ def main() -> int:
     ap.add_argument("--pods", type=int, default=500)
     ap.add_argument("--timeout", type=float, default=180)
     args = ap.parse_args()
-    return aio.run(run_burst(args.pods, args.timeout))
+    return asyncio.run(run_burst(args.pods, args.timeout))
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from daemon_burst import VK, Bench, bench_stack, table
 
-from vk_provider import aio
-
 PROBE = Path(__file__).resolve().with_name("heap_probe.py")
 
 
@@ -95,7 +93,7 @@ def main() -> int:
         help="run the daemon under bench/heap_probe.py (tracemalloc) and write its top allocators to DIR at the end",
     )
     args = ap.parse_args()
-    return aio.run(run_steady(args.pods, args.measure_seconds, args.settle_seconds, args.timeout, args.heap_report))
+    return asyncio.run(run_steady(args.pods, args.measure_seconds, args.settle_seconds, args.timeout, args.heap_report))
 
 
 if __name__ == "__main__":

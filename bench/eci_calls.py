@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from vk_provider import aio
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.provider import PodResources
 from vk_provider.settings import ECISettings
@@ -77,4 +76,4 @@ if __name__ == "__main__":
     ap.add_argument("--quiet-seconds", type=float, default=15)
     ap.add_argument("--latency", default="fast")
     args = ap.parse_args()
-    aio.run(main(args.pods, args.quiet_seconds, args.latency))
+    asyncio.run(main(args.pods, args.quiet_seconds, args.latency))

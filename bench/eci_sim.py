@@ -23,7 +23,6 @@ from aliyunsdkeci.request.v20180808.CreateContainerGroupRequest import CreateCon
 from aliyunsdkeci.request.v20180808.DescribeContainerGroupsRequest import DescribeContainerGroupsRequest
 from aliyunsdkeci.request.v20180808.DescribeContainerGroupStatusRequest import DescribeContainerGroupStatusRequest
 
-from vk_provider import aio
 from vk_sandbox.eci.server import ECISimulator
 
 
@@ -110,7 +109,7 @@ def main() -> int:
     parser.add_argument("--groups", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    return aio.run(run(args.groups, args.concurrency))
+    return asyncio.run(run(args.groups, args.concurrency))
 
 
 if __name__ == "__main__":

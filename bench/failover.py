@@ -43,7 +43,6 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
 from bench.daemon_burst import VK, daemon_env, daemon_flags, free_port, table
-from vk_provider import aio
 from vk_provider.kube.client import KubeAPI
 from vk_sandbox.apiserver.server import SandboxAPIServer
 from vk_sandbox.eci.server import ECISimulator
@@ -338,7 +337,7 @@ def main() -> int:
     ap.add_argument("--warm-seconds", type=float, default=5.0, help="wait before each kill")
     ap.add_argument("--timeout", type=float, default=900)
     args = ap.parse_args()
-    return aio.run(run(args.pods, args.kills, args.create_interval, args.timeout, args.warm_seconds))
+    return asyncio.run(run(args.pods, args.kills, args.create_interval, args.timeout, args.warm_seconds))
 
 
 if __name__ == "__main__":

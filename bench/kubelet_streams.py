@@ -24,7 +24,6 @@ import aiohttp
 from aiohttp import web
 from kubernetes_asyncio import client as k8s
 
-from vk_provider import aio
 from vk_provider.kubelet import spdy
 from vk_provider.kubelet.server import KubeletServer
 from vk_provider.provider import LogOptions, Pod, PodUsage
@@ -240,4 +239,4 @@ if __name__ == "__main__":
     parser.add_argument("--size", type=int, default=64, help="stdin bytes per round trip")
     parser.add_argument("--log-mb", type=int, default=256)
     args = parser.parse_args()
-    aio.run(main(args.round_trips, args.size, args.log_mb))
+    asyncio.run(main(args.round_trips, args.size, args.log_mb))

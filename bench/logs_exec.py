@@ -49,7 +49,6 @@ from daemon_burst import Bench, bench_stack, table
 from kubelet_streams import client_ssl
 from status_latency import pct, spread
 
-from vk_provider import aio
 from vk_provider.eci.log_follow import POLL_SHARE, POLLS_IN_FLIGHT
 from vk_provider.eci.names import TAG_POD
 from vk_provider.eci.ratelimit import per_minute_bucket
@@ -321,7 +320,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.pods < 1 or args.followers < 1 or args.seconds <= 0:
         ap.error("--pods, --followers and --seconds must be positive")
-    return aio.run(run(args))
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vk_provider import aio
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
 NODE_CPU, NODE_MEMORY, NODE_PODS = "16", "64Gi", "110"
@@ -129,7 +128,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.pods < 1 or args.nodes < 1 or args.pods > args.nodes * int(NODE_PODS):
         ap.error(f"--pods must be between 1 and {int(NODE_PODS)} x --nodes")
-    return aio.run(run(args.pods, args.nodes, args.target_seconds))
+    return asyncio.run(run(args.pods, args.nodes, args.target_seconds))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.daemon_burst import NODE, Bench, bench_stack, table
-from vk_provider import aio
 
 TOLERATE = [{"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}]
 INSTANCE_ID = "k8s.aliyun.com/eci-instance-id"
@@ -164,7 +163,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--target-p99", type=float, default=30.0)
     a = ap.parse_args()
-    return aio.run(run(a.deployments, a.replicas, a.reclaim, a.notice_seconds, a.timeout, a.target_p99))
+    return asyncio.run(run(a.deployments, a.replicas, a.reclaim, a.notice_seconds, a.timeout, a.target_p99))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ form held before: the pod decoded with its short strings interned, the status as
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import tempfile
@@ -30,7 +31,6 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from pydantic import BaseModel
 
-from vk_provider import aio
 from vk_provider.eci import names
 from vk_provider.eci.feed import Feed
 from vk_provider.eci.index import Index
@@ -204,7 +204,7 @@ def _peak(call: Callable[[], list[Any]]) -> tuple[int, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pods", type=int, default=1000)
-    aio.run(run(ap.parse_args().pods))
+    asyncio.run(run(ap.parse_args().pods))
     return 0
 
 

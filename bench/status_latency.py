@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from daemon_burst import NODE, Bench, bench_stack, table
 
-from vk_provider import aio
 from vk_provider.eci.names import TAG_POD, TAG_UID
 from vk_provider.settings import ECISettings
 from vk_sandbox.eci.faults import PUBLISHED_LIMITS
@@ -218,7 +217,7 @@ def main() -> int:
     ap.add_argument("--py-spy", metavar="FILE", help="sample the daemon from bind to Running into FILE (collapsed)")
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
-    return aio.run(run(args))
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

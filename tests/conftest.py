@@ -6,18 +6,10 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from vk_provider import aio
-
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
-
-
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-    """Every async test and fixture runs on the event loop the daemon runs on (``vk_provider.aio``: uvloop)."""
-    return {"uvloop": aio.new_event_loop}
 
 
 @pytest.fixture

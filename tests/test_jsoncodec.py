@@ -8,6 +8,7 @@ import datetime as dt
 import enum
 import json
 import math
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -129,3 +130,17 @@ def test_round_trips_agree_with_json(obj: Any) -> None:
     assert json.loads(written) == json.loads(_stdlib(obj))
     assert jsoncodec.loads(written) == json.loads(written)
     assert jsoncodec.loads(_stdlib(obj)) == json.loads(_stdlib(obj))
+
+
+def test_dumps_holds_no_more_memory_than_its_length() -> None:
+    # orjson's own bytes keep the buffer they grew in (at least 1 KB); the caches hold dumps' output for as
+    # long as a pod lives, so it must be right-sized.
+    pod = {"metadata": {"name": "p" * 20}, "spec": {"image": "x" * 100}, "status": {"message": "z" * 1500}}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        held = [jsoncodec.dumps(pod) for _ in range(200)]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1.3 * sum(len(b) + 33 for b in held) + 4096

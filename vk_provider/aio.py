@@ -1,5 +1,4 @@
-"""Small asyncio helpers: the event loop every entry point runs on, guarded tasks, backoff sequences and a
-token-bucket rate limiter."""
+"""Small asyncio helpers: guarded tasks, backoff sequences and a token-bucket rate limiter."""
 
 from __future__ import annotations
 
@@ -11,27 +10,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
-import uvloop
 
 T = TypeVar("T")
 log = structlog.get_logger("vk_provider.aio")
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """The event loop of the daemon, `vk-provider doctor`, the sandbox and the test suite: uvloop's.
-
-    Its transports, TLS and timers are in C: in a burst of pods the daemon's CPU per pod fell by about 8 %
-    against asyncio's own loop, and a TLS status PATCH through aiohttp took 105 us of CPU instead of 130
-    (docs/benchmarks.md). What the daemon asks of its loop (signal handlers, run_in_executor, TLS servers and
-    clients, SPDY and WebSocket upgrades; subprocesses and readers in the sandbox) works on it unchanged.
-    """
-    return uvloop.new_event_loop()
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on ``new_event_loop()``: every entry point's one way in."""
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(main)
 
 
 def create_guarded_task(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:

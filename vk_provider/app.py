@@ -28,7 +28,6 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from vk_provider import aio
 from vk_provider.eci.client import ECIClient
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.elastic.component import Elastic
@@ -357,4 +356,4 @@ async def run_until_signalled(settings: Settings) -> int:
 def main(settings: Settings) -> int:
     """Entry point of ``vk-provider run``."""
     configure_logging(settings.log.level, settings.log.format)
-    return aio.run(run_until_signalled(settings))
+    return asyncio.run(run_until_signalled(settings))

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import vk_provider.aio as aio
 from vk_sandbox.apiserver.cli import add_worker_arguments, worker_spec
 from vk_sandbox.apiserver.webhookconfig import MUTATING, default_configuration
 from vk_sandbox.apiserver.workers import WorkerSpec
@@ -227,5 +226,5 @@ def main(args: argparse.Namespace) -> int:
             workers=workers,
         )
 
-    aio.run(_main())
+    asyncio.run(_main())
     return 0

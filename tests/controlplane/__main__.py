@@ -20,7 +20,6 @@ from pathlib import Path
 
 from tests.controlplane.approver import approve_serving_csrs
 from tests.controlplane.launcher import ControlPlane, ControlPlaneError
-from vk_provider import aio
 from vk_sandbox.apiserver.cli import add_worker_arguments, worker_spec
 from vk_sandbox.apiserver.workers import WorkerSpec
 
@@ -143,7 +142,7 @@ def main() -> int:
         await run(args.dir, args.node_name, args.runtime, stop, args.ready_file, workers)
 
     try:
-        aio.run(_main())
+        asyncio.run(_main())
     except ControlPlaneError as exc:
         print(f"real-cluster: {exc}", file=sys.stderr)
         return 1

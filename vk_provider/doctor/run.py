@@ -7,7 +7,6 @@ import sys
 from collections.abc import Awaitable
 from typing import Literal
 
-from vk_provider import aio
 from vk_provider.doctor.eci_checks import run_eci_checks
 from vk_provider.doctor.kube_checks import run_kube_checks
 from vk_provider.doctor.report import Check, passed, render_json, render_table
@@ -37,6 +36,6 @@ async def run_checks(settings: Settings) -> list[Check]:
 
 def main(settings: Settings, output: Output = "table") -> int:
     configure_logging(settings.log.level, settings.log.format)  # to stderr: stdout is the report
-    checks = aio.run(run_checks(settings))
+    checks = asyncio.run(run_checks(settings))
     sys.stdout.write(render_json(checks) if output == "json" else render_table(checks))
     return 0 if passed(checks) else 1

@@ -10,7 +10,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import vk_provider.aio as aio
 from vk_provider.log import configure_logging
 from vk_sandbox.apiserver.server import SandboxAPIServer
 from vk_sandbox.apiserver.workers import WorkerSpec
@@ -103,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     configure_logging(getattr(args, "log_level", "info"))
     try:
-        return aio.run(_serve(args, workers))
+        return asyncio.run(_serve(args, workers))
     except OSError as exc:
         print(f"vk-provider sandbox apiserver: {exc}", file=sys.stderr)
         return 1

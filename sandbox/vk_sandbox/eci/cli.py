@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import vk_provider.aio as aio
-
 if TYPE_CHECKING:
     from vk_sandbox.eci.exec_ws import ExecOptions
 
@@ -70,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"vk-provider: --faults is not JSON: {exc}", file=sys.stderr)
             return 2
     try:
-        return aio.run(_serve(args, faults, exec_options))
+        return asyncio.run(_serve(args, faults, exec_options))
     except KeyboardInterrupt:
         return 130
 

@@ -130,7 +130,7 @@ class ECISimulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
-        sockets = getattr(site._server, "sockets", None)  # asyncio's or uvloop's server: both list their sockets
+        sockets = getattr(site._server, "sockets", None)  # the listening sockets, whatever the loop's server class
         assert sockets, "the simulator's site has no listening socket"
         self.port = sockets[0].getsockname()[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
