@@ -128,9 +128,9 @@ class Informer:
                 self._emit("ADDED", obj)
             elif _rv(old) != _rv(obj):
                 self._emit("MODIFIED", obj)
-        for key, old in old_cache.items():
-            if key not in items:
-                self._emit("DELETED", old)
+        for key in old_cache:
+            if key not in items:  # only these are decoded: iterating items() would decode every old object
+                self._emit("DELETED", old_cache[key])
 
     def _emit(self, kind: str, obj: JSON) -> None:
         try:
