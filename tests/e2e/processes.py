@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import NODE, Stack, daemon_flags
+from tests.waiting import eventually
 from vk_provider.settings import FIELDS
 
 VK = str(Path(sys.executable).with_name("vk-provider"))
@@ -25,7 +26,8 @@ def daemon_env(stack: Stack, tmp_path: Path, **extra: Any) -> dict[str, str]:
         tmp_path,
         **{
             "kube.kubeconfig": str(stack.settings.kube.kubeconfig),
-            "metrics.port": 0,
+            "metrics.port": 0,  # both ports bound by the process: see started_line
+            "kubelet.port": 0,
             "log.format": "json",
             "pods.workers": 32,
             "eci.rate_limit_qps": 500,
@@ -42,6 +44,25 @@ def daemon_env(stack: Stack, tmp_path: Path, **extra: Any) -> dict[str, str]:
 async def start_daemon(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(VK, "run", env=env, stdout=out, stderr=out)
+
+
+async def started_line(proc: asyncio.subprocess.Process, log: Path, *, since: int = 0) -> dict[str, Any]:
+    """The ``daemon started`` line (JSON log) the process wrote past byte ``since`` of its log: it names the
+    kubelet port and metrics URL it bound, so a test can give it port 0 (a port picked free before the start
+    may be some connection's by then). AssertionError with the log's tail if the process exits first."""
+
+    def line() -> dict[str, Any] | None:
+        with log.open("rb") as f:
+            f.seek(since)
+            for raw in f:
+                if b'"daemon started"' in raw:
+                    return dict(json.loads(raw))
+        if proc.returncode is not None:
+            tail = log.read_bytes()[since:][-3000:].decode(errors="replace")
+            raise AssertionError(f"the daemon exited with code {proc.returncode} before it started:\n{tail}")
+        return None
+
+    return await eventually(line, timeout=60, interval=0.1, what=f"'daemon started' in {log}")
 
 
 def groups_by_uid(stack: Stack, node: str = NODE) -> Counter[str]:

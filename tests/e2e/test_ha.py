@@ -21,8 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import NODE, REAL, Stack, StackFactory, daemon_flags, free_port, running_ready
-from tests.e2e.processes import daemon_env, groups_by_uid, node_ready, start_daemon
+from tests.e2e.conftest import NODE, REAL, Stack, StackFactory, daemon_flags, running_ready
+from tests.e2e.processes import daemon_env, groups_by_uid, node_ready, start_daemon, started_line
 from tests.kubectl import Kubectl
 from tests.waiting import eventually
 from vk_provider.app import Daemon
@@ -44,13 +44,17 @@ class Replica:
     log: Path
     key_id: str
     user: str
-    metrics: str
-    kubelet_port: int
+    metrics: str = ""
+    kubelet_port: int = 0
     proc: asyncio.subprocess.Process | None = None
     exit_codes: list[int] = field(default_factory=list)
 
     async def start(self) -> None:
+        """Start the process and learn from its log the ports it bound (it binds port 0 for both)."""
+        since = self.log.stat().st_size if self.log.exists() else 0
         self.proc = await start_daemon(self.env, self.log)
+        started = await started_line(self.proc, self.log, since=since)
+        self.metrics, self.kubelet_port = str(started["metrics"]), int(started["kubelet_port"])
 
     async def metric_values(self) -> dict[str, float]:
         async with aiohttp.ClientSession() as http, http.get(self.metrics) as r:
@@ -61,6 +65,9 @@ class Replica:
                 name, _, value = line.rpartition(" ")
                 out[name] = float(value)
         return out
+
+    def log_tail(self) -> str:
+        return self.log.read_bytes()[-3000:].decode(errors="replace")
 
     async def standing_by(self) -> bool:
         try:
@@ -83,7 +90,6 @@ def make_replica(stack: Stack, tmp_path: Path, name: str, **extra: Any) -> Repli
     )
     (directory / "tls.crt").write_bytes(cert)
     (directory / "tls.key").write_bytes(key)
-    metrics_port, kubelet_port = free_port(), free_port()
     env = daemon_env(
         stack,
         directory,
@@ -94,17 +100,13 @@ def make_replica(stack: Stack, tmp_path: Path, name: str, **extra: Any) -> Repli
             "kubelet.tls_mode": "files",
             "kubelet.cert_file": str(directory / "tls.crt"),
             "kubelet.key_file": str(directory / "tls.key"),
-            "kubelet.port": kubelet_port,
-            "metrics.port": metrics_port,
             "ha.identity": name,
             "ha.namespace": "default",
             "ha.standby_poll_interval_seconds": 2,
             **extra,
         },
     )
-    return Replica(
-        name, env, directory / "daemon.log", key_id, user, f"http://127.0.0.1:{metrics_port}/metrics", kubelet_port
-    )
+    return Replica(name, env, directory / "daemon.log", key_id, user)
 
 
 @pytest.fixture
@@ -134,7 +136,12 @@ async def leads(stack: Stack, r: Replica) -> None:
     async def check() -> bool:
         return await holder(stack) == r.name and await node_ready(stack)
 
-    await eventually(check, timeout=30, interval=0.2, what=f"{r.name} to lead with the node Ready")
+    await eventually(
+        check,
+        timeout=30,
+        interval=0.2,
+        what=lambda: f"{r.name} to lead with the node Ready; its log ends:\n{r.log_tail()}",
+    )
 
 
 async def leader_and_standby(
@@ -146,7 +153,9 @@ async def leader_and_standby(
     await a.start()
     await leads(stack, a)
     await b.start()
-    await eventually(b.standing_by, timeout=30, interval=0.2, what="b standing by")
+    await eventually(
+        b.standing_by, timeout=30, interval=0.2, what=lambda: f"b standing by; its log ends:\n{b.log_tail()}"
+    )
     return a, b
 
 
