@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"app", "doctor"},
     {"node", "pods", "kubelet", "eci", "elastic", "supervisor", "election"},
     {"provider", "kube", "fence"},
-    {"settings", "metrics", "errors", "log", "aio", "permissions", "heap", "pki", "jsoncodec"},
+    {"settings", "metrics", "errors", "log", "aio", "permissions", "heap", "pki", "jsoncodec", "packing"},
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 

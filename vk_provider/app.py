@@ -33,7 +33,7 @@ from vk_provider.eci.provider import ECIProvider
 from vk_provider.elastic.component import Elastic
 from vk_provider.election import LeaderElector, lease_name, lease_namespace, replica_identity
 from vk_provider.fence import Fence
-from vk_provider.heap import limit_arenas, run_heap_trimmer
+from vk_provider.heap import run_heap_trimmer, tune_collector, tune_malloc
 from vk_provider.kube.client import KubeAPI, create_api_client
 from vk_provider.kube.events import EventRecorder
 from vk_provider.kubelet.server import KubeletServer
@@ -94,7 +94,7 @@ class Daemon:
 
     async def start(self) -> None:
         s = self.settings
-        limit_arenas()  # before the ECI SDK's threads exist (heap.py)
+        tune_malloc()  # before the ECI SDK's threads exist (heap.py)
         try:
             api_client = await create_api_client(s.kube)
             self._kube = kube = KubeAPI(api_client, timeout=s.kube.request_timeout_seconds, write_gate=self.fence.check)
@@ -334,6 +334,7 @@ async def run_until_signalled(settings: Settings) -> int:
     except Exception as exc:
         log.error("daemon failed to start", error=repr(exc))
         return EXIT_FAILURE
+    tune_collector()  # this process is the daemon's alone (heap.py)
     waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(daemon.supervisor.failed.wait())}
     if daemon.elector is not None:
         waits.add(asyncio.ensure_future(daemon.elector.lost.wait()))

@@ -9,6 +9,7 @@ from vk_provider.eci.index import Entry, Index
 from vk_provider.eci.models import ContainerGroup
 from vk_provider.eci.provider import ECIProvider
 from vk_provider.eci.status import container_group_to_pod_status, group_events, is_no_stock
+from vk_provider.packing import inflate
 from vk_provider.provider import BackendPod, PodResources
 from vk_sandbox.eci.server import ECISimulator
 
@@ -37,8 +38,9 @@ async def test_index_keeps_a_placed_group_lean(provider: ECIProvider, sim: ECISi
     group = entry.group
     assert group is not None and group.Tags == [] and group.Status == entry.group_status == "Running"
     assert all(e.Type == "Warning" for e in group.Events)
-    # Held as compact JSON, without the tags.
-    assert isinstance(entry.held, bytes) and b"Tags" not in entry.held and b"vk-eci" not in entry.held
+    # Held as compact JSON, without the tags, deflated.
+    held = inflate(entry.held)
+    assert held.startswith(b'{"') and b"Tags" not in held and b"vk-eci" not in held and len(entry.held) < len(held)
     assert entry.created is not None and entry.created == group.CreationTime and not entry.spot
     group.Status = "Failed"
     assert entry.group is not None and entry.group.Status == "Running"  # each read decodes a fresh model

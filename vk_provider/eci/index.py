@@ -25,6 +25,7 @@ from vk_provider.eci.models import ContainerGroup
 from vk_provider.eci.request import CreateRequest
 from vk_provider.eci.specs import SizeChoice
 from vk_provider.eci.status import TERMINAL_GROUP_STATUSES
+from vk_provider.packing import deflate, inflate
 from vk_provider.provider import BackendEvent
 
 Plan = Sequence[tuple[SizeChoice, list[str]]]
@@ -61,11 +62,11 @@ class Entry:
     def group(self) -> ContainerGroup | None:
         """The group as last described and held (see ``hold``), decoded: a fresh model on each read, so
         changing it changes nothing held. None until described."""
-        return ContainerGroup.model_validate_json(self.held) if self.held else None
+        return ContainerGroup.model_validate_json(inflate(self.held)) if self.held else None
 
     def hold(self, group: ContainerGroup, *, events: bool = True, held: bytes | None = None) -> None:
         """Hold a described group as ``held_json`` makes it (``held``, when the caller has already made it)."""
-        self.held = held_json(group, events=events) if held is None else held
+        self.held = deflate(held_json(group, events=events) if held is None else held)
         self.group_status = sys.intern(group.Status)
         self.created = group.CreationTime
         self.spot = group.SpotStrategy not in ("", "NoSpot")

@@ -17,6 +17,7 @@ import structlog
 from vk_provider import jsoncodec
 from vk_provider.aio import Backoff
 from vk_provider.kube.client import JSON, KubeAPI, KubeError
+from vk_provider.packing import deflate, inflate
 
 log = structlog.get_logger("vk_provider.kube.watch")
 
@@ -49,11 +50,11 @@ class JSONCache(MutableMapping[str, JSON]):
         self._data: dict[str, bytes] = {}
 
     def __getitem__(self, key: str) -> JSON:
-        decoded: JSON = jsoncodec.loads(self._data[key])
+        decoded: JSON = jsoncodec.loads(inflate(self._data[key]))
         return decoded
 
     def __setitem__(self, key: str, obj: JSON) -> None:
-        self._data[key] = jsoncodec.dumps(for_cache(obj))
+        self._data[key] = deflate(jsoncodec.dumps(for_cache(obj)))
 
     def __delitem__(self, key: str) -> None:
         del self._data[key]

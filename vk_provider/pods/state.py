@@ -16,6 +16,7 @@ from typing import Any
 from vk_provider import jsoncodec
 from vk_provider.errors import ProviderError
 from vk_provider.kube.watch import Informer, object_key
+from vk_provider.packing import deflate, inflate
 from vk_provider.pods.queue import KeyedQueue
 from vk_provider.provider import BackendPod, Interruption, Pod
 
@@ -39,7 +40,7 @@ class Held:
 
     @property
     def status(self) -> dict[str, Any]:
-        return jsoncodec.loads(self.status_json) if self.status_json else {}
+        return jsoncodec.loads(inflate(self.status_json)) if self.status_json else {}
 
 
 @dataclass(slots=True)
@@ -113,7 +114,7 @@ def hold(bp: BackendPod) -> Held:
         uid=bp.uid,
         group_id=bp.group_id,
         group_status=bp.group_status,
-        status_json=jsoncodec.dumps(bp.status) if bp.status else b"",
+        status_json=deflate(jsoncodec.dumps(bp.status)) if bp.status else b"",
         created=bp.created,
         interruption=bp.interruption,
         zone=bp.zone,
