@@ -11,16 +11,16 @@ glibc serves a block of ``M_MMAP_THRESHOLD`` bytes or more (128 KiB at first) wi
 the system on free; but each such free raises the threshold to the freed block's size (up to 32 MiB). After
 a burst's first large answers (a DescribeContainerGroups page, a relist) every later one is carved from the
 heap instead, between blocks that live on, and stays there as free chunks. A fixed threshold keeps large
-blocks out of the heap: 10,000 steady pods held about 17 MB less (docs/benchmarks.md).
+blocks out of the heap (10,000 steady pods: 218-223 MB against 224-241 MB in single runs, docs/benchmarks.md).
 
 ``MALLOC_ARENA_MAX`` and ``MALLOC_MMAP_THRESHOLD_`` set in the environment win (the image sets the former).
 
 The collector: the daemon allocates containers fast (every watch event, ECI answer and request body is a tree
 of dicts and lists) and almost none of them form cycles, so the default first-generation threshold (700)
-runs a collection every few hundred of them, a full one every hundred of those; a 2,000-pod burst spent
-about a second of CPU in them. Once started, the daemon freezes what exists (modules, classes, settings: never
-garbage, and no full collection walks them again) and collects the young generation every 20,000 net
-allocations.
+runs a collection every few hundred of them, a full one every hundred of those: a daemon that started and
+ran a 2,000-pod burst spent 0.4-1.0 s of CPU collecting (0.26 s with the settings below). Once started, the
+daemon freezes what exists (modules, classes, settings: never garbage, and no full collection walks them
+again) and collects the young generation every 20,000 net allocations.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class Entry:
     namespace: str
     name: str
     group_id: str
-    # The described group (``hold``): compact JSON, and what is read of every entry on every tick.
+    # The described group (``hold``): compact JSON, deflated (packing.py); and what every tick reads of an entry.
     held: bytes = b""  # b"" until the group is described
     group_status: str = ""  # its Status word
     created: datetime | None = None  # its CreationTime

@@ -38,7 +38,8 @@ def for_cache(obj: JSON) -> JSON:
 
 
 class JSONCache(MutableMapping[str, JSON]):
-    """An informer's cache: each object held as compact JSON (``for_cache``'s form), decoded on every read.
+    """An informer's cache: each object held as compact JSON (``for_cache``'s form), deflated (packing.py: a pod
+    of the benchmarks 2.4 KB -> 0.4 KB), inflated and decoded on every read.
 
     At 10,000 pods the decoded dicts took about 8 KB a pod (2.7 KB as JSON): a cache of dicts was the
     largest part of the daemon's memory. A read returns a fresh dict (about 5 us for a 2.2 KB pod through

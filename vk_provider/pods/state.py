@@ -24,8 +24,8 @@ from vk_provider.provider import BackendPod, Interruption, Pod
 @dataclass(slots=True)
 class Held:
     """A group as the controller holds it for every pod: a ``BackendPod`` without its events (the status
-    sync mirrors them from its pending events) and with its status as compact JSON, a third of the memory of
-    the dict at 10,000 pods. ``status`` decodes a fresh dict on each read; only ``sync_status`` reads it."""
+    sync mirrors them from its pending events) and with its status as compact JSON, deflated (packing.py).
+    ``status`` decodes a fresh dict on each read; only ``sync_status`` reads it."""
 
     namespace: str
     name: str
