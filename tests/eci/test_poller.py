@@ -468,3 +468,25 @@ async def test_a_standby_polls_at_its_own_slower_cadence(start: Any) -> None:
         assert [kind_of(a, p) for a, p in ticker.fake.calls[calls:]] == ["poll"]
     finally:
         await provider.close()
+
+
+async def test_a_poll_applies_each_described_page_before_asking_for_the_next(start: Any) -> None:
+    """45 changed groups are described 20 at a time, and each page is applied before the next is asked for: a
+    burst's poll holds one page of decoded groups, not thousands (at 10,000 pods that peak set the RSS)."""
+    provider, world, ticker = await start(45)
+    try:
+        poller = provider.poller
+        describes_at_apply: list[int] = []
+        apply = poller._apply
+
+        async def counting(group: ContainerGroup) -> None:
+            describes_at_apply.append(sum(kind_of(a, p) == "describe" for a, p in ticker.fake.calls))
+            await apply(group)
+
+        poller._apply = counting  # type: ignore[method-assign]
+        world.changed = set(world.ids)
+        await ticker.step()
+        assert ticker.tick(1).count("describe") == 3
+        assert describes_at_apply == [1] * 20 + [2] * 20 + [3] * 5
+    finally:
+        await provider.close()

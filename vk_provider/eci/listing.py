@@ -77,14 +77,18 @@ class Listing(Generic[Page]):
             yield await self.next_page()
 
 
-async def describe_ids(call: Call, ids: list[str]) -> list[ContainerGroup]:
-    """The groups of ``ids`` that exist, ``PAGE`` per call."""
-    out: list[ContainerGroup] = []
+async def describe_pages(call: Call, ids: list[str]) -> AsyncIterator[list[ContainerGroup]]:
+    """The groups of ``ids`` that exist, ``PAGE`` per call, a page at a time: a caller that applies each page
+    before the next holds 20 decoded groups rather than thousands (a burst's poll describes that many)."""
     for i in range(0, len(ids), PAGE):
         batch = ids[i : i + PAGE]
         data = await call("DescribeContainerGroups", {"ContainerGroupIds": batch, "Limit": PAGE})
-        out.extend(DescribeContainerGroupsResponse.model_validate(data).ContainerGroups)
-    return out
+        yield DescribeContainerGroupsResponse.model_validate(data).ContainerGroups
+
+
+async def describe_ids(call: Call, ids: list[str]) -> list[ContainerGroup]:
+    """The groups of ``ids`` that exist, ``PAGE`` per call."""
+    return [g async for page in describe_pages(call, ids) for g in page]
 
 
 async def describe_by_tags(call: Call, params: dict[str, Any]) -> list[ContainerGroup]:

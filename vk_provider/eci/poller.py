@@ -61,7 +61,7 @@ from vk_provider import jsoncodec
 from vk_provider.aio import create_guarded_task
 from vk_provider.eci.feed import Feed
 from vk_provider.eci.index import Entry, Index, digest
-from vk_provider.eci.listing import PAGE, STATUS_PAGE, Call, Listing, describe_ids, tag_params
+from vk_provider.eci.listing import PAGE, STATUS_PAGE, Call, Listing, describe_ids, describe_pages, tag_params
 from vk_provider.eci.models import ContainerGroup, DescribeContainerGroupsResponse, DescribeContainerGroupStatusResponse
 from vk_provider.eci.notices import SpotNotices
 from vk_provider.eci.placement import Placement
@@ -331,10 +331,11 @@ class Poller:
             if following:
                 ids.setdefault(entry.group_id)
         if ids:
-            found = await describe_ids(self._call, list(ids))
-            found_ids = {g.ContainerGroupId for g in found}
-            for g in found:
-                await self._apply(g)
+            found_ids: set[str] = set()
+            async for groups in describe_pages(self._call, list(ids)):
+                for g in groups:
+                    found_ids.add(g.ContainerGroupId)
+                    await self._apply(g)
             for gid in ids:
                 gone = index.by_group(gid)
                 if gid not in found_ids and gone is not None and (gone.deleting or gone.described):
