@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -41,6 +42,17 @@ ALL_IN_ONE = [sys.executable, "-m", "tests.controlplane"] if REAL else [str(VK),
 READY_KEYS = {"kubeconfig", "node", "eci_endpoint", "kubelet_port", "metrics_url"}
 SPDY = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
 WEBSOCKET = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "true"}
+# client-go's WebSocket executor logs this when a frame comes for a stream it has not set up yet. On the real tier
+# kube-apiserver translates kubectl's WebSocket into SPDY for the kubelet, and its translator's first frame can beat
+# kubectl's stream set-up (seen twice in CI on that tier only). No data is lost: stdout is checked byte for byte.
+UPSTREAM_NOISE = re.compile(
+    rb"^E\d{4} [\d:.]+ +\d+ websocket\.go:\d+\] Unknown stream id \d+, discarding message\n", re.M
+)
+
+
+def own_stderr(done: subprocess.CompletedProcess[bytes]) -> bytes:
+    """kubectl's stderr without client-go's stream set-up race (UPSTREAM_NOISE)."""
+    return UPSTREAM_NOISE.sub(b"", done.stderr)
 
 
 @dataclass
@@ -179,7 +191,7 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
         done = sandbox.run(
             "exec", "-i", "hello-eci", "--", "sh", "-c", "head -n 1 | tr a-z A-Z", stdin=b"piped\n", env=protocol
         )
-        assert (done.returncode, done.stdout, done.stderr) == (0, b"PIPED\n", b""), done.stderr
+        assert (done.returncode, done.stdout, own_stderr(done)) == (0, b"PIPED\n", b""), done.stderr
         # One that reads to the end is ended a grace after its last output: a notice on stderr, and a failure.
         done = sandbox.run("exec", "-i", "hello-eci", "--", "cat", stdin=b"to the end\n", env=protocol)
         assert (done.returncode, done.stdout) == (255, b"to the end\n"), done.stderr
@@ -202,7 +214,7 @@ def test_sandbox_runs_the_examples_and_stops_cleanly(sandbox: Sandbox) -> None:
         local.mkdir()
         (local / "sent.bin").write_bytes(bytes(range(256)) * 64)
         done = sandbox.run("cp", str(local / "sent.bin"), f"hello-eci:{local}/in-pod.bin", env=protocol)
-        assert (done.returncode, done.stderr) == (0, b""), done.stderr
+        assert (done.returncode, own_stderr(done)) == (0, b""), done.stderr
         done = sandbox.run("cp", f"hello-eci:{local}/in-pod.bin", str(local / "back.bin"), env=protocol)
         assert done.returncode == 0, done.stderr
         assert (local / "back.bin").read_bytes() == (local / "sent.bin").read_bytes()
