@@ -46,6 +46,11 @@ async def start_daemon(env: dict[str, str], log: Path) -> asyncio.subprocess.Pro
         return await asyncio.create_subprocess_exec(VK, "run", env=env, stdout=out, stderr=out)
 
 
+def log_tail(log: Path, *, since: int = 0) -> str:
+    """The last 3,000 bytes of a daemon's log past byte ``since``, for an assertion's message."""
+    return log.read_bytes()[since:][-3000:].decode(errors="replace")
+
+
 async def started_line(proc: asyncio.subprocess.Process, log: Path, *, since: int = 0) -> dict[str, Any]:
     """The ``daemon started`` line (JSON log) the process wrote past byte ``since`` of its log: it names the
     kubelet port and metrics URL it bound, so a test can give it port 0 (a port picked free before the start
@@ -58,7 +63,7 @@ async def started_line(proc: asyncio.subprocess.Process, log: Path, *, since: in
                 if b'"daemon started"' in raw:
                     return dict(json.loads(raw))
         if proc.returncode is not None:
-            tail = log.read_bytes()[since:][-3000:].decode(errors="replace")
+            tail = log_tail(log, since=since)
             raise AssertionError(f"the daemon exited with code {proc.returncode} before it started:\n{tail}")
         return None
 

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import NODE, REAL, Stack, StackFactory, daemon_flags, running_ready
-from tests.e2e.processes import daemon_env, groups_by_uid, node_ready, start_daemon, started_line
+from tests.e2e.processes import daemon_env, groups_by_uid, log_tail, node_ready, start_daemon, started_line
 from tests.kubectl import Kubectl
 from tests.waiting import eventually
 from vk_provider.app import Daemon
@@ -67,7 +67,7 @@ class Replica:
         return out
 
     def log_tail(self) -> str:
-        return self.log.read_bytes()[-3000:].decode(errors="replace")
+        return log_tail(self.log)
 
     async def standing_by(self) -> bool:
         try:
