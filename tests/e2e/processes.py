@@ -51,23 +51,27 @@ def log_tail(log: Path, *, since: int = 0) -> str:
     return log.read_bytes()[since:][-3000:].decode(errors="replace")
 
 
-async def started_line(proc: asyncio.subprocess.Process, log: Path, *, since: int = 0) -> dict[str, Any]:
-    """The ``daemon started`` line (JSON log) the process wrote past byte ``since`` of its log: it names the
-    kubelet port and metrics URL it bound, so a test can give it port 0 (a port picked free before the start
-    may be some connection's by then). AssertionError with the log's tail if the process exits first."""
+async def log_line(
+    proc: asyncio.subprocess.Process, log: Path, event: str, *, since: int = 0, timeout: float = 60
+) -> dict[str, Any]:
+    """The first JSON log line with this ``event`` the process wrote past byte ``since`` of its log. ``daemon
+    started`` names the kubelet port and metrics URL it bound and ``admission webhook listening`` the webhook's
+    port, so a test can give it port 0 (a port picked free before the start may be some connection's by then).
+    AssertionError with the log's tail if the process exits first."""
+    needle = json.dumps(event).encode()
 
     def line() -> dict[str, Any] | None:
         with log.open("rb") as f:
             f.seek(since)
             for raw in f:
-                if b'"daemon started"' in raw:
+                if needle in raw:
                     return dict(json.loads(raw))
         if proc.returncode is not None:
             tail = log_tail(log, since=since)
-            raise AssertionError(f"the daemon exited with code {proc.returncode} before it started:\n{tail}")
+            raise AssertionError(f"the daemon exited with code {proc.returncode} before '{event}':\n{tail}")
         return None
 
-    return await eventually(line, timeout=60, interval=0.1, what=f"'daemon started' in {log}")
+    return await eventually(line, timeout=timeout, interval=0.1, what=f"'{event}' in {log}")
 
 
 def groups_by_uid(stack: Stack, node: str = NODE) -> Counter[str]:

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import NODE, REAL, Stack, StackFactory, daemon_flags, running_ready
-from tests.e2e.processes import daemon_env, groups_by_uid, log_tail, node_ready, start_daemon, started_line
+from tests.e2e.processes import daemon_env, groups_by_uid, log_line, log_tail, node_ready, start_daemon
 from tests.kubectl import Kubectl
 from tests.waiting import eventually
 from vk_provider.app import Daemon
@@ -53,7 +53,7 @@ class Replica:
         """Start the process and learn from its log the ports it bound (it binds port 0 for both)."""
         since = self.log.stat().st_size if self.log.exists() else 0
         self.proc = await start_daemon(self.env, self.log)
-        started = await started_line(self.proc, self.log, since=since)
+        started = await log_line(self.proc, self.log, "daemon started", since=since)
         self.metrics, self.kubelet_port = str(started["metrics"]), int(started["kubelet_port"])
 
     async def metric_values(self) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """The narrow views of the server that its parts get to work with, instead of the server object itself.
 
-Controllers get the store and the CA, never HTTP. Each HTTP handler module gets only what it reads: the REST verbs
+Controllers get the store, the CA and admission (the pods they create pass it, as a real controller's creates
+through the API do), never HTTP. Each HTTP handler module gets only what it reads: the REST verbs
 the store (reads also the bookmark interval); subresources the store and the token signer; reviews and request
 authentication the authenticator and authorizer; the kubelet proxy and the metrics API the store and the
 kubelet-client TLS context.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
+from vk_sandbox.apiserver.admission import Admission
 from vk_sandbox.apiserver.auth import Authenticator, Authorizer
 from vk_sandbox.apiserver.certs import CertificateAuthority
 from vk_sandbox.apiserver.store import Store
@@ -22,6 +24,7 @@ class ControllerContext:
     store: Store
     ca: CertificateAuthority
     node_lease_grace_seconds: float
+    admission: Admission
 
 
 @dataclass(frozen=True)

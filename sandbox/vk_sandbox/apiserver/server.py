@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from vk_provider.aio import create_guarded_task
+from vk_sandbox.apiserver.admission import Admission
 from vk_sandbox.apiserver.auth import Authenticator, Authorizer, bootstrap_rbac
 from vk_sandbox.apiserver.certs import CertificateAuthority
 from vk_sandbox.apiserver.context import (
@@ -183,7 +184,12 @@ class SandboxAPIServer:
                 raise
             self.log.warning("sandbox controllers are not available in this build")
             return
-        ctx = ControllerContext(store=self.store, ca=self.ca, node_lease_grace_seconds=self.node_lease_grace_seconds)
+        ctx = ControllerContext(
+            store=self.store,
+            ca=self.ca,
+            node_lease_grace_seconds=self.node_lease_grace_seconds,
+            admission=Admission(self.store),
+        )
         for controller in mod.CONTROLLERS:
             name = getattr(controller, "__name__", "controller")
             self._tasks.append(create_guarded_task(controller(ctx), name=f"sandbox-{name}"))

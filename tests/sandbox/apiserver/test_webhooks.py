@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from tests.sandbox.apiserver.conftest import Kubectl
+from tests.waiting import eventually
 from vk_sandbox.apiserver.certs import CertificateAuthority
 from vk_sandbox.apiserver.server import SandboxAPIServer
 
@@ -293,3 +294,48 @@ async def test_no_endpoints_is_a_call_failure(cluster: SandboxAPIServer, kc: Kub
     await kc.ok("apply", "-f", "-", stdin=json.dumps(mutating("label", hook, "label")).encode())
     rc, _, err = await apply(kc, pod("p"))
     assert rc != 0 and 'no endpoints available for service "hook"' in err
+
+
+async def test_pods_the_controllers_create_pass_the_webhooks(
+    tmp_path: Path, hook: Hook, kubectl_env: dict[str, str]
+) -> None:
+    """As in a real cluster, a ReplicaSet's and a Job's pods are created through admission: the mutating webhook
+    sees each one, sent by the controller's service account, and its patch is in the stored pod. A webhook that fails
+    under failurePolicy Fail stops the controller's creates."""
+    template = {"metadata": {"labels": {"app": "ctl"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+    rs = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": "rs", "namespace": "default"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "ctl"}}, "template": template},
+    }
+    job_template = {"metadata": {"labels": {"app": "job"}}, "spec": {**template["spec"], "restartPolicy": "Never"}}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "job", "namespace": "default"},
+        "spec": {"template": job_template},
+    }
+    async with SandboxAPIServer(directory=tmp_path / "api") as srv:
+        kc = Kubectl(kubectl_env, srv.kubeconfig_path)
+        await apply(kc, mutating("label", hook, "label", url=True))
+        await kc.ok("apply", "-f", "-", stdin=json.dumps(rs).encode())
+        await kc.ok("apply", "-f", "-", stdin=json.dumps(job).encode())
+
+        def pods() -> list[dict[str, Any]]:
+            return srv.store.list("pods", "default")[0]
+
+        await eventually(lambda: len(pods()) == 4, timeout=10, what="3 ReplicaSet pods and 1 Job pod")
+        assert all(p["metadata"]["labels"]["mutated"] == "yes" for p in pods())
+        users = sorted(review["userInfo"]["username"] for review in hook.calls["label"])
+        assert (
+            users
+            == ["system:serviceaccount:kube-system:job-controller"]
+            + ["system:serviceaccount:kube-system:replicaset-controller"] * 3
+        )
+
+        await kc.ok("delete", "mutatingwebhookconfiguration", "label")
+        await apply(kc, mutating("fail", hook, "fail", url=True, failurePolicy="Fail"))
+        await kc.ok("scale", "replicaset/rs", "--replicas=5")
+        await eventually(lambda: len(hook.calls.get("fail", [])) >= 2, timeout=10, what="the failing webhook called")
+        assert len([p for p in pods() if p["metadata"]["labels"]["app"] == "ctl"]) == 3

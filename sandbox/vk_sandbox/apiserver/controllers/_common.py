@@ -12,10 +12,13 @@ import structlog
 
 from vk_provider.aio import Backoff
 
+from ..auth import Identity
 from ..errors import ApiError
+from ..resources import RESOURCES
 from .matching import requirement_matches
 
 if TYPE_CHECKING:
+    from ..admission import Admission
     from ..certs import CertificateAuthority
     from ..store import Store
 
@@ -33,6 +36,7 @@ class Context(Protocol):
     store: Store
     ca: CertificateAuthority
     node_lease_grace_seconds: float
+    admission: Admission
 
 
 class KeyQueue(Generic[K]):
@@ -370,6 +374,31 @@ def guarded(controller: str, key: object, fn: Callable[[], R]) -> R | None:
     except Exception:
         log.exception("reconcile failed", controller=controller, key=str(key))
     return None
+
+
+async def create_pods(ctx: Context, pods: Informer, new: list[JSON], controller: str, owner: str) -> int:
+    """Create pods as a real controller does, through the API: each passes admission first (defaults, the mutating
+    webhooks such as the daemon's routing of serverless and burst pods, validation), as the controller's service
+    account, all at once (the real controllers' creates of one pass run in parallel). A pod that admission or the
+    store refuses is logged and not created; the owner's next pass tries again. Returns how many were created."""
+    ident = Identity(
+        f"system:serviceaccount:kube-system:{controller}-controller",
+        ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"),
+    )
+    rt = RESOURCES["pods"]
+
+    async def one(pod: JSON) -> bool:
+        try:
+            admitted = await ctx.admission.admit("CREATE", rt, None, pod, ident)
+            pods.apply("ADDED", ctx.store.create_now("pods", admitted))
+            return True
+        except ApiError as exc:
+            log.info("controller could not create a pod", controller=controller, owner=owner, error=exc.message)
+        except Exception:  # as guarded: never stops the controller
+            log.exception("controller could not create a pod", controller=controller, owner=owner)
+        return False
+
+    return sum(await asyncio.gather(*(one(p) for p in new)))
 
 
 ControllerFn = Callable[[Context], Coroutine[Any, Any, None]]

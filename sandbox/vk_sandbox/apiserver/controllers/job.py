@@ -19,6 +19,7 @@ from ._common import (
     Context,
     Informer,
     KeyQueue,
+    create_pods,
     get_condition,
     guarded,
     key_of,
@@ -101,13 +102,14 @@ async def job_controller(ctx: Context) -> None:
                 if gone is not None:
                     pods.apply("DELETED" if ctx.store.get("pods", pns, pname) is None else "MODIFIED", gone)
 
-    def reconcile(key: tuple[str, str]) -> bool:
+    def reconcile(key: tuple[str, str]) -> tuple[bool, list[JSON]]:
+        """One pass: (more work remains, the new pods to create through admission)."""
         job = jobs.objects.get(key)
         if job is None or meta(job).get("deletionTimestamp"):
-            return False
-        namespace, name = key
+            return False, []
         owned = pods.owned(str(meta(job).get("uid")))
         more = False
+        new: list[JSON] = []
         outcome: str | None = None
         if job_finished(job) or (job.get("spec") or {}).get("suspend"):
             delete_active(owned)
@@ -116,17 +118,11 @@ async def job_controller(ctx: Context) -> None:
             if outcome is not None:
                 delete_active(owned)
             template = (job.get("spec") or {}).get("template") or {}
-            for _ in range(min(create, BURST)):
-                try:
-                    pod = pod_from_template(job, template, extra_labels=job_labels(job))
-                    pods.apply("ADDED", ctx.store.create_now("pods", pod))
-                except ApiError as exc:
-                    log.info("job could not create a pod", job=f"{namespace}/{name}", error=exc.message)
-                    break
+            new = [pod_from_template(job, template, extra_labels=job_labels(job)) for _ in range(min(create, BURST))]
             more = create > BURST
         owned = pods.owned(str(meta(job).get("uid")))
         write_status(job, owned, outcome)
-        return more
+        return more, new
 
     def write_status(job: JSON, owned: list[JSON], outcome: str | None) -> None:
         namespace, name = key_of(job)
@@ -182,7 +178,10 @@ async def job_controller(ctx: Context) -> None:
         await pods.synced.wait()
         while True:
             for key in await queue.take():
-                if guarded("job", key, lambda: reconcile(key)):  # noqa: B023 (called at once)
+                more, new = guarded("job", key, lambda: reconcile(key)) or (False, [])  # noqa: B023 (called at once)
+                if new:  # then a pass for the status that counts them
+                    more = await create_pods(ctx, pods, new, "job", "/".join(key)) > 0 or more
+                if more:
                     queue.add(key)
             await asyncio.sleep(0)
 

@@ -27,6 +27,7 @@ from ._common import (
     Informer,
     KeyQueue,
     controller_uid,
+    create_pods,
     get_condition,
     guarded,
     key_of,
@@ -202,11 +203,11 @@ async def replicaset_controller(ctx: Context) -> None:
     replicasets = Informer(ctx.store, "replicasets.apps", on_rs)
     pods = Informer(ctx.store, "pods", on_pod)
 
-    def reconcile(key: tuple[str, str]) -> bool:
-        """One pass; True when more work remains (burst limit reached)."""
+    def reconcile(key: tuple[str, str]) -> tuple[bool, list[JSON]]:
+        """One pass: (more work remains (burst limit reached), the new pods to create through admission)."""
         rs = replicasets.objects.get(key)
         if rs is None or meta(rs).get("deletionTimestamp"):
-            return False
+            return False, []
         namespace, name = key
         uid = str(meta(rs).get("uid"))
         spec = rs.get("spec") or {}
@@ -223,15 +224,11 @@ async def replicaset_controller(ctx: Context) -> None:
         active = [p for p in owned if pod_is_active(p)]
         want = int(spec.get("replicas", 1) or 0)
         more = False
+        new: list[JSON] = []
         diff = want - len(active)
         if diff > 0:
             template = spec.get("template") or {}
-            for _ in range(min(diff, BURST)):
-                try:
-                    pods.apply("ADDED", ctx.store.create_now("pods", pod_from_template(rs, template)))
-                except ApiError as exc:
-                    log.info("replicaset could not create a pod", replicaset=f"{namespace}/{name}", error=exc.message)
-                    break
+            new = [pod_from_template(rs, template) for _ in range(min(diff, BURST))]
             more = diff > BURST
         elif diff < 0:
             victims = pods_to_delete(active, related_pods(rs), min(-diff, BURST))
@@ -257,7 +254,7 @@ async def replicaset_controller(ctx: Context) -> None:
                 )
             except ApiError as exc:
                 log.debug("replicaset status not written", replicaset=f"{namespace}/{name}", error=exc.message)
-        return more
+        return more, new
 
     def related_pods(rs: JSON) -> list[JSON]:
         """The pods of every ReplicaSet with the same controlling owner (a Deployment's), or of this one."""
@@ -301,7 +298,10 @@ async def replicaset_controller(ctx: Context) -> None:
         await pods.synced.wait()
         while True:
             for key in await queue.take():
-                if guarded("replicaset", key, lambda: reconcile(key)):  # noqa: B023 (called at once)
+                more, new = guarded("replicaset", key, lambda: reconcile(key)) or (False, [])  # noqa: B023
+                if new:  # then a pass for the status that counts them
+                    more = await create_pods(ctx, pods, new, "replicaset", "/".join(key)) > 0 or more
+                if more:
                     queue.add(key)
             await asyncio.sleep(0)
 

@@ -13,10 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from vk_sandbox.apiserver import patch
+from vk_sandbox.apiserver.admission import Admission
 from vk_sandbox.apiserver.auth import Identity
 from vk_sandbox.apiserver.errors import ApiError, bad_request, conflict, method_not_allowed, not_found
 from vk_sandbox.apiserver.events import external, internal
-from vk_sandbox.apiserver.handlers.admission import Admission
 from vk_sandbox.apiserver.handlers.request import Target, check_kind, dry_run, read_body, read_object
 from vk_sandbox.apiserver.handlers.response import object_response
 from vk_sandbox.apiserver.store import Store

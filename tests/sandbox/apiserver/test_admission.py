@@ -7,8 +7,8 @@ from typing import Any
 
 from tests.kubectl import Kubectl
 from tests.sandbox.apiserver.test_controllers_csr import csr_object, csr_pem
+from vk_sandbox.apiserver.admission import CSR, Admission
 from vk_sandbox.apiserver.auth import Identity
-from vk_sandbox.apiserver.handlers.admission import CSR, Admission
 from vk_sandbox.apiserver.resources import RESOURCES
 from vk_sandbox.apiserver.server import SandboxAPIServer
 from vk_sandbox.apiserver.store import Store
