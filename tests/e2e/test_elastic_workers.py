@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -238,30 +239,40 @@ async def test_a_serverless_namespace_goes_to_the_virtual_node_and_a_stopped_dae
         assert "nodeSelector" not in pod["spec"] and ANNOTATION_RULE not in (pod["metadata"].get("annotations") or {})
 
 
-async def test_a_rule_with_max_5_stops_at_5(
+async def test_a_rule_with_max_5_stops_at_5_and_a_changed_profile_file_is_taken_without_a_restart(
     make_stack: StackFactory, tmp_path: Path, kubectl_env: dict[str, str]
 ) -> None:
-    """Pods that fit nowhere under a rule with max.pods 5 (the profile from the daemon's environment): five burst,
-    the other three stay Pending with one BurstSkipped each naming the limit."""
-    rules = [
-        {
+    """The profile in the daemon's settings file (as the shipped ConfigMap mounts it): pods that fit nowhere under a
+    rule with max.pods 5: five burst, the other three stay Pending with one BurstSkipped each naming the limit. The
+    file is then replaced (as the kubelet swaps a ConfigMap's files) with max.pods 6: the running daemon takes it and
+    one more pod bursts."""
+    config = tmp_path / "vk-eci.yaml"
+
+    def write_profile(pods: int) -> None:
+        rule = {
             "name": "capped",
             "mode": "burst",
             "namespaceSelector": {"matchLabels": {"vk-eci.io/mode": "capped"}},
-            "max": {"pods": 5},
+            "max": {"pods": pods},
         }
-    ]
-    async with cluster(make_stack, tmp_path, kubectl_env, **{"elastic.rules": rules}) as c:
+        (tmp_path / "next.yaml").write_text(json.dumps({"elastic": {"rules": [rule]}}))  # JSON is YAML
+        os.replace(tmp_path / "next.yaml", config)
+
+    async def on_the_node() -> tuple[list[str], list[str]]:
+        pods = (await c.get("pods", "-n", "a"))["items"]
+        bound = sorted(p["metadata"]["name"] for p in pods if p["spec"].get("nodeName") == NODE)
+        return bound, sorted(p["metadata"]["name"] for p in pods if not p["spec"].get("nodeName"))
+
+    async def bound(count: int) -> bool:
+        return len((await on_the_node())[0]) == count
+
+    write_profile(5)
+    async with cluster(make_stack, tmp_path, kubectl_env, config_file=str(config)) as c:
         await c.namespace("a", "capped")
         for i in range(8):
             await c.apply(_pod(f"big-{i}", "3"), "a")
-
-        async def settled() -> list[dict[str, Any]] | None:
-            pods = (await c.get("pods", "-n", "a"))["items"]
-            return pods if sum(p["spec"].get("nodeName") == NODE for p in pods) == 5 else None
-
-        pods = await eventually(settled, timeout=30, interval=0.3, what="5 pods on the virtual node")
-        pending = sorted(p["metadata"]["name"] for p in pods if not p["spec"].get("nodeName"))
+        await eventually(lambda: bound(5), timeout=30, interval=0.3, what="5 pods on the virtual node")
+        _, pending = await on_the_node()
         assert len(pending) == 3
 
         async def skipped() -> dict[str, list[str]] | None:
@@ -271,6 +282,10 @@ async def test_a_rule_with_max_5_stops_at_5(
         events = await eventually(skipped, timeout=15, interval=0.3, what="BurstSkipped on the 3 pending pods")
         assert sorted(events) == pending
         assert all(len(m) == 1 and "max pods 5" in m[0] for m in events.values()), events
+        assert len((await on_the_node())[0]) == 5  # still: the skips were decided, not a moment before a sixth
+
+        write_profile(6)
+        await eventually(lambda: bound(6), timeout=30, interval=0.3, what="a sixth pod on the virtual node")
 
 
 def test_the_sandbox_registers_the_shipped_webhook() -> None:
