@@ -282,6 +282,9 @@ class ECIClient:
         self._closed = True
         # Threads stuck in a read are bounded by the SDK's read timeout; do not wait on the loop.
         self._pool.shutdown(wait=False, cancel_futures=True)
+        # Its kept-alive connections now, not whenever the collector finds them (a connection still in use by a
+        # thread is closed when that thread hands it back).
+        self._acs.session.close()
 
     def _build(self, action: str, params: Mapping[str, Any]) -> Any:
         module = importlib.import_module(f"aliyunsdkeci.request.v20180808.{action}Request")

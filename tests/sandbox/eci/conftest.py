@@ -30,9 +30,14 @@ def sdk_client(sim: ECISimulator, key_id: str | None = None, secret: str | None 
 
 
 async def call(sim: ECISimulator, request: RpcRequest, client: AcsClient | None = None) -> dict[str, Any]:
-    """Send one SDK request to the simulator (in a thread: the SDK blocks) and parse the JSON answer."""
+    """Send one SDK request to the simulator (in a thread: the SDK blocks) and parse the JSON answer. The client is
+    for this call only: its kept-alive connection is closed after it (left to the collector, a ResourceWarning)."""
     request.set_endpoint(sim.endpoint.removeprefix("http://"))
-    raw = await asyncio.to_thread((client or sdk_client(sim)).do_action_with_exception, request)
+    client = client or sdk_client(sim)
+    try:
+        raw = await asyncio.to_thread(client.do_action_with_exception, request)
+    finally:
+        client.session.close()
     return json.loads(raw)  # type: ignore[no-any-return]
 
 

@@ -47,6 +47,7 @@ def test_cli_generates_credentials_and_serves(tmp_path: Path) -> None:
         req = DescribeRegionsRequest()
         req.set_endpoint(info["endpoint"].removeprefix("http://"))
         assert json.loads(client.do_action_with_exception(req))["Regions"][0]["RegionId"] == "cn-beijing"
+        client.session.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
