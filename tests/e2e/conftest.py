@@ -59,6 +59,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
 
 
+def deployment(
+    name: str, replicas: int, pod_spec: dict[str, Any], annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A Deployment of ``replicas`` pods labelled ``app: <name>`` with this spec (and template annotations)."""
+    template: dict[str, Any] = {"metadata": {"labels": {"app": name}}, "spec": pod_spec}
+    if annotations:
+        template["metadata"]["annotations"] = annotations
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": template},
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

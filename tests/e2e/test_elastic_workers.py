@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import NODE, Stack, StackFactory
+from tests.e2e.conftest import NODE, Stack, StackFactory, deployment
 from tests.e2e.processes import daemon_env, log_line, start_daemon
 from tests.kubectl import Kubectl
 from tests.waiting import eventually
@@ -42,16 +42,7 @@ def _pod(name: str, cpu: str = "500m", **spec: Any) -> dict[str, Any]:
 
 
 def _deployment(name: str, replicas: int, cpu: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": _pod(name, cpu)["spec"]},
-        },
-    }
+    return deployment(name, replicas, _pod(name, cpu)["spec"])
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import NODE, Stack, StackFactory, running_ready
+from tests.e2e.conftest import NODE, Stack, StackFactory, deployment, running_ready
 from tests.sandbox.apiserver.conftest import Kubectl
 from tests.waiting import eventually
 
@@ -26,25 +26,9 @@ SPOT = {"k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo"}
 TOLERATE = [{"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}]
 
 
-def deployment(name: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels, "annotations": SPOT},
-                "spec": {
-                    "nodeName": NODE,
-                    "tolerations": TOLERATE,
-                    "containers": [{"name": "app", "image": "nginx:1.25"}],
-                },
-            },
-        },
-    }
+def spot_deployment(name: str, replicas: int) -> dict[str, Any]:
+    spec = {"nodeName": NODE, "tolerations": TOLERATE, "containers": [{"name": "app", "image": "nginx:1.25"}]}
+    return deployment(name, replicas, spec, SPOT)
 
 
 async def pods_of(stack: Stack, app: str) -> list[dict[str, Any]]:
@@ -65,7 +49,7 @@ async def test_reclaimed_replicas_are_replaced_before_the_release(make_stack: St
     (naming the release time) and DisruptionTarget, is evicted and gone, and 5 replicas are Running again
     well before the release. Every pod carries its group id, billed spec and zone."""
     stack = await make_stack(**{"eci.spot_notice_poll_interval_seconds": 1.0})
-    await stack.create("/apis/apps/v1/namespaces/default/deployments", deployment("spot", 5))
+    await stack.create("/apis/apps/v1/namespaces/default/deployments", spot_deployment("spot", 5))
 
     async def five_placed() -> list[dict[str, Any]] | None:
         pods = [p for p in await pods_of(stack, "spot") if not p["metadata"].get("deletionTimestamp")]
@@ -151,7 +135,7 @@ async def test_a_disruption_budget_paces_the_evictions(make_stack: StackFactory)
     discovery = await stack.kube.get_or_none("/apis/policy/v1")
     if not any(r.get("name") == "poddisruptionbudgets" for r in (discovery or {}).get("resources") or []):
         pytest.skip("the sandbox API server has no PodDisruptionBudget yet (issue 11)")
-    await stack.create("/apis/apps/v1/namespaces/default/deployments", deployment("pdb", 5))
+    await stack.create("/apis/apps/v1/namespaces/default/deployments", spot_deployment("pdb", 5))
     pdb = {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
