@@ -737,8 +737,8 @@ def _stamp_csr_conditions(old: dict[str, Any], new: dict[str, Any]) -> None:
     """As the real CSR strategy on a status or approval write: a condition without ``lastUpdateTime`` gets now, one
     without ``lastTransitionTime`` the old one of the same type and status, else now."""
     now = now_rfc3339()
-    before = [c for c in (old.get("status") or {}).get("conditions") or [] if isinstance(c, dict)]
-    for cond in (new.get("status") or {}).get("conditions") or []:
+    before = [c for c in _conditions(old) if isinstance(c, dict)]
+    for cond in _conditions(new):
         if not isinstance(cond, dict):
             continue
         if not cond.get("lastUpdateTime"):
@@ -753,6 +753,13 @@ def _stamp_csr_conditions(old: dict[str, Any], new: dict[str, Any]) -> None:
                 ),
                 now,
             )
+
+
+def _conditions(obj: dict[str, Any]) -> list[Any]:
+    """``status.conditions`` when the body has them as a list (a body of the wrong shape is validation's to refuse)."""
+    status = obj.get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    return conditions if isinstance(conditions, list) else []
 
 
 def _storage_key(rt: ResourceType, namespace: str, name: str) -> str:

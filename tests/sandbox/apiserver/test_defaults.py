@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from vk_sandbox.apiserver.errors import ApiError
@@ -66,6 +66,7 @@ def _bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_bodies(), _JSON)
+@example(("certificatesigningrequests.certificates.k8s.io", {"metadata": {"name": "ok"}}), {"status": True})
 def test_random_bodies_never_crash_the_store(case: tuple[str, dict[str, Any]], patch_body: Any) -> None:
     """Create, then strategic-merge-patch, with arbitrary JSON: each step either works or raises ApiError."""
     key, body = case
