@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from vk_sandbox.apiserver.controllers._common import selector_matches
+from vk_sandbox.apiserver.controllers.matching import selector_matches
 from vk_sandbox.apiserver.errors import ApiError
 from vk_sandbox.apiserver.store import Store, now_rfc3339
 

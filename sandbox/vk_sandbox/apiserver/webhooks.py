@@ -36,7 +36,7 @@ import structlog
 
 from vk_sandbox.apiserver import patch
 from vk_sandbox.apiserver.auth import Identity
-from vk_sandbox.apiserver.controllers._common import selector_matches
+from vk_sandbox.apiserver.controllers.matching import selector_matches
 from vk_sandbox.apiserver.errors import ApiError
 from vk_sandbox.apiserver.events import external, internal
 from vk_sandbox.apiserver.resources import ResourceType

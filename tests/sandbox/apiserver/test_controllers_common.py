@@ -13,9 +13,9 @@ from vk_sandbox.apiserver.controllers._common import (
     KeyQueue,
     guarded,
     restarting,
-    selector_matches,
     set_condition,
 )
+from vk_sandbox.apiserver.controllers.matching import selector_matches
 from vk_sandbox.apiserver.errors import ApiError
 from vk_sandbox.apiserver.server import SandboxAPIServer
 

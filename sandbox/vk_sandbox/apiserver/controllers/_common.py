@@ -15,7 +15,6 @@ from vk_provider.aio import Backoff
 from ..auth import Identity
 from ..errors import ApiError
 from ..resources import RESOURCES
-from .matching import requirement_matches
 
 if TYPE_CHECKING:
     from ..admission import Admission
@@ -143,15 +142,6 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
         if ref.get("controller"):
             return str(ref.get("uid"))
     return None
-
-
-def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector (matchLabels and matchExpressions). An empty selector matches everything."""
-    if not selector:
-        return True
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    return all(requirement_matches(labels, r) for r in selector.get("matchExpressions") or [])
 
 
 def get_condition(obj: Mapping[str, Any], ctype: str) -> JSON | None:

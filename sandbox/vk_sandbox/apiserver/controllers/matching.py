@@ -37,6 +37,15 @@ def _int_or_none(text: str | None) -> int | None:
         return None
 
 
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """A metav1.LabelSelector (matchLabels and matchExpressions). An empty selector matches everything."""
+    if not selector:
+        return True
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    return all(requirement_matches(labels, r) for r in selector.get("matchExpressions") or [])
+
+
 def requirement_matches(labels: Mapping[str, str], requirement: Mapping[str, Any]) -> bool:
     """One ``NodeSelectorRequirement`` against a label set (In, NotIn, Exists, DoesNotExist, Gt, Lt)."""
     key = str(requirement.get("key", ""))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .capacity import CPU, MEMORY, PODS, Amounts, allocatable, insufficient, nonzero_requests, pod_requests
-from .matching import requirement_matches, term_matches, toleration_tolerates, unfit_reason
+from .matching import selector_matches, term_matches, toleration_tolerates, unfit_reason
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -40,15 +40,6 @@ def _key(obj: Mapping[str, Any]) -> Key:
     return str(m.get("namespace") or ""), str(m.get("name") or "")
 
 
-def _selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """A LabelSelector; in an affinity term a missing selector matches nothing, an empty one everything."""
-    if selector is None:
-        return False
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    return all(requirement_matches(labels, r) for r in selector.get("matchExpressions") or [])
-
-
 def _anti_affinity_terms(pod: Mapping[str, Any]) -> list[JSON]:
     affinity = (pod.get("spec") or {}).get("affinity") or {}
     anti = affinity.get("podAntiAffinity") or {}
@@ -67,7 +58,8 @@ def _term_selects(term: Mapping[str, Any], owner: Mapping[str, Any], other: Mapp
             return False
     elif other_ns != _meta(owner).get("namespace"):
         return False
-    return _selector_matches(term.get("labelSelector"), _meta(other).get("labels") or {})
+    selector = term.get("labelSelector")  # in an affinity term a missing selector matches nothing
+    return selector is not None and selector_matches(selector, _meta(other).get("labels") or {})
 
 
 def _rv(obj: Mapping[str, Any]) -> int:

@@ -39,8 +39,8 @@ from ._common import (
     pod_is_ready,
     pod_phase,
     run_supervised,
-    selector_matches,
 )
+from .matching import selector_matches
 
 # Pods created or deleted per ReplicaSet per pass (the real controller's slow-start burst is similar).
 BURST = 100
