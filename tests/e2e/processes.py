@@ -51,9 +51,7 @@ def log_tail(log: Path, *, since: int = 0) -> str:
     return log.read_bytes()[since:][-3000:].decode(errors="replace")
 
 
-async def log_line(
-    proc: asyncio.subprocess.Process, log: Path, event: str, *, since: int = 0, timeout: float = 60
-) -> dict[str, Any]:
+async def log_line(proc: asyncio.subprocess.Process, log: Path, event: str, *, since: int = 0) -> dict[str, Any]:
     """The first JSON log line with this ``event`` the process wrote past byte ``since`` of its log. ``daemon
     started`` names the kubelet port and metrics URL it bound and ``admission webhook listening`` the webhook's
     port, so a test can give it port 0 (a port picked free before the start may be some connection's by then).
@@ -71,7 +69,7 @@ async def log_line(
             raise AssertionError(f"the daemon exited with code {proc.returncode} before '{event}':\n{tail}")
         return None
 
-    return await eventually(line, timeout=timeout, interval=0.1, what=f"'{event}' in {log}")
+    return await eventually(line, timeout=60, interval=0.1, what=f"'{event}' in {log}")
 
 
 def groups_by_uid(stack: Stack, node: str = NODE) -> Counter[str]:

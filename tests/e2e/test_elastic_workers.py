@@ -52,7 +52,6 @@ class Cluster:
     stack: Stack
     kubectl: Kubectl
     proc: asyncio.subprocess.Process
-    log: Path
 
     async def apply(self, obj: dict[str, Any], ns: str) -> None:
         await self.kubectl.ok("apply", "-n", ns, "-f", "-", stdin=json.dumps(obj).encode())
@@ -110,7 +109,7 @@ async def cluster(
             {"op": "replace", "path": "/webhooks/0/clientConfig/url", "value": f"https://127.0.0.1:{port}/mutate-pods"}
         ]
         await kubectl.ok("patch", mwc, "--type=json", "-p", json.dumps(url))
-        yield Cluster(stack, kubectl, proc, log)
+        yield Cluster(stack, kubectl, proc)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
