@@ -214,42 +214,25 @@ async def until(check: Any, timeout: float, what: str) -> float:
 
 
 async def register_webhook(kube: KubeAPI, port: int) -> None:
+    """The shipped webhook configuration (by URL, as `make run` registers it) and the burst namespace."""
+    from vk_sandbox.up import elastic_webhook_configuration
+
     await kube.request(
         "POST",
         "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
-        body={
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": "vk-eci"},
-            "webhooks": [
-                {
-                    "name": "pods.elastic.vk-eci.io",
-                    "admissionReviewVersions": ["v1"],
-                    "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate-pods"},
-                    "rules": [
-                        {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}
-                    ],
-                    "failurePolicy": "Ignore",
-                    "sideEffects": "None",
-                    "timeoutSeconds": 2,
-                    "namespaceSelector": {
-                        "matchExpressions": [
-                            {
-                                "key": "kubernetes.io/metadata.name",
-                                "operator": "NotIn",
-                                "values": ["kube-system", "vk-eci"],
-                            }
-                        ]
-                    },
-                }
-            ],
-        },
+        body=elastic_webhook_configuration(port),
     )
     await kube.request(
         "POST",
         "/api/v1/namespaces",
         body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": {"vk-eci.io/mode": "burst"}}},
     )
+
+
+def control_plane_cpu(b: Bench) -> dict[str, float]:
+    """CPU seconds of the real control plane's processes so far, by component ({} for the sandbox, in-process)."""
+    cpu_seconds = getattr(b.apiserver, "cpu_seconds", None)
+    return dict(cpu_seconds()) if cpu_seconds is not None else {}
 
 
 async def scale(kube: KubeAPI, replicas: int) -> None:
@@ -279,12 +262,16 @@ async def run(args: argparse.Namespace) -> int:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="vk-bench-burst-"))
         async with bench_stack(
             Path(tmp),
-            apiserver_options={"workers": WorkerSpec(count=args.workers, cpu=args.worker_cpu, pods=110)},
+            worker_nodes=WorkerSpec(count=args.workers, cpu=args.worker_cpu, pods=110),
+            real=args.control_plane == "real",
             extra={"elastic.webhook_port": webhook_port},
             setup=lambda kube: register_webhook(kube, webhook_port),
         ) as b:
             rows = await phases(b, args, webhook_port, targets)
-    print(f"## Elastic burst: {args.workers} workers x {args.worker_cpu} CPU, 0 -> {args.replicas} x {args.cpu}\n")
+    print(
+        f"## Elastic burst: {args.workers} workers x {args.worker_cpu} CPU, 0 -> {args.replicas} x {args.cpu}, "
+        f"{args.control_plane} control plane\n"
+    )
     print(table(rows))
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)\n")
     for target, measured, ok in targets:
@@ -311,12 +298,13 @@ async def phases(
     watching = asyncio.ensure_future(watch.run())
     try:
         await b.kube.request("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", body=deployment(0, args.cpu))
-        cpu0, own_cpu0 = b.cpu_seconds(), time.process_time()
+        cpu0, own_cpu0, plane0 = b.cpu_seconds(), time.process_time(), control_plane_cpu(b)
         t0 = time.monotonic()
         await scale(b.kube, args.replicas)
         await until(lambda: len(watch.running) >= args.replicas, args.timeout, f"{args.replicas} pods Running")
         all_running = time.monotonic() - t0
         cpu, own_cpu = b.cpu_seconds() - cpu0, time.process_time() - own_cpu0
+        plane = {name: t - plane0.get(name, 0.0) for name, t in control_plane_cpu(b).items()}
         if args.workdir:
             times = {"unschedulable": watch.unschedulable, "bound": watch.bound, "running": watch.running}
             (Path(args.workdir) / "pod-times.json").write_text(json.dumps(times))
@@ -352,7 +340,22 @@ async def phases(
             ),
             ("daemon CPU during the burst (s)", f"{cpu:.1f}"),
             ("daemon RSS (MB)", f"{b.rss_mb():.0f}"),
-            ("this process's CPU during the burst (s: API server, scheduler, simulator, workers)", f"{own_cpu:.1f}"),
+            *(
+                [
+                    ("this process's CPU during the burst (s: simulator, watches)", f"{own_cpu:.1f}"),
+                    (
+                        "control plane CPU during the burst (s)",
+                        ", ".join(f"{name} {t:.1f}" for name, t in sorted(plane.items()) if t >= 0.05),
+                    ),
+                ]
+                if plane
+                else [
+                    (
+                        "this process's CPU during the burst (s: API server, scheduler, simulator, workers)",
+                        f"{own_cpu:.1f}",
+                    )
+                ]
+            ),
             ("bursts counted by the daemon", f"{await b.metric('vk_elastic_bursts_total'):.0f}"),
             ("webhook reviews answered by the daemon", f"{await b.metric('vk_elastic_webhook_requests_total'):.0f}"),
         ]
@@ -374,19 +377,30 @@ async def phases(
         order = [node for _, _, node in watch.deleted[mark:]]
         first_worker = next((i for i, n in enumerate(order) if n != NODE), len(order))
         serverless_after_worker = sum(1 for n in order[first_worker:] if n == NODE)
+        left = len(serverless_before & set(watch.pods))
         rows += [
             (f"scale {args.replicas} -> {args.scale_to} (s)", f"{scale_in:.1f}"),
             ("deleted: serverless / on workers", f"{order.count(NODE)} / {len(order) - order.count(NODE)}"),
             ("serverless pods deleted after the first worker pod", str(serverless_after_worker)),
-            ("serverless pods left", str(len(serverless_before & set(watch.pods)))),
+            ("serverless pods left", str(left)),
         ]
-        targets.append(
-            (
-                "scale-in: every serverless pod deleted before any worker pod",
-                f"{serverless_after_worker} deleted after the first worker pod",
-                serverless_after_worker == 0,
+        if args.control_plane == "real":
+            # The real ReplicaSet deletes the pods it picked concurrently: the order says nothing, the choice does.
+            targets.append(
+                (
+                    "scale-in: every serverless pod among those the ReplicaSet picked",
+                    f"{left} serverless pods left",
+                    left == 0 or len(order) - order.count(NODE) == 0,
+                )
             )
-        )
+        else:
+            targets.append(
+                (
+                    "scale-in: every serverless pod deleted before any worker pod",
+                    f"{serverless_after_worker} deleted after the first worker pod",
+                    serverless_after_worker == 0,
+                )
+            )
     finally:
         watching.cancel()
     return rows
@@ -403,6 +417,13 @@ def main() -> int:
     ap.add_argument("--webhook-seconds", type=float, default=10)
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--workdir", type=Path, help="keep the stack's files (the daemon's log, per-pod times) here")
+    ap.add_argument(
+        "--control-plane",
+        choices=("sandbox", "real"),
+        default="sandbox",
+        help="the sandbox API server with hollow-kubelet workers, or upstream's control plane with kwok's workers "
+        "(built by `make controlplane`)",
+    )
     ap.add_argument("--webhook-client", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.webhook_client:

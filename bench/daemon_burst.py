@@ -32,9 +32,11 @@ from kubernetes_asyncio import config as k8s_config
 from vk_provider.kube.client import KubeAPI
 from vk_provider.settings import FIELDS
 from vk_sandbox.apiserver.server import SandboxAPIServer
+from vk_sandbox.apiserver.workers import WorkerSpec
 from vk_sandbox.eci.server import ECISimulator
 
 NODE = "vk-bench"
+REAL_USER = "vk-bench-daemon"  # the daemon's user on the real control plane (not a node: NodeRestriction)
 VK = str(Path(sys.executable).with_name("vk-provider"))
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -188,6 +190,8 @@ async def bench_stack(
     profile: str = "fast",
     runtime: str = "virtual",
     apiserver_options: dict[str, Any] | None = None,
+    worker_nodes: WorkerSpec | None = None,
+    real: bool = False,
     extra: dict[str, Any] | None = None,
     setup: Callable[[KubeAPI], Awaitable[None]] | None = None,
     command: Sequence[str] = (VK,),
@@ -195,13 +199,32 @@ async def bench_stack(
     """The API server and the simulator in this process, the daemon a subprocess. ``qps`` is the daemon's
     write rate limit (and burst); ``extra`` overrides any daemon setting by path; ``setup`` runs (as admin)
     before the daemon starts; ``runtime`` is the simulator's ("process": real container processes);
-    ``command`` is what runs ``vk-provider`` (bench/heap_probe.py wraps it)."""
-    async with (
-        SandboxAPIServer(directory=directory / "apiserver", **(apiserver_options or {})) as apiserver,
-        ECISimulator(directory=directory / "eci", runtime=runtime, latency_profile=profile) as sim,
-    ):
-        kubeconfig = apiserver.user_kubeconfig(
-            directory / "node.kubeconfig", user=f"system:node:{NODE}", groups=["system:nodes", "system:masters"]
+    ``command`` is what runs ``vk-provider`` (bench/heap_probe.py wraps it); ``worker_nodes`` adds worker nodes.
+    ``real``: upstream's control plane (tests/controlplane, built by `make controlplane`) in processes of its own
+    instead of the sandbox API server, kwok running the worker nodes; the daemon runs as a cluster-admin user that
+    is not a node (NodeRestriction) and this process approves its serving certificate, as an operator would."""
+    async with contextlib.AsyncExitStack() as stack:
+        apiserver: Any
+        if real:
+            from tests.controlplane.launcher import ControlPlane
+
+            apiserver = ControlPlane(directory / "cluster")
+            stack.callback(apiserver.stop)
+            await asyncio.to_thread(apiserver.start)
+            if worker_nodes is not None:
+                await asyncio.to_thread(apiserver.add_workers, worker_nodes)
+            kubeconfig = apiserver.user_kubeconfig(
+                directory / "daemon.kubeconfig", user=REAL_USER, groups=["system:masters"]
+            )
+        else:
+            apiserver = await stack.enter_async_context(
+                SandboxAPIServer(directory=directory / "apiserver", workers=worker_nodes, **(apiserver_options or {}))
+            )
+            kubeconfig = apiserver.user_kubeconfig(
+                directory / "node.kubeconfig", user=f"system:node:{NODE}", groups=["system:nodes", "system:masters"]
+            )
+        sim = await stack.enter_async_context(
+            ECISimulator(directory=directory / "eci", runtime=runtime, latency_profile=profile)
         )
         metrics_port = free_port()
         flags = daemon_flags(
@@ -214,6 +237,7 @@ async def bench_stack(
             extra={
                 "elastic.webhook_port": free_port(),
                 "elastic.webhook_bind_address": "127.0.0.1",
+                **({"kubelet.csr_poll_seconds": 0.2} if real else {}),
                 **(extra or {}),
             },
         )
@@ -221,6 +245,12 @@ async def bench_stack(
         cfg = k8s_client.Configuration()
         await k8s_config.load_kube_config(config_file=str(apiserver.kubeconfig_path), client_configuration=cfg)
         kube = KubeAPI(k8s_client.ApiClient(configuration=cfg), timeout=60)
+        stack.push_async_callback(kube.close)
+        if real:
+            from tests.controlplane.approver import approve_serving_csrs
+
+            approver = asyncio.create_task(approve_serving_csrs(kube, REAL_USER))
+            stack.callback(approver.cancel)
         if setup is not None:
             await setup(kube)
         with (directory / "daemon.log").open("ab") as out:
@@ -245,7 +275,6 @@ async def bench_stack(
                 except TimeoutError:
                     proc.kill()
                     await proc.wait()
-            await kube.close()
 
 
 def table(rows: list[tuple[str, str]], head: tuple[str, str] = ("Measure", "Value")) -> str:

@@ -433,6 +433,17 @@ class ControlPlane:
             with exc:
                 return f"{exc.code}"
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each running component has used so far, by name (bench/burst.py)."""
+        out: dict[str, float] = {}
+        for c in self._components:
+            try:
+                fields = Path(f"/proc/{c.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[c.name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return out
+
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM to every component, newest first (then SIGKILL after ``timeout``)."""
         for c in reversed(self._components):
