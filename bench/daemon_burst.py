@@ -189,7 +189,6 @@ async def bench_stack(
     qps: float = 1000,
     profile: str = "fast",
     runtime: str = "virtual",
-    apiserver_options: dict[str, Any] | None = None,
     worker_nodes: WorkerSpec | None = None,
     real: bool = False,
     extra: dict[str, Any] | None = None,
@@ -218,7 +217,7 @@ async def bench_stack(
             )
         else:
             apiserver = await stack.enter_async_context(
-                SandboxAPIServer(directory=directory / "apiserver", workers=worker_nodes, **(apiserver_options or {}))
+                SandboxAPIServer(directory=directory / "apiserver", workers=worker_nodes)
             )
             kubeconfig = apiserver.user_kubeconfig(
                 directory / "node.kubeconfig", user=f"system:node:{NODE}", groups=["system:nodes", "system:masters"]
