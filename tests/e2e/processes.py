@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -44,6 +45,20 @@ def daemon_env(stack: Stack, tmp_path: Path, **extra: Any) -> dict[str, str]:
 async def start_daemon(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(VK, "run", env=env, stdout=out, stderr=out)
+
+
+async def stop_daemon(proc: asyncio.subprocess.Process) -> None:
+    """A test's clean-up: SIGCONT (a paused process would not act on SIGTERM) and SIGTERM, then SIGKILL if it has
+    not exited within 30 s. Nothing for a process that has exited."""
+    if proc.returncode is not None:
+        return
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        proc.send_signal(sig)
+    try:
+        await asyncio.wait_for(proc.wait(), 30)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 def log_tail(log: Path, *, since: int = 0) -> str:

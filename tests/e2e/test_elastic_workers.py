@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import NODE, Stack, StackFactory, deployment
-from tests.e2e.processes import daemon_env, log_line, start_daemon
+from tests.e2e.conftest import NODE, Stack, StackFactory, deployment, running_ready
+from tests.e2e.processes import daemon_env, log_line, start_daemon, stop_daemon
 from tests.kubectl import Kubectl
 from tests.waiting import eventually
 from vk_provider.elastic.profiles import ANNOTATION_RULE
@@ -111,18 +111,7 @@ async def cluster(
         await kubectl.ok("patch", mwc, "--type=json", "-p", json.dumps(url))
         yield Cluster(stack, kubectl, proc)
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        await stop_daemon(proc)
 
 
 async def test_a_deployment_bursts_past_the_workers_and_scales_in_serverless_first(
@@ -138,7 +127,7 @@ async def test_a_deployment_bursts_past_the_workers_and_scales_in_serverless_fir
         await c.apply(_deployment("web", 20, "500m"), "shop")
         await c.kubectl.ok("rollout", "status", "-n", "shop", "deployment/web", "--timeout=60s", timeout=70)
         pods = (await c.get("pods", "-n", "shop"))["items"]
-        assert len(pods) == 20 and all(_ready(p) for p in pods)
+        assert len(pods) == 20 and all(running_ready(p) for p in pods)
         serverless = sorted(p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == NODE)
         on_workers = sorted(p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] != NODE)
         assert (len(on_workers), len(serverless)) == (8, 12)

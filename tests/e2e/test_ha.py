@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import NODE, REAL, Stack, StackFactory, daemon_flags, running_ready
-from tests.e2e.processes import daemon_env, groups_by_uid, log_line, log_tail, node_ready, start_daemon
+from tests.e2e.processes import daemon_env, groups_by_uid, log_line, log_tail, node_ready, start_daemon, stop_daemon
 from tests.kubectl import Kubectl
 from tests.waiting import eventually
 from vk_provider.app import Daemon
@@ -114,17 +114,8 @@ async def replicas() -> AsyncIterator[list[Replica]]:
     made: list[Replica] = []
     yield made
     for r in made:
-        p = r.proc
-        if p is None or p.returncode is not None:
-            continue
-        with_signal = signal.SIGCONT, signal.SIGTERM
-        for sig in with_signal:
-            p.send_signal(sig)
-        try:
-            await asyncio.wait_for(p.wait(), 30)
-        except TimeoutError:
-            p.kill()
-            await p.wait()
+        if r.proc is not None:
+            await stop_daemon(r.proc)
 
 
 async def holder(stack: Stack) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import NODE, StackFactory, daemon_flags, running_ready
-from tests.e2e.processes import daemon_env, groups_by_uid, node_ready, start_daemon
+from tests.e2e.processes import daemon_env, groups_by_uid, node_ready, start_daemon, stop_daemon
 from tests.waiting import eventually
 from vk_provider.app import Daemon
 from vk_provider.settings import load_settings
@@ -81,13 +81,7 @@ async def test_kill_9_mid_burst_then_restart_gives_one_group_per_pod(make_stack:
         assert groups_by_uid(stack) == live
     finally:
         for p in procs:
-            if p.returncode is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(p.wait(), 30)
-                except TimeoutError:
-                    p.kill()
-                    await p.wait()
+            await stop_daemon(p)
 
 
 def node_ready_message(node: dict[str, Any] | None) -> str | None:
